@@ -1,0 +1,47 @@
+-- CreateTable
+CREATE TABLE "Image" (
+    "label" SERIAL NOT NULL,
+    "id" TEXT NOT NULL,
+    "sha256" TEXT NOT NULL,
+    "status" TEXT NOT NULL DEFAULT 'READY',
+    "mimeType" TEXT NOT NULL,
+    "format" TEXT NOT NULL,
+    "width" INTEGER NOT NULL,
+    "height" INTEGER NOT NULL,
+    "byteSize" INTEGER NOT NULL,
+    "caption" TEXT,
+    "captionModelId" TEXT,
+    "altText" TEXT,
+    "altTextMatch" DOUBLE PRECISION,
+    "metadata" TEXT,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updatedAt" TIMESTAMP(3) NOT NULL,
+
+    CONSTRAINT "Image_pkey" PRIMARY KEY ("label")
+);
+
+-- CreateTable
+CREATE TABLE "ImageEmbedding" (
+    "imageLabel" INTEGER NOT NULL,
+    "modelId" TEXT NOT NULL,
+    "dim" INTEGER NOT NULL,
+    "vector" BYTEA NOT NULL,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+
+    CONSTRAINT "ImageEmbedding_pkey" PRIMARY KEY ("imageLabel","modelId")
+);
+
+-- CreateIndex
+CREATE UNIQUE INDEX "Image_id_key" ON "Image"("id");
+
+-- CreateIndex
+CREATE UNIQUE INDEX "Image_sha256_key" ON "Image"("sha256");
+
+-- CreateIndex
+CREATE INDEX "Image_status_label_idx" ON "Image"("status", "label");
+
+-- CreateIndex
+CREATE INDEX "ImageEmbedding_modelId_idx" ON "ImageEmbedding"("modelId");
+
+-- AddForeignKey
+ALTER TABLE "ImageEmbedding" ADD CONSTRAINT "ImageEmbedding_imageLabel_fkey" FOREIGN KEY ("imageLabel") REFERENCES "Image"("label") ON DELETE CASCADE ON UPDATE CASCADE;

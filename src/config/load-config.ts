@@ -1,0 +1,155 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
+
+/** Every variable the service reads, with its default. Documented in the README table. */
+const envSchema = z.object({
+  PORT: int(0, 65535).default(4000),
+  HOST: z.string().min(1).optional(),
+  DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^(file:|postgres:\/\/|postgresql:\/\/)/, 'must start with file:, postgres:// or postgresql://')
+    .optional(),
+  MODEL_DIR: z.string().min(1).default('models/blip-scenes'),
+  SEED_SAMPLES: bool.default(true),
+  SAMPLES_DIR: z.string().min(1).default('samples'),
+  WEB_DIR: z.string().min(1).default('web/dist'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  CORS_ORIGIN: z.string().min(1).default('*'),
+  MAX_UPLOAD_BYTES: int(1024, 1024 ** 3).default(20 * 1024 * 1024),
+  MAX_IMAGE_PIXELS: int(1, 1e9).default(50_000_000),
+  MAX_TEXT_CHARS: int(1, 100_000).default(500),
+  MAX_PAGE_SIZE: int(1, 1000).default(100),
+  SEARCH_CANDIDATES: int(1, 10_000).default(50),
+  MAX_SEARCH_CANDIDATES: int(1, 10_000).default(500),
+  ITM_BATCH_SIZE: int(1, 1024).default(16),
+  ITM_CACHE_MB: int(0, 1_000_000).default(256),
+  MIN_ALT_TEXT_MATCH: num(0, 1).default(0.5),
+  MAX_QUERY_DEPTH: int(1, 100).default(8),
+  MAX_QUERY_COMPLEXITY: int(10, 1_000_000).default(2000),
+  HNSW_M: int(2, 128).default(16),
+  HNSW_EF_CONSTRUCTION: int(10, 2000).default(200),
+  HNSW_EF_SEARCH: int(10, 5000).default(100),
+  HNSW_INITIAL_CAPACITY: int(16, 100_000_000).default(1024),
+  INDEX_SAVE_DELAY_MS: int(0, 3_600_000).default(2000),
+  INDEX_COMPACT_RATIO: num(0.01, 1).default(0.2),
+  THUMBNAIL_SIZE: int(16, 2048).default(256),
+});
+
+export type DatabaseConfig =
+  | { provider: 'sqlite'; url: string; filePath: string }
+  | { provider: 'postgresql'; url: string; schema: string | undefined };
+
+export interface AppConfig {
+  http: { port: number; host: string | undefined; corsOrigin: string; webDir: string };
+  dataDir: string;
+  db: DatabaseConfig;
+  models: { modelDir: string; maxImagePixels: number };
+  seed: { enabled: boolean; samplesDir: string };
+  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  limits: {
+    maxUploadBytes: number;
+    maxTextChars: number;
+    maxPageSize: number;
+    maxQueryDepth: number;
+    maxQueryComplexity: number;
+  };
+  search: {
+    defaultCandidates: number;
+    maxCandidates: number;
+    itmBatchSize: number;
+    itmCacheBytes: number;
+    minAltTextMatch: number;
+  };
+  index: {
+    m: number;
+    efConstruction: number;
+    efSearch: number;
+    initialCapacity: number;
+    saveDelayMs: number;
+    compactRatio: number;
+  };
+  thumbnailSize: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly issues: string[]) {
+    super(`Invalid configuration:\n${issues.map((i) => `  - ${i}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    Object.values(value).forEach(deepFreeze);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+function databaseConfig(url: string | undefined, dataDir: string): DatabaseConfig {
+  if (url?.startsWith('postgres')) {
+    return { provider: 'postgresql', url, schema: new URL(url).searchParams.get('schema') ?? undefined };
+  }
+  const filePath = url ? path.resolve(url.slice('file:'.length)) : path.join(dataDir, 'blip-search.db');
+  return { provider: 'sqlite', url: `file:${filePath}`, filePath };
+}
+
+/**
+ * Reads the environment once, validates all of it and lists every problem at once (immich's
+ * getEnv). Empty strings count as unset, as in most .env tooling. The result is deeply frozen and
+ * passed down by value; nothing else reads process.env.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(present[String(i.path[0])] ?? null)})`),
+    );
+  }
+  const e = parsed.data;
+  const issues: string[] = [];
+  if (e.SEARCH_CANDIDATES > e.MAX_SEARCH_CANDIDATES) {
+    issues.push(`SEARCH_CANDIDATES: must not exceed MAX_SEARCH_CANDIDATES (${e.MAX_SEARCH_CANDIDATES})`);
+  }
+  if (issues.length) throw new ConfigError(issues);
+  const dataDir = path.resolve(e.DATA_DIR);
+  return deepFreeze({
+    http: { port: e.PORT, host: e.HOST, corsOrigin: e.CORS_ORIGIN, webDir: path.resolve(e.WEB_DIR) },
+    dataDir,
+    db: databaseConfig(e.DATABASE_URL, dataDir),
+    models: { modelDir: path.resolve(e.MODEL_DIR), maxImagePixels: e.MAX_IMAGE_PIXELS },
+    seed: { enabled: e.SEED_SAMPLES, samplesDir: path.resolve(e.SAMPLES_DIR) },
+    logLevel: e.LOG_LEVEL,
+    limits: {
+      maxUploadBytes: e.MAX_UPLOAD_BYTES,
+      maxTextChars: e.MAX_TEXT_CHARS,
+      maxPageSize: e.MAX_PAGE_SIZE,
+      maxQueryDepth: e.MAX_QUERY_DEPTH,
+      maxQueryComplexity: e.MAX_QUERY_COMPLEXITY,
+    },
+    search: {
+      defaultCandidates: e.SEARCH_CANDIDATES,
+      maxCandidates: e.MAX_SEARCH_CANDIDATES,
+      itmBatchSize: e.ITM_BATCH_SIZE,
+      itmCacheBytes: e.ITM_CACHE_MB * 1024 * 1024,
+      minAltTextMatch: e.MIN_ALT_TEXT_MATCH,
+    },
+    index: {
+      m: e.HNSW_M,
+      efConstruction: e.HNSW_EF_CONSTRUCTION,
+      efSearch: e.HNSW_EF_SEARCH,
+      initialCapacity: e.HNSW_INITIAL_CAPACITY,
+      saveDelayMs: e.INDEX_SAVE_DELAY_MS,
+      compactRatio: e.INDEX_COMPACT_RATIO,
+    },
+    thumbnailSize: e.THUMBNAIL_SIZE,
+  });
+}
