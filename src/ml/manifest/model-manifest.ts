@@ -1,0 +1,139 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { ModelFormatError } from '../errors.js';
+
+const dimSchema = z.union([z.number().int().nonnegative(), z.string().min(1)]);
+const dtypeSchema = z.enum(['float32', 'int64']);
+
+const ioSchema = z.object({
+  name: z.string().min(1),
+  dtype: dtypeSchema,
+  shape: z.array(dimSchema),
+});
+
+const graphSchema = z.object({
+  file: z.string().min(1),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/i).optional(),
+  bytes: z.number().int().positive().optional(),
+  inputs: z.array(ioSchema).min(1),
+  outputs: z.array(ioSchema).min(1),
+});
+
+const generationSchema = z.object({
+  maxLength: z.number().int().positive(),
+  minLength: z.number().int().nonnegative().default(0),
+  numBeams: z.number().int().positive().default(1),
+  repetitionPenalty: z.number().positive().default(1),
+  prompt: z.string().default(''),
+});
+
+const manifestSchema = z.object({
+  format: z.literal('blip-search-model'),
+  formatVersion: z.literal(1),
+  name: z.string().min(1),
+  modelId: z.string().min(1),
+  source: z.string().optional(),
+  image: z.object({
+    size: z.number().int().positive(),
+    mean: z.tuple([z.number(), z.number(), z.number()]),
+    std: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]),
+    rescaleFactor: z.number().positive().default(1 / 255),
+    resample: z.literal('bicubic').default('bicubic'),
+    alpha: z.literal('drop').default('drop'),
+  }),
+  text: z.object({
+    tokenizer: z.string().min(1),
+    maxLength: z.number().int().min(2),
+    vocabSize: z.number().int().positive(),
+    doLowerCase: z.boolean().default(true),
+    specialTokens: z.object({
+      pad: z.number().int(),
+      unk: z.number().int(),
+      cls: z.number().int(),
+      sep: z.number().int(),
+      mask: z.number().int().optional(),
+      dec: z.number().int(),
+      enc: z.number().int(),
+    }),
+    itmFirstToken: z.enum(['cls', 'enc']).default('cls'),
+    vqaFirstToken: z.enum(['cls', 'enc']).default('cls'),
+  }),
+  dims: z.object({
+    embed: z.number().int().positive(),
+    visionHidden: z.number().int().positive(),
+    imageTokens: z.number().int().positive(),
+    textHidden: z.number().int().positive(),
+    decoderLayers: z.number().int().positive(),
+    decoderHeads: z.number().int().positive(),
+    decoderHeadDim: z.number().int().positive(),
+  }).loose(),
+  generation: z.object({
+    caption: generationSchema,
+    vqa: generationSchema,
+  }),
+  graphs: z.record(z.string(), graphSchema),
+  tasks: z.object({
+    retrieval: z.object({ vision: z.string(), textFeature: z.string(), itm: z.string() }),
+    caption: z.object({ vision: z.string(), crossKv: z.string(), decoder: z.string() }),
+    vqa: z.object({
+      vision: z.string(),
+      questionEncoder: z.string(),
+      crossKv: z.string(),
+      decoder: z.string(),
+    }),
+  }),
+}).loose();
+
+/** A model folder's manifest.json (docs/model-format.md, format version 1), validated. */
+export type ModelManifest = z.infer<typeof manifestSchema>;
+/** One graph entry of the manifest: file, hash, declared inputs and outputs. */
+export type GraphSpec = z.infer<typeof graphSchema>;
+/** One declared input or output: name, dtype, shape (numbers fixed, strings dynamic). */
+export type IoSpec = z.infer<typeof ioSchema>;
+/** Generation defaults of one task (caption or vqa). */
+export type GenerationDefaults = z.infer<typeof generationSchema>;
+
+/**
+ * Validates a parsed manifest: the schema, then that every graph a task names exists.
+ * @throws ModelFormatError listing every problem found.
+ */
+export function parseModelManifest(json: unknown, where = 'manifest.json'): ModelManifest {
+  const parsed = manifestSchema.safeParse(json);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ModelFormatError(`${where} is invalid:\n  ${problems.join('\n  ')}`);
+  }
+  const m = parsed.data;
+  const known = Object.keys(m.graphs);
+  const missing: string[] = [];
+  for (const [task, graphs] of Object.entries(m.tasks)) {
+    for (const [role, graph] of Object.entries(graphs)) {
+      if (!(graph in m.graphs)) missing.push(`tasks.${task}.${role} = "${graph}"`);
+    }
+  }
+  if (missing.length > 0) {
+    throw new ModelFormatError(
+      `${where} names graphs it does not define: ${missing.join(', ')}; defined graphs: ${known.join(', ')}`,
+    );
+  }
+  return m;
+}
+
+/** Reads and validates `<modelDir>/manifest.json`. */
+export async function loadModelManifest(modelDir: string): Promise<ModelManifest> {
+  const file = path.join(modelDir, 'manifest.json');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (cause) {
+    throw new ModelFormatError(`cannot read ${file}`, { cause });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new ModelFormatError(`${file} is not valid JSON`, { cause });
+  }
+  return parseModelManifest(json, file);
+}

@@ -1,0 +1,102 @@
+import { Worker } from 'node:worker_threads';
+import { EngineClosedError, InferenceError, InvalidFeedsError, MlError, ModelFormatError } from '../errors.js';
+import type { GenerateJob, InferenceJob, JobExecutor, RunJob } from './inference-job.js';
+import type { TensorMap } from './tensor.js';
+import type { JobMessage, ReplyMessage, WireError, WorkerInit } from './worker-protocol.js';
+
+function fromWire(e: WireError): Error {
+  switch (e.code) {
+    case 'MODEL_FORMAT':
+      return new ModelFormatError(e.message);
+    case 'INVALID_FEEDS':
+      return new InvalidFeedsError(e.message);
+    case 'INFERENCE_FAILED':
+      return new InferenceError(e.message);
+    default:
+      return e.code ? new MlError(e.code, e.message) : new InferenceError(`${e.name}: ${e.message}`);
+  }
+}
+
+/** The worker entry next to this file: .ts under tsx/vitest, .js once compiled. */
+function workerUrl(): { url: URL; execArgv: string[] } {
+  const self = new URL(import.meta.url);
+  const ts = self.pathname.endsWith('.ts');
+  const url = new URL(`./inference-worker.${ts ? 'ts' : 'js'}`, self);
+  // TypeScript sources need the tsx loader inside the worker too
+  return { url, execArgv: ts ? ['--import', 'tsx'] : [] };
+}
+
+/**
+ * A {@link JobExecutor} backed by one worker thread running an {@link InferenceHost}. Inference
+ * runs there, so the main event loop only copies tensors in and out.
+ */
+export class WorkerExecutor implements JobExecutor {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (r: TensorMap | number[]) => void; reject: (e: Error) => void }>();
+  private closed = false;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (msg: ReplyMessage) => {
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.ok) p.resolve(msg.result);
+      else p.reject(fromWire(msg.error));
+    });
+    const failAll = (err: Error): void => {
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    };
+    worker.on('error', (err) => failAll(new InferenceError(`inference worker crashed: ${err.message}`, { cause: err })));
+    worker.on('exit', (code) => {
+      if (!this.closed) failAll(new InferenceError(`inference worker exited with code ${code}`));
+    });
+  }
+
+  /** Starts a worker and waits until its sessions are loaded and warmed up. */
+  static async start(init: WorkerInit): Promise<WorkerExecutor> {
+    const { url, execArgv } = workerUrl();
+    const worker = new Worker(url, { workerData: init, execArgv });
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (msg: ReplyMessage): void => {
+        if (msg.id !== 0) return;
+        worker.off('message', onMessage);
+        if (msg.ok) resolve();
+        else {
+          void worker.terminate();
+          reject(fromWire(msg.error));
+        }
+      };
+      worker.on('message', onMessage);
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new InferenceError(`inference worker exited with code ${code} while starting`)));
+    });
+    worker.removeAllListeners('error');
+    worker.removeAllListeners('exit');
+    return new WorkerExecutor(worker);
+  }
+
+  execute(job: RunJob): Promise<TensorMap>;
+  execute(job: GenerateJob): Promise<number[]>;
+  execute(job: InferenceJob): Promise<TensorMap | number[]>;
+  execute(job: InferenceJob): Promise<TensorMap | number[]> {
+    if (this.closed) return Promise.reject(new EngineClosedError());
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, job } satisfies JobMessage);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const p of this.pending.values()) p.reject(new EngineClosedError());
+    this.pending.clear();
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    this.worker.postMessage('close');
+    const timer = setTimeout(() => void this.worker.terminate(), 2000);
+    await exited;
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,29 @@
+import type { ModelManifest } from '../manifest/model-manifest.js';
+import type { InferenceJob } from './inference-job.js';
+import type { TensorMap } from './tensor.js';
+import type { InferenceHostOptions } from './inference-host.js';
+
+/** `workerData` of an inference worker. */
+export interface WorkerInit {
+  modelDir: string;
+  manifest: ModelManifest;
+  options: InferenceHostOptions;
+}
+
+/** Main -> worker. */
+export interface JobMessage {
+  id: number;
+  job: InferenceJob;
+}
+
+/** A serialisable error: class name, code and message survive the thread boundary. */
+export interface WireError {
+  name: string;
+  code?: string;
+  message: string;
+}
+
+/** Worker -> main. `id` 0 announces readiness (or a failed start). */
+export type ReplyMessage =
+  | { id: number; ok: true; result: TensorMap | number[] }
+  | { id: number; ok: false; error: WireError };
