@@ -1,0 +1,206 @@
+"""Export BLIP (our PyTorch reference, HF layout) to a model folder: ONNX graphs + tokenizer.json +
+manifest.json, as docs/model-format.md specifies."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .model import (BlipConfig, BlipForConditionalGeneration, BlipForImageTextRetrieval,
+                    BlipForQuestionAnswering, BlipVisionModel)
+
+OPSET = 14
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+class VisionGraph(nn.Module):
+    def __init__(self, vision: BlipVisionModel, proj: nn.Linear | None):
+        super().__init__()
+        self.vision, self.proj = vision, proj
+
+    def forward(self, pixel_values):
+        image_embeds = self.vision(pixel_values)
+        if self.proj is None:
+            return image_embeds
+        return image_embeds, F.normalize(self.proj(image_embeds[:, 0, :]), dim=-1)
+
+
+class TextFeatureGraph(nn.Module):
+    def __init__(self, m: BlipForImageTextRetrieval):
+        super().__init__()
+        self.m = m
+
+    def forward(self, input_ids, attention_mask):
+        return self.m.text_feat(input_ids, attention_mask)
+
+
+class ItmGraph(nn.Module):
+    def __init__(self, m: BlipForImageTextRetrieval):
+        super().__init__()
+        self.m = m
+
+    def forward(self, input_ids, attention_mask, image_embeds):
+        return self.m.itm_logits(input_ids, attention_mask, image_embeds)
+
+
+class QuestionEncoderGraph(nn.Module):
+    def __init__(self, m: BlipForQuestionAnswering):
+        super().__init__()
+        self.m = m
+
+    def forward(self, input_ids, attention_mask, image_embeds):
+        return self.m.question_states(input_ids, attention_mask, image_embeds)
+
+
+class CrossKvGraph(nn.Module):
+    def __init__(self, decoder):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, encoder_hidden_states):
+        return self.decoder.bert.cross_kv(encoder_hidden_states)
+
+
+class DecoderGraph(nn.Module):
+    def __init__(self, decoder):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, input_ids, attention_mask, past_kv, cross_kv, encoder_attention_mask):
+        return self.decoder(input_ids, attention_mask, encoder_attention_mask=encoder_attention_mask,
+                            past_kv=past_kv, cross_kv=cross_kv, return_present=True)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _io(name, dtype, shape):
+    return {"name": name, "dtype": dtype, "shape": shape}
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs: list, outputs: list) -> None:
+    dynamic = {}
+    for spec in inputs + outputs:
+        axes = {i: d for i, d in enumerate(spec["shape"]) if isinstance(d, str)}
+        if axes:
+            dynamic[spec["name"]] = axes
+    module.eval()
+    with torch.no_grad():
+        torch.onnx.export(module, args, str(path), input_names=[s["name"] for s in inputs],
+                          output_names=[s["name"] for s in outputs], dynamic_axes=dynamic,
+                          opset_version=OPSET, do_constant_folding=True)
+
+
+def export_folder(out: str | Path, *, name: str, config: BlipConfig, retrieval: BlipForImageTextRetrieval,
+                  caption: BlipForConditionalGeneration, vqa: BlipForQuestionAnswering, tokenizer: dict,
+                  source: str, text_max_length: int = 35, generation: dict | None = None,
+                  extra: dict | None = None) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    v, t = config.vision, config.text
+    S, N, Dv, Dt, E = v.image_size, v.num_positions, v.hidden_size, t.hidden_size, config.image_text_hidden_size
+    L, H, Dh, V = t.num_hidden_layers, t.num_attention_heads, t.hidden_size // t.num_attention_heads, t.vocab_size
+    for m in (retrieval, caption, vqa):
+        m.eval()
+
+    graphs: dict[str, dict] = {}
+    ids = torch.tensor([[2, 7, 9, 3], [2, 8, 3, 0]], dtype=torch.long).clamp(max=V - 1)
+    mask = (ids != 0).long()
+    pix = torch.randn(2, 3, S, S)
+
+    def add(gname, module, args, inputs, outputs):
+        f = out / f"{gname}.onnx"
+        _export(module, args, f, inputs, outputs)
+        graphs[gname] = {"file": f.name, "inputs": inputs, "outputs": outputs}
+
+    # Vision encoders: one per distinct module (the bundled model shares one among all tasks).
+    vision_names: dict[int, str] = {}
+    shared = caption.vision_model is retrieval.vision_model and vqa.vision_model is retrieval.vision_model
+    for task, m in (("retrieval", retrieval), ("caption", caption), ("vqa", vqa)):
+        if id(m.vision_model) in vision_names:
+            continue
+        gname = "vision_encoder" if shared else f"vision_encoder_{task}"
+        proj = retrieval.vision_proj if m.vision_model is retrieval.vision_model else None
+        outputs = [_io("image_embeds", "float32", ["batch", N, Dv])]
+        if proj is not None:
+            outputs.append(_io("image_feat", "float32", ["batch", E]))
+        add(gname, VisionGraph(m.vision_model, proj), (pix,),
+            [_io("pixel_values", "float32", ["batch", 3, S, S])], outputs)
+        vision_names[id(m.vision_model)] = gname
+
+    text_in = [_io("input_ids", "int64", ["batch", "seq"]), _io("attention_mask", "int64", ["batch", "seq"])]
+    add("text_feature", TextFeatureGraph(retrieval), (ids, mask), text_in, [_io("text_feat", "float32", ["batch", E])])
+    emb = torch.randn(2, N, Dv)
+    add("itm", ItmGraph(retrieval), (ids, mask, emb), text_in + [_io("image_embeds", "float32", ["batch", N, Dv])],
+        [_io("itm_logits", "float32", ["batch", 2])])
+    add("vqa_question_encoder", QuestionEncoderGraph(vqa), (ids, mask, emb),
+        text_in + [_io("image_embeds", "float32", ["batch", N, Dv])],
+        [_io("question_states", "float32", ["batch", "seq", Dt])])
+
+    for prefix, m, enc_dim in (("caption", caption, Dv), ("vqa", vqa, Dt)):
+        enc = torch.randn(2, 5, enc_dim)
+        add(f"{prefix}_cross_kv", CrossKvGraph(m.text_decoder), (enc,),
+            [_io("encoder_hidden_states", "float32", ["batch", "enc_seq", enc_dim])],
+            [_io("cross_kv", "float32", [L, 2, "batch", H, "enc_seq", Dh])])
+        past = torch.randn(L, 2, 2, H, 3, Dh)
+        cross = torch.randn(L, 2, 2, H, 5, Dh)
+        dec_ids = torch.tensor([[5, 6], [7, 8]], dtype=torch.long).clamp(max=V - 1)
+        add(f"{prefix}_decoder", DecoderGraph(m.text_decoder),
+            (dec_ids, torch.ones(2, 5, dtype=torch.long), past, cross, torch.ones(2, 5, dtype=torch.long)),
+            [_io("input_ids", "int64", ["batch", "new"]), _io("attention_mask", "int64", ["batch", "past_plus_new"]),
+             _io("past_kv", "float32", [L, 2, "batch", H, "past", Dh]),
+             _io("cross_kv", "float32", [L, 2, "batch", H, "enc_seq", Dh]),
+             _io("encoder_attention_mask", "int64", ["batch", "enc_seq"])],
+            [_io("logits", "float32", ["batch", "new", V]),
+             _io("present_kv", "float32", [L, 2, "batch", H, "past_plus_new", Dh])])
+
+    for g in graphs.values():
+        p = out / g["file"]
+        g["sha256"] = _sha256(p)
+        g["bytes"] = p.stat().st_size
+    (out / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False))
+    vocab = tokenizer["model"]["vocab"]
+    added = {a["content"]: a["id"] for a in tokenizer["added_tokens"]}
+    special = {"pad": vocab["[PAD]"], "unk": vocab["[UNK]"], "cls": vocab["[CLS]"], "sep": vocab["[SEP]"],
+               "mask": vocab["[MASK]"], "dec": added["[DEC]"], "enc": added["[ENC]"]}
+    digest = hashlib.sha256("".join(g["sha256"] for _, g in sorted(graphs.items())).encode()).hexdigest()[:8]
+    manifest = {
+        "format": "blip-search-model",
+        "formatVersion": 1,
+        "name": name,
+        "modelId": f"{name}@{digest}",
+        "source": source,
+        "image": {"size": S, "mean": CLIP_MEAN, "std": CLIP_STD, "rescaleFactor": 1 / 255,
+                  "resample": "bicubic", "alpha": "drop"},
+        "text": {"tokenizer": "tokenizer.json", "maxLength": text_max_length, "vocabSize": V, "doLowerCase": True,
+                 "specialTokens": special, "itmFirstToken": "cls", "vqaFirstToken": "cls"},
+        "dims": {"embed": E, "visionHidden": Dv, "imageTokens": N, "textHidden": Dt,
+                 "decoderLayers": L, "decoderHeads": H, "decoderHeadDim": Dh},
+        "generation": generation or {
+            "caption": {"maxLength": 30, "minLength": 5, "numBeams": 3, "repetitionPenalty": 1.0, "prompt": ""},
+            "vqa": {"maxLength": 10, "minLength": 1, "numBeams": 1}},
+        "config": config.to_dict(),
+        "graphs": graphs,
+        "tasks": {
+            "retrieval": {"vision": vision_names[id(retrieval.vision_model)], "textFeature": "text_feature", "itm": "itm"},
+            "caption": {"vision": vision_names[id(caption.vision_model)], "crossKv": "caption_cross_kv",
+                        "decoder": "caption_decoder"},
+            "vqa": {"vision": vision_names[id(vqa.vision_model)], "questionEncoder": "vqa_question_encoder",
+                    "crossKv": "vqa_cross_kv", "decoder": "vqa_decoder"},
+        },
+    }
+    if extra:
+        manifest.update(extra)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

@@ -1,0 +1,255 @@
+"""Train the bundled model on synthetic scenes with BLIP's objectives:
+ITC (contrastive; targets from the scene grammar, so partial queries that hold for several images
+in a batch are all positives), ITM with hard negatives mined from ITC similarity (plus
+one-attribute perturbations of the true description), captioning LM, and VQA (question encoder
+with cross-attention to the image, answer decoder).
+
+    /usr/bin/python3 -m tools.train --minutes 55 --out tools/checkpoints/blip-scenes.pt
+
+Then `python3 -m tools.export_scenes` writes models/blip-scenes/.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from tools.blip import scenes
+from tools.blip.bundle import BlipBundle, scenes_config
+from tools.blip.export import CLIP_MEAN, CLIP_STD
+from tools.blip.tokenizer import WordPieceTokenizer, scenes_vocab, tokenizer_json
+
+MEAN = np.array(CLIP_MEAN, dtype=np.float32)
+STD = np.array(CLIP_STD, dtype=np.float32)
+
+
+def make_tokenizer() -> tuple[WordPieceTokenizer, dict]:
+    tj = tokenizer_json(scenes_vocab(scenes.WORDS))
+    added = {a["content"]: a["id"] for a in tj["added_tokens"]}
+    return WordPieceTokenizer(tj["model"]["vocab"], added), tj
+
+
+def to_pixels(img: Image.Image, size: int) -> np.ndarray:
+    img = img.convert("RGB").resize((size, size), resample=Image.BICUBIC)
+    a = (np.asarray(img, dtype=np.float32) / 255.0 - MEAN) / STD
+    return a.transpose(2, 0, 1)
+
+
+def caption_query(scene: scenes.Scene) -> dict:
+    return {"objects": [{"size": o.size, "color": o.color, "shape": o.shape} for o in scene.objects],
+            "counts": [{"n": len(scene.objects)}], "background": scene.background}
+
+
+# Token id range of the whole-word scene vocabulary (after specials and punctuation).
+WORD_RANGE = (0, 0)
+
+PREFIXES = ["", "", "", "", "a picture of ", "an image of ", "a photo of "]
+
+
+def retrieval_text(scene: scenes.Scene, rng: random.Random) -> tuple[str, dict]:
+    r = rng.random()
+    if r < 0.15:
+        return scenes.caption(scene), caption_query(scene)
+    if r < 0.3:
+        return scenes.caption_paraphrase(scene, rng), caption_query(scene)
+    q = scenes.sample_query(scene, rng)
+    return rng.choice(PREFIXES) + scenes.query_text(q, rng), q
+
+
+def perturb(query: dict, scene: scenes.Scene, rng: random.Random) -> tuple[str, dict] | None:
+    """Change one attribute so that the description no longer holds (a very hard ITM negative)."""
+    for _ in range(10):
+        q = copy.deepcopy(query)
+        choices = []
+        if q.get("objects"):
+            choices += ["obj"] * 3
+        if q.get("counts"):
+            choices.append("count")
+        choices.append("bg")
+        kind = rng.choice(choices)
+        if kind == "obj":
+            spec = rng.choice(q["objects"])
+            keys = [k for k in ("color", "shape", "size", "hpos") if spec.get(k)] or ["color"]
+            k = rng.choice(keys)
+            pool = {"color": list(scenes.COLORS), "shape": scenes.SHAPES, "size": list(scenes.SIZES),
+                    "hpos": ["left", "right"]}[k]
+            spec[k] = rng.choice([v for v in pool if v != spec.get(k)])
+        elif kind == "count":
+            c = rng.choice(q["counts"])
+            c["n"] = rng.choice([n for n in (1, 2, 3) if n != c["n"]])
+        else:
+            q["background"] = rng.choice([b for b in scenes.BACKGROUNDS if b != scene.background])
+        if not scenes.satisfies(scene, q):
+            return scenes.query_text(q, rng), q
+    return None
+
+
+def pad(seqs: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    n = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+    return ids, (ids != pad_id).long()
+
+
+def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int):
+    sc = [scenes.sample_scene(rng, train=True) for _ in range(bsz)]
+    pix = torch.from_numpy(np.stack([to_pixels(scenes.render_augmented(s, rng), size) for s in sc]))
+    texts, queries = zip(*[retrieval_text(s, rng) for s in sc])
+    match = torch.tensor([[float(scenes.satisfies(s, q)) for q in queries] for s in sc])  # [img, txt]
+    perturbed = [perturb(q, s, rng) for q, s in zip(queries, sc)]
+    caps = [[dec] + tok.encode(scenes.caption(s), max_len)[1:] for s in sc]
+    qa = []
+    for s in sc:
+        items = scenes.questions(s, rng)
+        qtype = rng.choice(sorted({t for t, _, _ in items}))
+        qa.append(rng.choice([x for x in items if x[0] == qtype]))
+    return {
+        "scenes": sc, "pixels": pix, "match": match,
+        "text": pad([tok.encode(t, max_len) for t in texts]),
+        "perturbed": [None if p is None else tok.encode(p[0], max_len) for p in perturbed],
+        "caption": pad(caps),
+        "question": pad([tok.encode(q, max_len) for _, q, _ in qa]),
+        "answer": pad([[dec] + tok.encode(a, max_len)[1:] for _, _, a in qa]),
+    }
+
+
+def lm_loss(decoder, ids, mask, enc, enc_mask, smoothing=0.1, noise=0.0, word_ids=None):
+    inp = ids[:, :-1]
+    if noise > 0:
+        # Replace some teacher-forced input words with random scene words: the decoder must read
+        # attributes from the image, not from the words before them (held-out combinations such as
+        # "purple triangle" never follow each other in training captions).
+        flip = (torch.rand(inp.shape) < noise) & (inp >= word_ids[0]) & (inp <= word_ids[1])
+        inp = torch.where(flip, torch.randint(word_ids[0], word_ids[1] + 1, inp.shape), inp)
+    logits = decoder(inp, mask[:, :-1], enc, enc_mask)
+    target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100,
+                           label_smoothing=smoothing)
+
+
+def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random):
+    r = model.retrieval
+    emb = r.vision_model(batch["pixels"])  # shared vision encoder
+    B = emb.shape[0]
+    ids, mask = batch["text"]
+    img_feat = r.image_feat(emb)
+    txt_feat = r.text_feat(ids, mask)
+    sim = img_feat @ txt_feat.t() / temp
+    M = batch["match"]
+    i2t = -(F.log_softmax(sim, 1) * (M / M.sum(1, keepdim=True))).sum(1).mean()
+    t2i = -(F.log_softmax(sim.t(), 1) * (M.t() / M.t().sum(1, keepdim=True))).sum(1).mean()
+    itc = (i2t + t2i) / 2
+
+    # ITM: positives, one negative image per text and one negative text per image (hard: sampled
+    # by ITC similarity among true non-matches, or a one-attribute perturbation of the true text)
+    with torch.no_grad():
+        w = torch.softmax(sim.detach().float(), dim=1).masked_fill(M > 0, 0) + 1e-9 * (M == 0)
+    neg_img, neg_txt_ids = [], []
+    for j in range(B):  # negative image for text j
+        col = w[:, j].masked_fill(M[:, j] > 0, 0)
+        neg_img.append(int(torch.multinomial(col, 1)) if col.sum() > 0 else None)
+    for i in range(B):
+        p = batch["perturbed"][i]
+        row = w[i].masked_fill(M[i] > 0, 0)
+        if p is not None and (rng.random() < 0.5 or row.sum() <= 0):
+            neg_txt_ids.append(p)
+        elif row.sum() > 0:
+            j = int(torch.multinomial(row, 1))
+            neg_txt_ids.append(ids[j][mask[j] > 0].tolist())
+        else:
+            neg_txt_ids.append(None)
+    t_idx = [j for j in range(B) if neg_img[j] is not None]
+    i_idx = [i for i in range(B) if neg_txt_ids[i] is not None]
+    pos_ids, pos_mask = ids, mask
+    nt_ids, nt_mask = pad([neg_txt_ids[i] for i in i_idx])
+    all_emb = torch.cat([emb, emb[[neg_img[j] for j in t_idx]], emb[i_idx]])
+    L = max(pos_ids.shape[1], nt_ids.shape[1])
+    padto = lambda x: F.pad(x, (0, L - x.shape[1]))
+    all_ids = torch.cat([padto(pos_ids), padto(ids[t_idx]), padto(nt_ids)])
+    all_mask = torch.cat([padto(pos_mask), padto(mask[t_idx]), padto(nt_mask)])
+    labels = torch.cat([torch.ones(B), torch.zeros(len(t_idx) + len(i_idx))]).long()
+    itm = F.cross_entropy(r.itm_logits(all_ids, all_mask, all_emb), labels)
+
+    ones = torch.ones(B, emb.shape[1], dtype=torch.long)
+    cap_ids, cap_mask = batch["caption"]
+    lm = lm_loss(model.caption.text_decoder, cap_ids, cap_mask, emb, ones, noise=0.15, word_ids=WORD_RANGE)
+
+    q_ids, q_mask = batch["question"]
+    states = model.vqa.question_states(q_ids, q_mask, emb)
+    a_ids, a_mask = batch["answer"]
+    vqa = lm_loss(model.vqa.text_decoder, a_ids, a_mask, states, q_mask, smoothing=0.0)
+    return itc, itm, lm, vqa
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=55)
+    ap.add_argument("--batch", type=int, default=48)
+    ap.add_argument("--lr", type=float, default=6e-4)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="tools/checkpoints/blip-scenes.pt")
+    ap.add_argument("--resume", default=None)
+    ap.add_argument("--log-every", type=int, default=25)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    tok, _ = make_tokenizer()
+    V = len(tok.vocab) + 2
+    global WORD_RANGE
+    ws = [tok.vocab[w] for w in scenes.WORDS]
+    WORD_RANGE = (min(ws), max(ws))
+    cfg = scenes_config(V, tok.sep, tok.added["[DEC]"])
+    model = BlipBundle(cfg)
+    if args.resume:
+        model.load_state_dict(torch.load(args.resume)["model"])
+    temp = torch.nn.Parameter(torch.tensor(0.07))
+    params = list(model.parameters()) + [temp]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.02)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"params {n_params/1e6:.2f}M  vocab {V}  batch {args.batch}", flush=True)
+    budget = args.minutes * 60
+    t0 = time.time()
+    step, warm = 0, 150
+    ema = None
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        elapsed = time.time() - t0
+        if elapsed > budget:
+            break
+        frac = elapsed / budget
+        lr = args.lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = make_batch(rng, tok, cfg.vision.image_size, args.batch, 35, tok.added["[DEC]"])
+        model.train()
+        itc, itm, lm, vqa = step_losses(model, batch, temp.clamp(0.001, 0.5), rng)
+        loss = itc + itm + lm + vqa
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        vals = [float(x) for x in (itc, itm, lm, vqa)]
+        ema = vals if ema is None else [0.95 * e + 0.05 * v for e, v in zip(ema, vals)]
+        step += 1
+        if step % args.log_every == 0:
+            print(f"step {step} t={elapsed/60:.1f}m lr={lr:.2e} itc={ema[0]:.3f} itm={ema[1]:.3f} "
+                  f"lm={ema[2]:.3f} vqa={ema[3]:.3f} temp={float(temp):.3f}", flush=True)
+        if step % 200 == 0:
+            torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "step": step}, args.out)
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "step": step}, args.out)
+    print(f"done: {step} steps in {(time.time()-t0)/60:.1f} min -> {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
