@@ -1,4 +1,4 @@
-import sharp from 'sharp';
+import sharp, { type Metadata } from 'sharp';
 import type { ImageInfo } from '../blip-engine.js';
 import { ImageTooLargeError, UnsupportedImageError } from '../errors.js';
 
@@ -47,7 +47,7 @@ interface Header {
 async function readHeader(bytes: Uint8Array, limits: ImageLimits): Promise<Header> {
   if (bytes.byteLength === 0) throw new UnsupportedImageError('empty input: no image bytes');
   if (bytes.byteLength > limits.maxBytes) throw new ImageTooLargeError('bytes', bytes.byteLength, limits.maxBytes);
-  let meta: sharp.Metadata;
+  let meta: Metadata;
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (cause) {

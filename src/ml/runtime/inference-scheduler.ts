@@ -120,10 +120,10 @@ export class InferenceScheduler {
           if (!slot) continue;
           let group = [item];
           if (item.key !== null) {
-            group = [];
-            let rows = 0;
+            group = [item];
+            let rows = item.rows;
             for (const other of lane) {
-              if (other.key === item.key && rows + other.rows <= this.maxBatchSize) {
+              if (other !== item && other.key === item.key && rows + other.rows <= this.maxBatchSize) {
                 group.push(other);
                 rows += other.rows;
               }

@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { EngineClosedError, InferenceError, InvalidFeedsError, MlError, ModelFormatError } from '../errors.js';
 import type { GenerateJob, InferenceJob, JobExecutor, RunJob } from './inference-job.js';
@@ -17,13 +19,18 @@ function fromWire(e: WireError): Error {
   }
 }
 
-/** The worker entry next to this file: .ts under tsx/vitest, .js once compiled. */
-function workerUrl(): { url: URL; execArgv: string[] } {
+/**
+ * Creates the worker thread: inference-worker.js once compiled; under tsx/vitest (TypeScript
+ * sources) a small eval'd bootstrap first registers tsx's loader inside the worker, because
+ * Node 20 does not apply `--import` loaders given in a worker's execArgv.
+ */
+function spawnWorker(init: WorkerInit): Worker {
   const self = new URL(import.meta.url);
-  const ts = self.pathname.endsWith('.ts');
-  const url = new URL(`./inference-worker.${ts ? 'ts' : 'js'}`, self);
-  // TypeScript sources need the tsx loader inside the worker too
-  return { url, execArgv: ts ? ['--import', 'tsx'] : [] };
+  if (!self.pathname.endsWith('.ts')) return new Worker(new URL('./inference-worker.js', self), { workerData: init });
+  const tsxApi = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
+  const entry = new URL('./inference-worker.ts', self).href;
+  const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
+  return new Worker(code, { eval: true, workerData: init });
 }
 
 /**
@@ -55,8 +62,7 @@ export class WorkerExecutor implements JobExecutor {
 
   /** Starts a worker and waits until its sessions are loaded and warmed up. */
   static async start(init: WorkerInit): Promise<WorkerExecutor> {
-    const { url, execArgv } = workerUrl();
-    const worker = new Worker(url, { workerData: init, execArgv });
+    const worker = spawnWorker(init);
     await new Promise<void>((resolve, reject) => {
       const onMessage = (msg: ReplyMessage): void => {
         if (msg.id !== 0) return;
