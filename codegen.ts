@@ -13,10 +13,8 @@ const config: CodegenConfig = {
         contextType: '../context.js#GraphQLContext',
         mappers: {
           Image: '../../domain/image.js#ImageRecord',
-          SearchEdge: '../../domain/search.js#SearchHit',
-          Answer: '../../domain/search.js#AnswerResult',
         },
-        scalars: { Upload: 'Promise<import("graphql-upload/Upload.mjs").FileUpload>', JSON: 'unknown', DateTime: 'Date' },
+        scalars: { Upload: 'Promise<import("graphql-upload/processRequest.mjs").FileUpload>', JSON: 'unknown', DateTime: 'Date' },
         enumsAsTypes: true,
         avoidOptionals: { field: true, inputValue: false, object: false, defaultValue: false },
       },

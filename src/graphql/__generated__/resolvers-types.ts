@@ -1,6 +1,5 @@
 import type { GraphQLResolveInfo, GraphQLScalarType, GraphQLScalarTypeConfig } from 'graphql';
 import type { ImageRecord } from '../../domain/image.js';
-import type { SearchHit, AnswerResult } from '../../domain/search.js';
 import type { GraphQLContext } from '../context.js';
 export type Maybe<T> = T | null;
 export type InputMaybe<T> = Maybe<T>;
@@ -20,7 +19,7 @@ export type Scalars = {
    * PAYLOAD_TOO_LARGE, UNSUPPORTED_IMAGE, SERVICE_UNAVAILABLE, GRAPHQL_PARSE_FAILED,
    * GRAPHQL_VALIDATION_FAILED (also for too deep / too complex queries), INTERNAL_SERVER_ERROR.
    */
-  Upload: { input: Promise<import("graphql-upload/Upload.mjs").FileUpload>; output: Promise<import("graphql-upload/Upload.mjs").FileUpload>; }
+  Upload: { input: Promise<import("graphql-upload/processRequest.mjs").FileUpload>; output: Promise<import("graphql-upload/processRequest.mjs").FileUpload>; }
 };
 
 export type Answer = {
@@ -292,7 +291,7 @@ export type DirectiveResolverFn<TResult = Record<PropertyKey, never>, TParent = 
 
 /** Mapping between all available schema types and the resolvers types */
 export type ResolversTypes = ResolversObject<{
-  Answer: ResolverTypeWrapper<AnswerResult>;
+  Answer: ResolverTypeWrapper<Omit<Answer, 'image'> & { image: ResolversTypes['Image'] }>;
   Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
   CaptionOptions: CaptionOptions;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
@@ -310,7 +309,7 @@ export type ResolversTypes = ResolversObject<{
   PageInfo: ResolverTypeWrapper<PageInfo>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   SearchConnection: ResolverTypeWrapper<Omit<SearchConnection, 'edges'> & { edges: Array<ResolversTypes['SearchEdge']> }>;
-  SearchEdge: ResolverTypeWrapper<SearchHit>;
+  SearchEdge: ResolverTypeWrapper<Omit<SearchEdge, 'node'> & { node: ResolversTypes['Image'] }>;
   ServiceInfo: ResolverTypeWrapper<ServiceInfo>;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
   Upload: ResolverTypeWrapper<Scalars['Upload']['output']>;
@@ -318,7 +317,7 @@ export type ResolversTypes = ResolversObject<{
 
 /** Mapping between all available schema types and the resolvers parents */
 export type ResolversParentTypes = ResolversObject<{
-  Answer: AnswerResult;
+  Answer: Omit<Answer, 'image'> & { image: ResolversParentTypes['Image'] };
   Boolean: Scalars['Boolean']['output'];
   CaptionOptions: CaptionOptions;
   DateTime: Scalars['DateTime']['output'];
@@ -336,7 +335,7 @@ export type ResolversParentTypes = ResolversObject<{
   PageInfo: PageInfo;
   Query: Record<PropertyKey, never>;
   SearchConnection: Omit<SearchConnection, 'edges'> & { edges: Array<ResolversParentTypes['SearchEdge']> };
-  SearchEdge: SearchHit;
+  SearchEdge: Omit<SearchEdge, 'node'> & { node: ResolversParentTypes['Image'] };
   ServiceInfo: ServiceInfo;
   String: Scalars['String']['output'];
   Upload: Scalars['Upload']['output'];

@@ -1,0 +1,107 @@
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AppConfig } from './config/load-config.js';
+import { createApolloServer } from './graphql/create-apollo-server.js';
+import type { GraphQLServices } from './graphql/context.js';
+import { createHttpApp } from './http/create-http-app.js';
+import type { Logger } from './lib/logger.js';
+import type { BlipEngine } from './ml/blip-engine.js';
+import { createPrismaClient } from './repositories/database.js';
+import { ImageFileStore } from './repositories/image-file-store.js';
+import { PrismaImageRepository } from './repositories/image.repository.js';
+import { runMigrations } from './repositories/run-migrations.js';
+import { ImageIndexService } from './services/image-index.service.js';
+import { ImageService } from './services/image.service.js';
+import { IngestService } from './services/ingest.service.js';
+import { ItmStateCache } from './services/itm-state-cache.js';
+import { seedSamples } from './services/sample-seeder.service.js';
+import { SearchService } from './services/search.service.js';
+import { StorageRecoveryService } from './services/storage-recovery.service.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface Application {
+  readonly server: http.Server;
+  readonly port: number;
+  readonly ingest: IngestService;
+  /** Stops accepting requests, drains, saves the index, closes the DB and the engine. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Wires config + an engine into a running server. The engine is a parameter so that tests (and a
+ * model-less development setup) can pass a fake; src/main.ts passes createBlipEngine's.
+ */
+export async function startApplication(config: Readonly<AppConfig>, engine: BlipEngine, log: Logger): Promise<Application> {
+  const firstStart = !fs.existsSync(config.dataDir) || fs.readdirSync(config.dataDir).length === 0;
+  fs.mkdirSync(config.dataDir, { recursive: true });
+  const applied = await runMigrations(config.db, path.join(ROOT, 'prisma'));
+  if (applied.length) log.info({ applied }, 'database migrations applied');
+
+  const db = createPrismaClient(config.db);
+  const repo = new PrismaImageRepository(db);
+  const files = new ImageFileStore(config.dataDir);
+  const index = new ImageIndexService(
+    repo,
+    engine.modelId,
+    engine.embedDim,
+    { ...config.index, dir: path.join(config.dataDir, 'index') },
+    log.child({ module: 'index' }),
+  );
+  const itmStates = new ItmStateCache(engine, files, config.search.itmCacheBytes);
+  const ingest = new IngestService(engine, repo, files, index, itmStates, { ...config.limits, maxMetadataBytes: 16 * 1024 }, log.child({ module: 'ingest' }));
+  const search = new SearchService(engine, repo, index, itmStates, { ...config.limits, ...config.search });
+  const images = new ImageService(engine, repo, files, index, { ...config.limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }));
+  const recovery = new StorageRecoveryService(engine, repo, files, index, itmStates, log.child({ module: 'recovery' }));
+
+  await recovery.recover();
+  let ready = false;
+  const services: GraphQLServices = {
+    ingest,
+    search,
+    images,
+    minAltTextMatch: config.search.minAltTextMatch,
+    info: () => ({ modelId: engine.modelId, embedDim: engine.embedDim, indexedImages: index.size }),
+  };
+  const server = http.createServer();
+  const apollo = createApolloServer({
+    schemaPath: path.join(ROOT, 'schema.graphql'),
+    maxQueryDepth: config.limits.maxQueryDepth,
+    maxQueryComplexity: config.limits.maxQueryComplexity,
+    log: log.child({ module: 'graphql' }),
+    httpServer: server,
+  });
+  await apollo.start();
+  server.on(
+    'request',
+    createHttpApp({ apollo, services, images, isReady: () => ready, corsOrigin: config.http.corsOrigin, maxUploadBytes: config.limits.maxUploadBytes, webDir: config.http.webDir, log }),
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.http.port, config.http.host, resolve);
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.http.port;
+  log.info({ port, dataDir: config.dataDir, db: config.db.provider, modelId: engine.modelId }, 'listening');
+
+  const background = (async () => {
+    await recovery.backfillEmbeddings();
+    if (firstStart && config.seed.enabled) await seedSamples(ingest, config.seed.samplesDir, log.child({ module: 'seed' }));
+  })().catch((error: unknown) => log.error({ err: error }, 'background start-up work failed'));
+  ready = true;
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      ready = false;
+      await apollo.stop(); // drains the HTTP server
+      await background;
+      await index.flush();
+      await db.$disconnect();
+      await engine.close();
+      log.info('stopped');
+    })());
+  return { server, port, ingest, stop };
+}

@@ -1,0 +1,33 @@
+import { readFileSync } from 'node:fs';
+import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import type { Server } from 'node:http';
+import type { Logger } from '../lib/logger.js';
+import type { GraphQLContext } from './context.js';
+import { createFormatError } from './format-error.js';
+import { queryLimitRules } from './query-limits.js';
+import { resolvers } from './resolvers/index.js';
+
+export interface ApolloOptions {
+  schemaPath: string;
+  maxQueryDepth: number;
+  maxQueryComplexity: number;
+  log: Logger;
+  httpServer?: Server;
+}
+
+/** Schema-first Apollo Server; no listen here, so tests can run operations directly. */
+export function createApolloServer(options: ApolloOptions): ApolloServer<GraphQLContext> {
+  return new ApolloServer<GraphQLContext>({
+    typeDefs: readFileSync(options.schemaPath, 'utf8'),
+    resolvers,
+    // Kept on deliberately: multipart uploads must carry Apollo-Require-Preflight (or an
+    // operation-name header), which a cross-site form post cannot.
+    csrfPrevention: true,
+    formatError: createFormatError(options.log),
+    validationRules: queryLimitRules(options.maxQueryDepth, options.maxQueryComplexity),
+    includeStacktraceInErrorResponses: false,
+    logger: options.log,
+    plugins: options.httpServer ? [ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer })] : [],
+  });
+}

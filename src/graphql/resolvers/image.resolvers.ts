@@ -1,0 +1,43 @@
+import { describeImage } from '../../domain/image.js';
+import type { Resolvers } from '../__generated__/resolvers-types.js';
+
+export const imageResolvers: Resolvers = {
+  Image: {
+    description: (image, _args, ctx) => describeImage(image, ctx.services.minAltTextMatch),
+    url: (image) => `/images/${image.id}`,
+    thumbnailUrl: (image) => `/images/${image.id}/thumbnail`,
+  },
+  Query: {
+    image: (_root, { id }, ctx) => ctx.services.images.getImage(id),
+    images: (_root, { first, after }, ctx) => ctx.services.images.listImages(first ?? 20, after).then(toConnection),
+    askImage: (_root, { imageId, question }, ctx) => ctx.services.images.askImage(imageId, question),
+    serviceInfo: (_root, _args, ctx) => ctx.services.info(),
+  },
+  Mutation: {
+    deleteImage: (_root, { id }, ctx) => ctx.services.images.deleteImage(id),
+    recaption: (_root, { imageId, options }, ctx) => ctx.services.images.recaption(imageId, stripNulls(options ?? {})),
+  },
+};
+
+export function toConnection<T>(page: {
+  items: Array<{ cursor: string; node: T }>;
+  hasNextPage: boolean;
+  hasPreviousPage: boolean;
+  totalCount: number;
+}) {
+  return {
+    edges: page.items,
+    totalCount: page.totalCount,
+    pageInfo: {
+      hasNextPage: page.hasNextPage,
+      hasPreviousPage: page.hasPreviousPage,
+      startCursor: page.items[0]?.cursor ?? null,
+      endCursor: page.items[page.items.length - 1]?.cursor ?? null,
+    },
+  };
+}
+
+/** GraphQL sends explicit nulls; the services' option types use absent keys. */
+function stripNulls<T extends object>(value: T): { [K in keyof T]?: Exclude<T[K], null> } {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null)) as { [K in keyof T]?: Exclude<T[K], null> };
+}

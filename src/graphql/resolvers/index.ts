@@ -1,0 +1,15 @@
+import GraphQLUpload from 'graphql-upload/GraphQLUpload.mjs';
+import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
+import type { Resolvers } from '../__generated__/resolvers-types.js';
+import { imageResolvers } from './image.resolvers.js';
+import { ingestResolvers } from './ingest.resolvers.js';
+import { searchResolvers } from './search.resolvers.js';
+
+export const resolvers: Resolvers = {
+  Upload: GraphQLUpload,
+  JSON: JSONResolver,
+  DateTime: DateTimeResolver,
+  Image: imageResolvers.Image,
+  Query: { ...imageResolvers.Query, ...searchResolvers.Query },
+  Mutation: { ...imageResolvers.Mutation, ...ingestResolvers.Mutation },
+};

@@ -1,0 +1,44 @@
+import { Router, type NextFunction, type Request, type Response } from 'express';
+import { DomainError } from '../domain/errors.js';
+import type { ImageService } from '../services/image.service.js';
+
+const STATUS: Record<string, number> = { BAD_USER_INPUT: 400, NOT_FOUND: 404, PAYLOAD_TOO_LARGE: 413, UNSUPPORTED_IMAGE: 415, SERVICE_UNAVAILABLE: 503 };
+
+/** GET /images/:id (original bytes) and GET /images/:id/thumbnail (WebP). Content-addressed: cache forever. */
+export function imageRoutes(images: ImageService): Router {
+  const router = Router();
+  const send = (read: (id: string) => Promise<{ bytes: Buffer; mimeType: string; sha256: string }>) =>
+    async (req: Request<{ id: string }>, res: Response) => {
+      const file = await read(req.params.id);
+      res.set({
+        'Content-Type': file.mimeType,
+        'Cache-Control': 'public, max-age=31536000, immutable',
+        ETag: `"${file.sha256}"`,
+        'X-Content-Type-Options': 'nosniff',
+      });
+      if (req.fresh) return void res.status(304).end();
+      res.send(file.bytes);
+    };
+  router.get('/images/:id', send((id) => images.readOriginal(id)));
+  router.get('/images/:id/thumbnail', send((id) => images.readThumbnail(id)));
+  return router;
+}
+
+/** JSON errors for the REST routes, with the same codes as GraphQL; internals masked. */
+export function restErrorHandler(log: { error: (o: object, m: string) => void }) {
+  return (error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    if (error instanceof DomainError) {
+      res.status(STATUS[error.code] ?? 400).json({ error: { code: error.code, message: error.message } });
+      return;
+    }
+    const status = (error as { status?: unknown }).status;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      // body-parser / graphql-upload refusals (too large, malformed): the client's fault.
+      const code = status === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST';
+      res.status(status).json({ errors: [{ message: (error as Error).message, extensions: { code } }] });
+      return;
+    }
+    log.error({ err: error }, 'internal error in an HTTP route');
+    res.status(500).json({ error: { code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error' } });
+  };
+}

@@ -1,0 +1,47 @@
+import { startApplication } from './app.js';
+import { ConfigError, loadConfig } from './config/load-config.js';
+import { createLogger } from './lib/logger.js';
+import type { BlipEngine } from './ml/blip-engine.js';
+
+/** Composition root: config -> engine -> application; SIGTERM/SIGINT stop it gracefully. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const log = createLogger(config.logLevel);
+  const engine = await createEngine(config.models.modelDir, config.models.maxImagePixels);
+  const app = await startApplication(config, engine, log);
+  let signals = 0;
+  const shutdown = (signal: string) => {
+    if (signals++ > 0) process.exit(1);
+    log.info({ signal }, 'shutting down');
+    app.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+async function createEngine(modelDir: string, maxImagePixels: number): Promise<BlipEngine> {
+  // Resolved at run time: src/ml is built alongside this service and may not exist yet in a checkout.
+  const specifier = './ml/create-blip-engine.js';
+  const mod = (await import(specifier)) as { createBlipEngine: (o: { modelDir: string; maxImagePixels?: number }) => Promise<BlipEngine> };
+  return mod.createBlipEngine({ modelDir, maxImagePixels });
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

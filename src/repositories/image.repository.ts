@@ -1,0 +1,185 @@
+import { embeddingFromBytes, embeddingToBytes } from '../domain/embedding.js';
+import type { ImageRecord, ImageStatus } from '../domain/image.js';
+import type { DbClient } from './database.js';
+
+interface ImageRow {
+  label: number;
+  id: string;
+  sha256: string;
+  status: string;
+  mimeType: string;
+  format: string;
+  width: number;
+  height: number;
+  byteSize: number;
+  caption: string | null;
+  captionModelId: string | null;
+  altText: string | null;
+  altTextMatch: number | null;
+  metadata: string | null;
+  createdAt: Date;
+}
+
+function toRecord(row: ImageRow): ImageRecord {
+  return {
+    id: row.id,
+    label: row.label,
+    sha256: row.sha256,
+    status: row.status as ImageStatus,
+    mimeType: row.mimeType,
+    format: row.format,
+    width: row.width,
+    height: row.height,
+    byteSize: row.byteSize,
+    caption: row.caption,
+    captionModelId: row.captionModelId,
+    altText: row.altText,
+    altTextMatch: row.altTextMatch,
+    metadata: row.metadata === null ? null : (JSON.parse(row.metadata) as unknown),
+    createdAt: row.createdAt,
+  };
+}
+
+export interface NewImage {
+  id: string;
+  sha256: string;
+  mimeType: string;
+  format: string;
+  width: number;
+  height: number;
+  byteSize: number;
+  caption: string;
+  captionModelId: string;
+  altText: string | null;
+  altTextMatch: number | null;
+  metadata: unknown;
+}
+
+export interface StoredEmbedding {
+  label: number;
+  vector: Float32Array;
+}
+
+/** Prisma queries over Image and ImageEmbedding; returns domain records, decides nothing. */
+export class PrismaImageRepository {
+  constructor(private readonly db: DbClient) {}
+
+  async findById(id: string): Promise<ImageRecord | null> {
+    const row = await this.db.image.findFirst({ where: { id, status: 'READY' } });
+    return row ? toRecord(row) : null;
+  }
+
+  /** Any status: ingest uses it to find leftovers of an interrupted delete. */
+  async findBySha256(sha256: string): Promise<ImageRecord | null> {
+    const row = await this.db.image.findUnique({ where: { sha256 } });
+    return row ? toRecord(row) : null;
+  }
+
+  /** READY images with the given labels, keyed by label (callers keep their own order). */
+  async findReadyByLabels(labels: number[]): Promise<Map<number, ImageRecord>> {
+    if (labels.length === 0) return new Map();
+    const rows = await this.db.image.findMany({ where: { label: { in: labels }, status: 'READY' } });
+    return new Map(rows.map((r) => [r.label, toRecord(r)]));
+  }
+
+  async list(offset: number, limit: number): Promise<ImageRecord[]> {
+    const rows = await this.db.image.findMany({
+      where: { status: 'READY' },
+      orderBy: { label: 'desc' },
+      skip: offset,
+      take: limit,
+    });
+    return rows.map(toRecord);
+  }
+
+  async countReady(): Promise<number> {
+    return this.db.image.count({ where: { status: 'READY' } });
+  }
+
+  /**
+   * The commit point of an ingest: row and embedding become visible together or not at all. A
+   * crash before this leaves at most an orphan file; after it, start-up repair indexes the row.
+   */
+  async createWithEmbedding(image: NewImage, embedding: { modelId: string; vector: Float32Array }): Promise<ImageRecord> {
+    const row = await this.db.$transaction(async (tx) => {
+      const created = await tx.image.create({
+        data: { ...image, status: 'READY', metadata: image.metadata === undefined || image.metadata === null ? null : JSON.stringify(image.metadata) },
+      });
+      await tx.imageEmbedding.create({
+        data: {
+          imageLabel: created.label,
+          modelId: embedding.modelId,
+          dim: embedding.vector.length,
+          vector: embeddingToBytes(embedding.vector) as Uint8Array<ArrayBuffer>,
+        },
+      });
+      return created;
+    });
+    return toRecord(row);
+  }
+
+  /** Replaces (or adds) the embedding of an existing image for a model: used after a model change. */
+  async upsertEmbedding(label: number, modelId: string, vector: Float32Array): Promise<void> {
+    const bytes = embeddingToBytes(vector) as Uint8Array<ArrayBuffer>;
+    await this.db.imageEmbedding.upsert({
+      where: { imageLabel_modelId: { imageLabel: label, modelId } },
+      create: { imageLabel: label, modelId, dim: vector.length, vector: bytes },
+      update: { dim: vector.length, vector: bytes },
+    });
+  }
+
+  async getEmbedding(label: number, modelId: string): Promise<Float32Array | null> {
+    const row = await this.db.imageEmbedding.findUnique({ where: { imageLabel_modelId: { imageLabel: label, modelId } } });
+    return row ? embeddingFromBytes(row.vector) : null;
+  }
+
+  /** Pages through READY images' embeddings for a model, in label order (index rebuild). */
+  async *streamEmbeddings(modelId: string, dim: number, pageSize = 500): AsyncGenerator<StoredEmbedding[]> {
+    let after = 0;
+    for (;;) {
+      const rows = await this.db.imageEmbedding.findMany({
+        where: { modelId, dim, imageLabel: { gt: after }, image: { status: 'READY' } },
+        orderBy: { imageLabel: 'asc' },
+        take: pageSize,
+        select: { imageLabel: true, vector: true },
+      });
+      if (rows.length === 0) return;
+      yield rows.map((r) => ({ label: r.imageLabel, vector: embeddingFromBytes(r.vector) }));
+      after = rows[rows.length - 1]!.imageLabel;
+    }
+  }
+
+  /** READY images that have no embedding for this model (model changed since they were stored). */
+  async findMissingEmbeddings(modelId: string, limit: number): Promise<ImageRecord[]> {
+    const rows = await this.db.image.findMany({
+      where: { status: 'READY', embeddings: { none: { modelId } } },
+      orderBy: { label: 'asc' },
+      take: limit,
+    });
+    return rows.map(toRecord);
+  }
+
+  async updateCaption(label: number, caption: string, modelId: string): Promise<ImageRecord> {
+    return toRecord(await this.db.image.update({ where: { label }, data: { caption, captionModelId: modelId } }));
+  }
+
+  async setStatus(label: number, status: ImageStatus): Promise<void> {
+    await this.db.image.update({ where: { label }, data: { status } });
+  }
+
+  /** Rows whose delete was interrupted. */
+  async findByStatus(status: ImageStatus): Promise<ImageRecord[]> {
+    return (await this.db.image.findMany({ where: { status } })).map(toRecord);
+  }
+
+  async delete(label: number): Promise<void> {
+    await this.db.$transaction([
+      this.db.imageEmbedding.deleteMany({ where: { imageLabel: label } }),
+      this.db.image.deleteMany({ where: { label } }),
+    ]);
+  }
+
+  async allSha256(): Promise<Set<string>> {
+    return new Set((await this.db.image.findMany({ select: { sha256: true } })).map((r) => r.sha256));
+  }
+}

@@ -1,0 +1,118 @@
+import type { Logger } from '../lib/logger.js';
+import { HnswVectorIndex, type HnswOptions } from '../index/hnsw-vector-index.js';
+import type { VectorMatch } from '../index/vector-index.js';
+import type { PrismaImageRepository } from '../repositories/image.repository.js';
+
+export interface ImageIndexOptions extends HnswOptions {
+  dir: string;
+  saveDelayMs: number;
+  compactRatio: number;
+}
+
+/**
+ * Keeps the HNSW index a faithful cache of the database: the DB holds every embedding (with its
+ * model id and dimension); the index file is loaded when it was built by the same model, rebuilt
+ * otherwise, and repaired against the DB at every start (adds what a crash left unindexed, drops
+ * what was deleted). Saves are debounced, so an acknowledged ingest may be missing from the file;
+ * the repair step is what makes that safe.
+ */
+export class ImageIndexService {
+  private index: HnswVectorIndex;
+  private saveTimer: NodeJS.Timeout | undefined;
+  private saving: Promise<void> = Promise.resolve();
+  private dirty = false;
+  /** Bumped on every change: search result caches key on it. */
+  version = 0;
+
+  constructor(
+    private readonly repo: PrismaImageRepository,
+    private readonly modelId: string,
+    private readonly dim: number,
+    private readonly options: ImageIndexOptions,
+    private readonly log: Logger,
+  ) {
+    this.index = HnswVectorIndex.create(dim, modelId, options);
+  }
+
+  get size(): number {
+    return this.index.size;
+  }
+
+  async open(): Promise<void> {
+    const opened = await HnswVectorIndex.open(this.options.dir, this.modelId, this.dim, this.options);
+    this.index = opened.index;
+    if (opened.status === 'empty') this.log.info({ reason: opened.reason }, 'building vector index from the database');
+    const { added, removed } = await this.repair();
+    this.index.compactIfNeeded(this.options.compactRatio);
+    this.log.info({ size: this.index.size, added, removed, loaded: opened.status === 'loaded' }, 'vector index ready');
+    if (added || removed || opened.status === 'empty') await this.flush(true);
+  }
+
+  /** Makes the index's live label set equal to the DB's READY images with an embedding for this model. */
+  async repair(): Promise<{ added: number; removed: number }> {
+    const inDb = new Set<number>();
+    let added = 0;
+    for await (const page of this.repo.streamEmbeddings(this.modelId, this.dim)) {
+      for (const { label, vector } of page) {
+        inDb.add(label);
+        if (!this.index.has(label)) {
+          this.index.add(label, vector);
+          added++;
+        }
+      }
+    }
+    let removed = 0;
+    for (const label of this.index.labels()) {
+      if (!inDb.has(label)) {
+        this.index.remove(label);
+        removed++;
+      }
+    }
+    if (added || removed) this.changed();
+    return { added, removed };
+  }
+
+  add(label: number, vector: Float32Array): void {
+    this.index.add(label, vector);
+    this.changed();
+  }
+
+  remove(label: number): void {
+    this.index.remove(label);
+    this.changed();
+  }
+
+  has(label: number): boolean {
+    return this.index.has(label);
+  }
+
+  search(vector: Float32Array, k: number): VectorMatch[] {
+    return this.index.search(vector, k);
+  }
+
+  private changed(): void {
+    this.version++;
+    this.dirty = true;
+    if (this.saveTimer) return;
+    this.saveTimer = setTimeout(() => {
+      this.saveTimer = undefined;
+      void this.flush().catch((error: unknown) => this.log.error({ err: error }, 'saving the vector index failed'));
+    }, this.options.saveDelayMs);
+    this.saveTimer.unref();
+  }
+
+  /** Writes the index now if it changed (serialised: one writer at a time). */
+  async flush(force = false): Promise<void> {
+    if (this.saveTimer) {
+      clearTimeout(this.saveTimer);
+      this.saveTimer = undefined;
+    }
+    this.saving = this.saving.then(async () => {
+      if (!this.dirty && !force) return;
+      this.dirty = false;
+      if (this.index.compactIfNeeded(this.options.compactRatio)) this.log.info({ size: this.index.size }, 'vector index compacted');
+      await this.index.save(this.options.dir);
+    });
+    await this.saving;
+  }
+}

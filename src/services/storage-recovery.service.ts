@@ -1,0 +1,64 @@
+import fs from 'node:fs/promises';
+import type { Logger } from '../lib/logger.js';
+import type { BlipEngine } from '../ml/blip-engine.js';
+import type { ImageFileStore } from '../repositories/image-file-store.js';
+import type { PrismaImageRepository } from '../repositories/image.repository.js';
+import { engineCall } from './engine-errors.js';
+import type { ImageIndexService } from './image-index.service.js';
+import type { ItmStateCache } from './itm-state-cache.js';
+
+/**
+ * Start-up work that turns whatever a crash left behind into a consistent state, before any
+ * request is served: finish interrupted deletes, drop files no row refers to, load-or-rebuild and
+ * repair the index. Embeddings for a new model are backfilled afterwards, in the background.
+ */
+export class StorageRecoveryService {
+  constructor(
+    private readonly engine: BlipEngine,
+    private readonly repo: PrismaImageRepository,
+    private readonly files: ImageFileStore,
+    private readonly index: ImageIndexService,
+    private readonly itmStates: ItmStateCache,
+    private readonly log: Logger,
+  ) {}
+
+  async recover(): Promise<void> {
+    for (const image of await this.repo.findByStatus('DELETING')) {
+      await this.repo.delete(image.label);
+      await this.files.removeAll(image.sha256);
+      this.log.info({ id: image.id }, 'finished an interrupted delete');
+    }
+    const known = await this.repo.allSha256();
+    const { hashes, tempFiles } = await this.files.listOriginals();
+    for (const file of tempFiles) await fs.rm(file, { force: true });
+    const orphans = hashes.filter((h) => !known.has(h));
+    for (const sha256 of orphans) await this.files.removeAll(sha256);
+    if (orphans.length || tempFiles.length) this.log.info({ orphans: orphans.length, tempFiles: tempFiles.length }, 'removed files of unfinished ingests');
+    await this.index.open();
+  }
+
+  /** Embeds images stored under another model; each becomes searchable as soon as it is done. */
+  async backfillEmbeddings(): Promise<number> {
+    let done = 0;
+    const failed = new Set<number>();
+    for (;;) {
+      const batch = (await this.repo.findMissingEmbeddings(this.engine.modelId, 50 + failed.size)).filter((i) => !failed.has(i.label));
+      if (batch.length === 0) break;
+      for (const image of batch) {
+        try {
+          const loaded = await engineCall(async () => this.engine.loadImage(await this.files.readOriginal(image.sha256)));
+          const encoding = await engineCall(() => this.engine.embedImage(loaded));
+          await this.itmStates.put(image.sha256, encoding.itmStates);
+          await this.repo.upsertEmbedding(image.label, this.engine.modelId, encoding.feature);
+          this.index.add(image.label, encoding.feature);
+          done++;
+        } catch (error) {
+          failed.add(image.label);
+          this.log.error({ err: error, id: image.id }, 'could not embed a stored image with the current model');
+        }
+      }
+    }
+    if (done) this.log.info({ done, modelId: this.engine.modelId }, 'embeddings backfilled for the current model');
+    return done;
+  }
+}
