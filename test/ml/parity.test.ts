@@ -1,0 +1,92 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LoadedImage } from '../../src/ml/blip-engine.js';
+import type { OnnxBlipEngine } from '../../src/ml/blip/onnx-blip-engine.js';
+import { createBlipEngine } from '../../src/ml/create-blip-engine.js';
+
+interface GoldenImage {
+  file: string;
+  pixels: number[];
+  image_feat: number[];
+  itm: Array<{ text: string; logits: number[]; probability: number }>;
+  caption_greedy_ids: number[];
+  caption_beam3_ids: number[];
+  vqa: Array<{ question: string; input_ids: number[]; answer_ids: number[] }>;
+}
+interface GoldenSetting { max_length: number; min_length: number; repetition_penalty: number }
+interface Golden {
+  modelDir: string;
+  modelId: string;
+  captionSettings: { greedy: GoldenSetting; beam: GoldenSetting };
+  texts: Array<{ text: string; input_ids: number[]; text_feat: number[] }>;
+  images: GoldenImage[];
+}
+
+const goldens = readdirSync('test/golden').filter((f) => f.endsWith('.json'))
+  .map((f) => ({ name: f, golden: JSON.parse(readFileSync(`test/golden/${f}`, 'utf8')) as Golden }))
+  .filter(({ golden }) => typeof golden.modelDir === 'string');
+
+function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < b.length; i++) m = Math.max(m, Math.abs((a[i] as number) - (b[i] as number)));
+  return m;
+}
+
+for (const { name, golden } of goldens) {
+  describe.skipIf(!existsSync(`${golden.modelDir}/manifest.json`))(`parity with PyTorch: ${name}`, () => {
+    let engine: OnnxBlipEngine;
+    const goldenPixels = (im: GoldenImage): LoadedImage => ({
+      info: { format: 'png', mimeType: 'image/png', width: 0, height: 0, hasAlpha: false },
+      pixels: Float32Array.from(im.pixels),
+    });
+    beforeAll(async () => {
+      engine = await createBlipEngine({ modelDir: golden.modelDir, workers: 1, threads: 1 });
+    }, 120_000);
+    afterAll(async () => engine?.close());
+
+    it('model id', () => expect(engine.modelId).toBe(golden.modelId));
+
+    for (const t of golden.texts) {
+      it(`text feature of ${JSON.stringify(t.text)} within 1e-4`, async () => {
+        const f = await engine.embedText(t.text);
+        expect(f).toHaveLength(engine.embedDim);
+        expect(maxAbs(f, t.text_feat)).toBeLessThanOrEqual(1e-4);
+      });
+    }
+
+    for (const im of golden.images) {
+      describe(im.file, () => {
+        const hasFullPixels = im.pixels.length === 3 * (JSON.parse(readFileSync(`${golden.modelDir}/manifest.json`, 'utf8')).image.size ** 2);
+        it.skipIf(!hasFullPixels)('image feature within 1e-4 (golden pixels)', async () => {
+          const enc = await engine.embedImage(goldenPixels(im));
+          expect(maxAbs(enc.feature, im.image_feat)).toBeLessThanOrEqual(1e-4);
+        });
+        it.skipIf(!hasFullPixels)('ITM probabilities within 1e-4 (golden pixels)', async () => {
+          const enc = await engine.embedImage(goldenPixels(im));
+          for (const c of im.itm) {
+            const r = await engine.itmScores(c.text, [enc.itmStates, enc.itmStates]);
+            expect(Math.abs((r.probabilities[0] as number) - c.probability)).toBeLessThanOrEqual(1e-4);
+            expect(maxAbs(r.logits[1] as number[], c.logits)).toBeLessThanOrEqual(1e-3);
+          }
+        });
+        it.skipIf(!hasFullPixels)('greedy and beam-3 caption ids identical (golden pixels)', async () => {
+          const g = golden.captionSettings;
+          const greedy = await engine.captionIds(goldenPixels(im), { numBeams: 1, maxLength: g.greedy.max_length, minLength: g.greedy.min_length, repetitionPenalty: g.greedy.repetition_penalty });
+          expect(greedy.ids).toEqual(im.caption_greedy_ids);
+          const beam = await engine.captionIds(goldenPixels(im), { numBeams: 3, maxLength: g.beam.max_length, minLength: g.beam.min_length, repetitionPenalty: g.beam.repetition_penalty });
+          expect(beam.ids).toEqual(im.caption_beam3_ids);
+        });
+        it.skipIf(!hasFullPixels)('VQA answer ids identical (golden pixels)', async () => {
+          for (const q of im.vqa) expect(await engine.answerIds(goldenPixels(im), q.question)).toEqual(q.answer_ids);
+        });
+        it('end to end from the file: feature close to PyTorch (drift from resize only)', async () => {
+          const loaded = await engine.loadImage(readFileSync(`test/golden/images/${im.file}`));
+          const enc = await engine.embedImage(loaded);
+          const d = maxAbs(enc.feature, im.image_feat);
+          console.log(`${name} ${im.file}: end-to-end image_feat max abs diff ${d.toExponential(2)}`);
+          expect(d).toBeLessThan(0.05);
+        });
+      });
+    }
+  });
+}
