@@ -5,7 +5,7 @@ import type { Server } from 'node:http';
 import type { Logger } from '../lib/logger.js';
 import type { GraphQLContext } from './context.js';
 import { createFormatError } from './format-error.js';
-import { queryLimitRules } from './query-limits.js';
+import { complexityLimitPlugin, depthLimitRule } from './query-limits.js';
 import { resolvers } from './resolvers/index.js';
 
 export interface ApolloOptions {
@@ -25,9 +25,12 @@ export function createApolloServer(options: ApolloOptions): ApolloServer<GraphQL
     // operation-name header), which a cross-site form post cannot.
     csrfPrevention: true,
     formatError: createFormatError(options.log),
-    validationRules: queryLimitRules(options.maxQueryDepth, options.maxQueryComplexity),
+    validationRules: [depthLimitRule(options.maxQueryDepth)],
     includeStacktraceInErrorResponses: false,
     logger: options.log,
-    plugins: options.httpServer ? [ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer })] : [],
+    plugins: [
+      complexityLimitPlugin(options.maxQueryComplexity),
+      ...(options.httpServer ? [ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer })] : []),
+    ],
   });
 }

@@ -1,32 +1,42 @@
+import type { ApolloServerPlugin } from '@apollo/server';
 import depthLimit from 'graphql-depth-limit';
-import { createComplexityRule, fieldExtensionsEstimator, simpleEstimator } from 'graphql-query-complexity';
+import { fieldExtensionsEstimator, getComplexity, simpleEstimator, type ComplexityEstimator } from 'graphql-query-complexity';
 import { GraphQLError, type ValidationRule } from 'graphql';
 
+/** graphql-depth-limit as a validation rule: too deep -> GRAPHQL_VALIDATION_FAILED before execution. */
+export function depthLimitRule(maxDepth: number): ValidationRule {
+  return depthLimit(maxDepth);
+}
+
 /** Connection fields multiply the cost of their selection by the page size they ask for. */
-const LIST_ARGUMENTS = ['first'];
+const pageSizeEstimator: ComplexityEstimator = ({ args, childComplexity }) => {
+  const first = args.first;
+  return typeof first === 'number' ? Math.max(1, first) * (1 + childComplexity) : undefined;
+};
 
 /**
- * Validation rules against pathological queries: a depth cap (graphql-depth-limit) and a cost
- * cap (graphql-query-complexity), both reported as GRAPHQL_VALIDATION_FAILED before execution.
+ * graphql-query-complexity needs the operation's variables, which validation rules never see, so
+ * it runs as a plugin once the operation is resolved (the library's documented Apollo setup).
  */
-export function queryLimitRules(maxDepth: number, maxComplexity: number): ValidationRule[] {
-  return [
-    depthLimit(maxDepth),
-    createComplexityRule({
-      maximumComplexity: maxComplexity,
-      estimators: [
-        fieldExtensionsEstimator(),
-        (args) => {
-          const size = LIST_ARGUMENTS.map((a) => args.args[a]).find((v) => typeof v === 'number');
-          if (typeof size !== 'number') return undefined;
-          return Math.max(1, size) * (1 + args.childComplexity);
+export function complexityLimitPlugin(maxComplexity: number): ApolloServerPlugin {
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation({ request, document, schema }) {
+          const complexity = getComplexity({
+            schema,
+            query: document,
+            variables: request.variables ?? {},
+            operationName: request.operationName ?? undefined,
+            estimators: [fieldExtensionsEstimator(), pageSizeEstimator, simpleEstimator({ defaultComplexity: 1 })],
+          });
+          if (complexity > maxComplexity) {
+            throw new GraphQLError(`Query is too complex: cost ${complexity}, the limit is ${maxComplexity}`, {
+              extensions: { code: 'GRAPHQL_VALIDATION_FAILED', http: { status: 400 } },
+            });
+          }
         },
-        simpleEstimator({ defaultComplexity: 1 }),
-      ],
-      createError: (max, actual) =>
-        new GraphQLError(`Query is too complex: cost ${actual}, the limit is ${max}`, {
-          extensions: { code: 'GRAPHQL_VALIDATION_FAILED' },
-        }),
-    }),
-  ];
+      };
+    },
+  };
 }

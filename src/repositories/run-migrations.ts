@@ -14,7 +14,7 @@ import { stripPrismaParams } from './database.js';
  * checksum (sha256 of the file), so `prisma migrate deploy/status` sees the same history.
  */
 export async function runMigrations(config: DatabaseConfig, migrationsRoot: string): Promise<string[]> {
-  const dir = path.join(migrationsRoot, config.provider);
+  const dir = path.join(migrationsRoot, config.provider, 'migrations');
   const migrations = fs
     .readdirSync(dir, { withFileTypes: true })
     .filter((d) => d.isDirectory())
