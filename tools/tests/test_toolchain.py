@@ -1,0 +1,167 @@
+"""Toolchain tests: scene grammar, tokenizer, safetensors, strict HF import, export round trip."""
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import unittest
+from pathlib import Path
+
+import torch
+
+from tools.blip import scenes
+from tools.blip.hf_import import (config_to_hf, load_checkpoint, read_safetensors, write_safetensors)
+from tools.blip.model import (BlipConfig, BlipForConditionalGeneration, BlipForImageTextRetrieval,
+                              TextConfig, VisionConfig, init_weights)
+from tools.blip.tokenizer import WordPieceTokenizer, scenes_vocab, tokenizer_json
+
+
+def obj(shape, color, size="small", cx=0.5, cy=0.5):
+    return scenes.Obj(shape, color, size, cx, cy, 0.12, 0, scenes.COLORS[color])
+
+
+def tiny_config(vocab=150):
+    return BlipConfig(VisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                   image_size=16, patch_size=8),
+                      TextConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, max_position_embeddings=32, encoder_hidden_size=16), 8)
+
+
+class SceneGrammar(unittest.TestCase):
+    def test_queries_need_distinct_objects_and_exact_counts(self):
+        s = scenes.Scene("black", (20, 20, 20), [obj("circle", "red", cx=0.2), obj("square", "blue", cx=0.8)])
+        self.assertTrue(scenes.satisfies(s, {"objects": [{"color": "red", "shape": "circle"}]}))
+        self.assertFalse(scenes.satisfies(s, {"objects": [{"shape": "circle"}, {"shape": "circle"}]}))
+        self.assertTrue(scenes.satisfies(s, {"counts": [{"n": 2}]}))
+        self.assertFalse(scenes.satisfies(s, {"counts": [{"n": 2, "shape": "circle"}]}))
+        self.assertTrue(scenes.satisfies(s, {"objects": [{"color": "red", "hpos": "left"}], "background": "black"}))
+        self.assertFalse(scenes.satisfies(s, {"objects": [{"color": "red", "hpos": "right"}]}))
+        self.assertFalse(scenes.satisfies(s, {"objects": [{"color": "red"}], "background": "white"}))
+
+    def test_caption_is_left_to_right_and_complete(self):
+        s = scenes.Scene("white", (245, 245, 245), [obj("star", "green", "large", cx=0.8), obj("circle", "red", cx=0.2),
+                                                    obj("square", "blue", cx=0.5)])
+        self.assertEqual(scenes.caption(s), "a small red circle, a small blue square and a large green star on a white background")
+
+    def test_training_scenes_never_hold_held_out_combinations(self):
+        rng = random.Random(0)
+        for _ in range(2000):
+            s = scenes.sample_scene(rng, train=True)
+            self.assertFalse(scenes.is_held_out(s))
+            self.assertTrue(1 <= len(s.objects) <= 3)
+
+    def test_sampled_queries_are_true_of_their_scene(self):
+        rng = random.Random(1)
+        for _ in range(500):
+            s = scenes.sample_scene(rng, train=False)
+            self.assertTrue(scenes.satisfies(s, scenes.sample_query(s, rng)))
+
+    def test_answers_follow_the_table(self):
+        s = scenes.Scene("gray", (128, 128, 128), [obj("circle", "red", "large", cx=0.15), obj("star", "red", cx=0.85)])
+        qa = {q: a for _, q, a in scenes.questions(s, random.Random(0))}
+        self.assertEqual(qa["what color is the circle?"], "red")
+        self.assertEqual(qa["is the circle large or small?"], "large")
+        self.assertEqual(qa["how many shapes are there?"], "2")
+        self.assertEqual(qa["what color is the background?"], "gray")
+        self.assertEqual(qa["is the red circle on the left or the right?"], "left")
+        self.assertNotIn("what shape is the red object?", qa)  # two red objects: not asked
+
+
+class Tokenizer(unittest.TestCase):
+    def test_wordpiece_and_specials(self):
+        tj = tokenizer_json(scenes_vocab(scenes.WORDS))
+        added = {a["content"]: a["id"] for a in tj["added_tokens"]}
+        tok = WordPieceTokenizer(tj["model"]["vocab"], added)
+        ids = tok.encode("Red  CIRCLE, zebra?")
+        self.assertEqual(ids[0], tok.cls)
+        self.assertEqual(ids[-1], tok.sep)
+        self.assertEqual(tok.decode(ids), "red circle, zebra?")
+        self.assertEqual(added["[DEC]"], len(tj["model"]["vocab"]))
+        self.assertEqual(added["[ENC]"], len(tj["model"]["vocab"]) + 1)
+        self.assertEqual(len(tok.encode("red " * 100, max_length=10)), 10)
+
+
+class HfImport(unittest.TestCase):
+    def test_safetensors_round_trip(self):
+        with tempfile.TemporaryDirectory() as d:
+            t = {"a": torch.randn(3, 4), "b": torch.arange(5, dtype=torch.int64)}
+            write_safetensors(Path(d) / "x.safetensors", t)
+            r = read_safetensors(Path(d) / "x.safetensors")
+            self.assertTrue(torch.equal(r["a"], t["a"]) and torch.equal(r["b"], t["b"]))
+
+    def _snapshot(self, d: Path, model, arch: str, fmt: str, drop=None, extra=None):
+        sd = dict(model.state_dict())
+        if drop:
+            del sd[drop]
+        if extra:
+            sd[extra] = torch.zeros(1)
+        if fmt == "bin":
+            torch.save(sd, d / "pytorch_model.bin")
+        else:
+            write_safetensors(d / "model.safetensors", sd)
+        (d / "config.json").write_text(json.dumps(config_to_hf(model.config, arch)))
+
+    def test_strict_load_in_both_formats(self):
+        cfg = tiny_config()
+        for fmt in ("bin", "safetensors"):
+            with tempfile.TemporaryDirectory() as d:
+                m = BlipForImageTextRetrieval(cfg)
+                init_weights(m)
+                self._snapshot(Path(d), m, "BlipForImageTextRetrieval", fmt)
+                task, loaded, _ = load_checkpoint(d)
+                self.assertEqual(task, "retrieval")
+                for k, v in m.state_dict().items():
+                    self.assertTrue(torch.equal(v, loaded.state_dict()[k]), k)
+
+    def test_missing_or_unexpected_keys_are_refused(self):
+        cfg = tiny_config()
+        m = BlipForConditionalGeneration(cfg)
+        with tempfile.TemporaryDirectory() as d:
+            self._snapshot(Path(d), m, "BlipForConditionalGeneration", "safetensors",
+                           drop="text_decoder.bert.encoder.layer.0.output.dense.weight")
+            with self.assertRaisesRegex(ValueError, "missing"):
+                load_checkpoint(d)
+        with tempfile.TemporaryDirectory() as d:
+            self._snapshot(Path(d), m, "BlipForConditionalGeneration", "safetensors", extra="text_decoder.surprise")
+            with self.assertRaisesRegex(ValueError, "unexpected"):
+                load_checkpoint(d)
+
+    def test_tied_and_legacy_keys_are_accepted(self):
+        cfg = tiny_config()
+        m = BlipForConditionalGeneration(cfg)
+        with tempfile.TemporaryDirectory() as d:
+            self._snapshot(Path(d), m, "BlipForConditionalGeneration", "bin",
+                           drop="text_decoder.cls.predictions.decoder.bias",
+                           extra="text_decoder.bert.embeddings.position_ids")
+            load_checkpoint(d)
+
+
+class ReferenceKeys(unittest.TestCase):
+    def test_state_dict_uses_hf_key_layout(self):
+        keys = set(BlipForImageTextRetrieval(tiny_config()).state_dict())
+        for k in ["vision_model.embeddings.class_embedding", "vision_model.embeddings.patch_embedding.weight",
+                  "vision_model.encoder.layers.0.self_attn.qkv.weight", "vision_model.post_layernorm.bias",
+                  "text_encoder.embeddings.word_embeddings.weight",
+                  "text_encoder.encoder.layer.0.crossattention.self.key.weight",
+                  "text_encoder.encoder.layer.0.attention.output.LayerNorm.weight", "itm_head.weight",
+                  "vision_proj.bias", "text_proj.weight"]:
+            self.assertIn(k, keys)
+
+    def test_cached_decoding_equals_full_recompute(self):
+        torch.manual_seed(0)
+        m = BlipForConditionalGeneration(tiny_config())
+        init_weights(m, std=0.2)
+        m.eval()
+        enc = torch.randn(1, 5, 16)
+        ids = torch.tensor([[3, 7, 9, 11]])
+        with torch.no_grad():
+            full = m.text_decoder(ids, torch.ones_like(ids), enc)
+            cross = m.text_decoder.bert.cross_kv(enc)
+            l1, past = m.text_decoder(ids[:, :2], torch.ones(1, 2, dtype=torch.long), cross_kv=cross, return_present=True)
+            l2, _ = m.text_decoder(ids[:, 2:], torch.ones(1, 4, dtype=torch.long), past_kv=past, cross_kv=cross,
+                                   return_present=True)
+        self.assertTrue(torch.allclose(torch.cat([l1, l2], 1), full, atol=1e-5))
+
+
+if __name__ == "__main__":
+    unittest.main()
