@@ -23,13 +23,19 @@ export function complexityLimitPlugin(maxComplexity: number): ApolloServerPlugin
     async requestDidStart() {
       return {
         async didResolveOperation({ request, document, schema }) {
-          const complexity = getComplexity({
+          let complexity: number;
+          try {
+            complexity = getComplexity({
             schema,
             query: document,
             variables: request.variables ?? {},
             operationName: request.operationName ?? undefined,
             estimators: [fieldExtensionsEstimator(), pageSizeEstimator, simpleEstimator({ defaultComplexity: 1 })],
-          });
+            });
+          } catch {
+            // Variables that do not coerce: execution reports them as BAD_USER_INPUT next.
+            return;
+          }
           if (complexity > maxComplexity) {
             throw new GraphQLError(`Query is too complex: cost ${complexity}, the limit is ${maxComplexity}`, {
               extensions: { code: 'GRAPHQL_VALIDATION_FAILED', http: { status: 400 } },
