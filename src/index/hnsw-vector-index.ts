@@ -77,7 +77,8 @@ export class HnswVectorIndex implements VectorIndex {
   add(label: number, vector: Float32Array): void {
     if (vector.length !== this.dim) throw new RangeError(`vector has ${vector.length} dimensions, index has ${this.dim}`);
     if (!this.present.has(label) && this.hnsw.getCurrentCount() >= this.hnsw.getMaxElements()) {
-      this.hnsw.resizeIndex(this.hnsw.getMaxElements() * 2);
+      // A saved empty index reloads with capacity 0, hence the floor.
+      this.hnsw.resizeIndex(Math.max(this.options.initialCapacity, this.hnsw.getMaxElements() * 2));
     }
     // hnswlib updates an existing label in place and un-marks it if it was deleted.
     this.hnsw.addPoint(Array.from(vector), label);
