@@ -1,0 +1,84 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { l2Normalize } from '../../src/domain/embedding.js';
+import { ExactVectorIndex } from '../../src/index/exact-vector-index.js';
+import { HnswVectorIndex } from '../../src/index/hnsw-vector-index.js';
+
+const OPTIONS = { m: 16, efConstruction: 100, efSearch: 64, initialCapacity: 64 };
+const DIM = 32;
+
+function rng(seed: number) {
+  return () => {
+    seed = (seed * 1664525 + 1013904223) >>> 0;
+    return seed / 2 ** 32 - 0.5;
+  };
+}
+const random = rng(42);
+const vector = () => l2Normalize(Float32Array.from({ length: DIM }, random));
+
+describe('HnswVectorIndex', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blip-hnsw-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const vectors = Array.from({ length: 2000 }, vector);
+
+  it('recall@10 >= 0.95 against the exact index, growing past its initial capacity', () => {
+    const hnsw = HnswVectorIndex.create(DIM, 'm1', OPTIONS);
+    const exact = new ExactVectorIndex(DIM);
+    vectors.forEach((v, i) => {
+      hnsw.add(i + 1, v);
+      exact.add(i + 1, v);
+    });
+    expect(hnsw.size).toBe(2000);
+    let hits = 0;
+    const queries = Array.from({ length: 50 }, vector);
+    for (const q of queries) {
+      const truth = new Set(exact.search(q, 10).map((m) => m.label));
+      hits += hnsw.search(q, 10).filter((m) => truth.has(m.label)).length;
+    }
+    expect(hits / (queries.length * 10)).toBeGreaterThanOrEqual(0.95);
+    const [best] = hnsw.search(vectors[7]!, 1);
+    expect(best).toMatchObject({ label: 8 });
+    expect(best!.score).toBeCloseTo(1, 4);
+  });
+
+  it('save -> open gives the same results; another model or dimension is not loaded', async () => {
+    const a = HnswVectorIndex.create(DIM, 'm1', OPTIONS);
+    vectors.slice(0, 300).forEach((v, i) => a.add(i + 1, v));
+    a.remove(5);
+    await a.save(dir);
+    const opened = await HnswVectorIndex.open(dir, 'm1', DIM, OPTIONS);
+    expect(opened.status).toBe('loaded');
+    const q = vectors[10]!;
+    expect(opened.index.search(q, 5)).toEqual(a.search(q, 5));
+    expect(opened.index.has(5)).toBe(false);
+    expect(opened.index.size).toBe(299);
+    expect(await HnswVectorIndex.open(dir, 'm2', DIM, OPTIONS)).toMatchObject({ status: 'empty', reason: expect.stringMatching(/model m1/) });
+    expect(await HnswVectorIndex.open(dir, 'm1', 16, OPTIONS)).toMatchObject({ status: 'empty' });
+    fs.writeFileSync(path.join(dir, 'hnsw.bin'), 'garbage');
+    expect((await HnswVectorIndex.open(dir, 'm1', DIM, OPTIONS)).status).toBe('empty');
+  });
+
+  it('deleted labels are never returned, revive on re-add, and compaction drops them', () => {
+    const index = HnswVectorIndex.create(DIM, 'm1', OPTIONS);
+    vectors.slice(0, 100).forEach((v, i) => index.add(i + 1, v));
+    for (let label = 1; label <= 40; label++) index.remove(label);
+    expect(index.search(vectors[0]!, 100).some((m) => m.label <= 40)).toBe(false);
+    index.add(1, vectors[0]!);
+    expect(index.search(vectors[0]!, 1)[0]!.label).toBe(1);
+    expect(index.compactIfNeeded(0.2)).toBe(true);
+    expect(index.deletedCount).toBe(0);
+    expect(index.size).toBe(61);
+    expect(index.search(vectors[50]!, 1)[0]!.label).toBe(51);
+  });
+
+  it('an empty saved index reloads and still grows', async () => {
+    const emptyDir = path.join(dir, 'empty');
+    await HnswVectorIndex.create(DIM, 'm1', OPTIONS).save(emptyDir);
+    const opened = await HnswVectorIndex.open(emptyDir, 'm1', DIM, OPTIONS);
+    expect(opened.status).toBe('loaded');
+    vectors.slice(0, 100).forEach((v, i) => opened.index.add(i + 1, v));
+    expect(opened.index.size).toBe(100);
+  });
+});

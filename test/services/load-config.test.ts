@@ -1,0 +1,32 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config/load-config.js';
+
+describe('loadConfig', () => {
+  it('defaults: SQLite under ./data, port 4000, seeding on', () => {
+    const config = loadConfig({});
+    expect(config.http.port).toBe(4000);
+    expect(config.dataDir).toBe(path.resolve('data'));
+    expect(config.db).toEqual({ provider: 'sqlite', url: `file:${path.resolve('data/blip-search.db')}`, filePath: path.resolve('data/blip-search.db') });
+    expect(config.seed.enabled).toBe(true);
+    expect(Object.isFrozen(config) && Object.isFrozen(config.limits)).toBe(true);
+  });
+
+  it('PostgreSQL when DATABASE_URL is postgres://, with its ?schema=', () => {
+    const config = loadConfig({ DATABASE_URL: 'postgres://u@h:5432/db?schema=s1', SEED_SAMPLES: 'false' });
+    expect(config.db).toEqual({ provider: 'postgresql', url: 'postgres://u@h:5432/db?schema=s1', schema: 's1' });
+    expect(config.seed.enabled).toBe(false);
+  });
+
+  it('EXPECTED FAILURE - lists every invalid variable at once', () => {
+    let error: unknown;
+    try {
+      loadConfig({ PORT: 'eighty', DATABASE_URL: 'mysql://x', SEED_SAMPLES: 'maybe', MAX_PAGE_SIZE: '0' });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const issues = (error as ConfigError).issues.join('\n');
+    for (const name of ['PORT', 'DATABASE_URL', 'SEED_SAMPLES', 'MAX_PAGE_SIZE']) expect(issues).toContain(name);
+  });
+});
