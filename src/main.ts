@@ -1,7 +1,7 @@
 import { startApplication } from './app.js';
 import { ConfigError, loadConfig } from './config/load-config.js';
 import { createLogger } from './lib/logger.js';
-import type { BlipEngine } from './ml/blip-engine.js';
+import { createBlipEngine } from './ml/create-blip-engine.js';
 
 /** Composition root: config -> engine -> application; SIGTERM/SIGINT stop it gracefully. */
 async function main(): Promise<void> {
@@ -16,7 +16,10 @@ async function main(): Promise<void> {
     throw error;
   }
   const log = createLogger(config.logLevel);
-  const engine = await createEngine(config.models.modelDir, config.models.maxImagePixels);
+  const engine = await createBlipEngine({
+    modelDir: config.models.modelDir,
+    limits: { maxBytes: config.limits.maxUploadBytes, maxPixels: config.models.maxImagePixels },
+  });
   const app = await startApplication(config, engine, log);
   let signals = 0;
   const shutdown = (signal: string) => {
@@ -32,13 +35,6 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-}
-
-async function createEngine(modelDir: string, maxImagePixels: number): Promise<BlipEngine> {
-  // Resolved at run time: src/ml is built alongside this service and may not exist yet in a checkout.
-  const specifier = './ml/create-blip-engine.js';
-  const mod = (await import(specifier)) as { createBlipEngine: (o: { modelDir: string; maxImagePixels?: number }) => Promise<BlipEngine> };
-  return mod.createBlipEngine({ modelDir, maxImagePixels });
 }
 
 main().catch((error: unknown) => {

@@ -9,7 +9,7 @@ function multipartBody(file: Buffer, variables: Record<string, unknown> = {}): F
   const form = new FormData();
   form.append('operations', JSON.stringify({ query: OPERATION, variables: { input: { file: null, ...variables } } }));
   form.append('map', JSON.stringify({ 0: ['variables.input.file'] }));
-  form.append('0', new Blob([file], { type: 'image/png' }), 'scene.png');
+  form.append('0', new Blob([new Uint8Array(file)], { type: 'image/png' }), 'scene.png');
   return form;
 }
 
