@@ -1,0 +1,214 @@
+import extractFiles from 'extract-files/extractFiles.mjs';
+import isExtractableFile, { type ExtractableFile } from 'extract-files/isExtractableFile.mjs';
+
+/** The public GraphQL API, nothing else: queries as JSON POSTs, uploads per the GraphQL multipart request spec. */
+const ENDPOINT = '/graphql';
+
+export interface ImageNode {
+  id: string;
+  caption: string | null;
+  altText: string | null;
+  altTextMatch: number | null;
+  description: string | null;
+  width: number;
+  height: number;
+  mimeType: string;
+  byteSize: number;
+  url: string;
+  thumbnailUrl: string;
+  createdAt: string;
+}
+
+export interface PageInfo {
+  hasNextPage: boolean;
+  endCursor: string | null;
+}
+
+export interface ResultEdge {
+  cursor: string;
+  node: ImageNode;
+  itcScore?: number;
+  itmScore?: number | null;
+  score?: number;
+}
+
+export interface Connection {
+  edges: ResultEdge[];
+  pageInfo: PageInfo;
+  totalCount: number;
+}
+
+/** An error a person can read: `message` is for people, `code` is the server's extensions.code. */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly status = 0,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+const IMAGE_FIELDS = `
+  id caption altText altTextMatch description width height mimeType byteSize url thumbnailUrl createdAt
+`;
+
+export const QUERIES = {
+  search: `query Search($text: String!, $first: Int, $after: String, $rerank: Boolean, $minMatch: Float) {
+    searchImages(text: $text, first: $first, after: $after, rerank: $rerank, minMatch: $minMatch) {
+      totalCount
+      pageInfo { hasNextPage endCursor }
+      edges { cursor itcScore itmScore score node { ${IMAGE_FIELDS} } }
+    }
+  }`,
+  similar: `query Similar($id: ID!, $first: Int, $after: String) {
+    similarImages(imageId: $id, first: $first, after: $after) {
+      totalCount
+      pageInfo { hasNextPage endCursor }
+      edges { cursor itcScore score node { ${IMAGE_FIELDS} } }
+    }
+  }`,
+  images: `query Images($first: Int, $after: String) {
+    images(first: $first, after: $after) {
+      totalCount
+      pageInfo { hasNextPage endCursor }
+      edges { cursor node { ${IMAGE_FIELDS} } }
+    }
+  }`,
+  image: `query Image($id: ID!) { image(id: $id) { ${IMAGE_FIELDS} } }`,
+  ask: `query Ask($id: ID!, $question: String!) { askImage(imageId: $id, question: $question) { answer question } }`,
+  info: `query Info { serviceInfo { modelId indexedImages } }`,
+  remove: `mutation Delete($id: ID!) { deleteImage(id: $id) { id deleted } }`,
+  ingest: `mutation Ingest($input: IngestImageInput!) {
+    ingestImage(input: $input) { created image { ${IMAGE_FIELDS} } }
+  }`,
+} as const;
+
+interface GraphQLBody<T> {
+  data?: T | null;
+  errors?: Array<{ message: string; extensions?: { code?: string } }>;
+}
+
+const FRIENDLY: Record<string, string> = {
+  SERVICE_UNAVAILABLE: 'The model is busy or still starting. Please try again in a moment.',
+  INTERNAL_SERVER_ERROR: 'Something went wrong on the server. Please try again.',
+  NETWORK: 'Cannot reach the server. Check that blip-search is running, then try again.',
+};
+
+/** A message for people: the server's own words for input problems, a plain sentence otherwise. */
+export function describeError(error: unknown): string {
+  if (error instanceof ApiError) return FRIENDLY[error.code] ?? error.message;
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+function toApiError<T>(body: GraphQLBody<T> | undefined, status: number): ApiError {
+  const first = body?.errors?.[0];
+  if (first) return new ApiError(first.message, first.extensions?.code ?? 'UNKNOWN', status);
+  if (status === 413) return new ApiError('The file is larger than the server accepts.', 'PAYLOAD_TOO_LARGE', status);
+  return new ApiError(`The server answered with HTTP ${status}.`, status >= 500 ? 'INTERNAL_SERVER_ERROR' : 'HTTP', status);
+}
+
+function unwrap<T>(body: GraphQLBody<T> | undefined, status: number): T {
+  if (body?.data && !body.errors?.length) return body.data;
+  throw toApiError(body, status);
+}
+
+/** One GraphQL operation over fetch. */
+export async function gql<T>(query: string, variables: Record<string, unknown> = {}, signal?: AbortSignal): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(ENDPOINT, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ query, variables }),
+      signal,
+    });
+  } catch (error) {
+    if (signal?.aborted) throw error;
+    throw new ApiError('Network error', 'NETWORK');
+  }
+  let body: GraphQLBody<T> | undefined;
+  try {
+    body = (await res.json()) as GraphQLBody<T>;
+  } catch {
+    body = undefined;
+  }
+  return unwrap(body, res.status);
+}
+
+export interface IngestResult {
+  created: boolean;
+  image: ImageNode;
+}
+
+export interface UploadHandle {
+  promise: Promise<IngestResult>;
+  abort(): void;
+}
+
+/**
+ * ingestImage with a file, as a GraphQL multipart request: extract-files finds the files in the
+ * operation and FormData encodes the body; XMLHttpRequest reports upload progress, which fetch
+ * cannot. `Apollo-Require-Preflight` satisfies the server's CSRF prevention.
+ */
+export function uploadImage(file: File, onProgress: (fraction: number) => void, extra: { altText?: string } = {}): UploadHandle {
+  const operation = { query: QUERIES.ingest, variables: { input: { file, ...extra } } };
+  const { clone, files } = extractFiles<ExtractableFile>(operation, isExtractableFile);
+  const form = new FormData();
+  form.append('operations', JSON.stringify(clone));
+  const map: Record<string, string[]> = {};
+  let i = 0;
+  files.forEach((paths) => {
+    map[String(i++)] = paths;
+  });
+  form.append('map', JSON.stringify(map));
+  i = 0;
+  files.forEach((_paths, f) => {
+    form.append(String(i++), f, f instanceof File ? f.name : undefined);
+  });
+
+  const xhr = new XMLHttpRequest();
+  const promise = new Promise<IngestResult>((resolve, reject) => {
+    xhr.open('POST', ENDPOINT);
+    xhr.setRequestHeader('Apollo-Require-Preflight', 'true');
+    xhr.setRequestHeader('Accept', 'application/json');
+    xhr.responseType = 'text';
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable && e.total > 0) onProgress(e.loaded / e.total);
+    };
+    xhr.upload.onload = () => onProgress(1);
+    xhr.onload = () => {
+      let body: GraphQLBody<{ ingestImage: IngestResult }> | undefined;
+      try {
+        body = JSON.parse(xhr.responseText) as GraphQLBody<{ ingestImage: IngestResult }>;
+      } catch {
+        body = undefined;
+      }
+      try {
+        resolve(unwrap(body, xhr.status).ingestImage);
+      } catch (error) {
+        reject(error);
+      }
+    };
+    xhr.onerror = () => reject(new ApiError('Network error', 'NETWORK'));
+    xhr.onabort = () => reject(new ApiError('Upload cancelled', 'ABORTED'));
+    xhr.send(form);
+  });
+  return { promise, abort: () => xhr.abort() };
+}
+
+export const api = {
+  search: (v: { text: string; first: number; after?: string | null; rerank: boolean; minMatch: number | null }, signal?: AbortSignal) =>
+    gql<{ searchImages: Connection }>(QUERIES.search, v, signal).then((d) => d.searchImages),
+  similar: (v: { id: string; first: number; after?: string | null }, signal?: AbortSignal) =>
+    gql<{ similarImages: Connection }>(QUERIES.similar, v, signal).then((d) => d.similarImages),
+  images: (v: { first: number; after?: string | null }, signal?: AbortSignal) =>
+    gql<{ images: Connection }>(QUERIES.images, v, signal).then((d) => d.images),
+  image: (id: string, signal?: AbortSignal) => gql<{ image: ImageNode | null }>(QUERIES.image, { id }, signal).then((d) => d.image),
+  ask: (id: string, question: string) =>
+    gql<{ askImage: { answer: string; question: string } }>(QUERIES.ask, { id, question }).then((d) => d.askImage),
+  info: () => gql<{ serviceInfo: { modelId: string; indexedImages: number } }>(QUERIES.info).then((d) => d.serviceInfo),
+  remove: (id: string) => gql<{ deleteImage: { id: string; deleted: boolean } }>(QUERIES.remove, { id }).then((d) => d.deleteImage),
+};

@@ -1,0 +1,247 @@
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api } from '../api';
+import { navigate, useRoute, type Route } from '../router';
+import { dismissToast, useCollectionVersion, useToasts } from '../store';
+import { ImageView } from './ImageView';
+import { ResultsView } from './ResultsView';
+import { Uploader } from './Uploader';
+
+export function App() {
+  const route = useRoute();
+  const [uploadOpen, setUploadOpen] = useState(false);
+  const [dropped, setDropped] = useState<File[] | null>(null);
+  const [dragOver, setDragOver] = useState(false);
+  const inApp = useRef(0);
+
+  // Back from the image view goes to the results it came from, when it came from inside the app.
+  useEffect(() => {
+    inApp.current++;
+  }, [route]);
+
+  // Dropping files anywhere on the page opens the upload panel with them.
+  useEffect(() => {
+    let depth = 0;
+    const hasFiles = (e: DragEvent) => Array.from(e.dataTransfer?.types ?? []).includes('Files');
+    const enter = (e: DragEvent) => {
+      if (!hasFiles(e)) return;
+      depth++;
+      setDragOver(true);
+    };
+    const leave = (e: DragEvent) => {
+      if (!hasFiles(e)) return;
+      depth = Math.max(0, depth - 1);
+      if (depth === 0) setDragOver(false);
+    };
+    const over = (e: DragEvent) => {
+      if (hasFiles(e)) e.preventDefault();
+    };
+    const drop = (e: DragEvent) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      depth = 0;
+      setDragOver(false);
+      const files = Array.from(e.dataTransfer?.files ?? []);
+      if (files.length) {
+        setUploadOpen(true);
+        setDropped(files);
+      }
+    };
+    window.addEventListener('dragenter', enter);
+    window.addEventListener('dragleave', leave);
+    window.addEventListener('dragover', over);
+    window.addEventListener('drop', drop);
+    return () => {
+      window.removeEventListener('dragenter', enter);
+      window.removeEventListener('dragleave', leave);
+      window.removeEventListener('dragover', over);
+      window.removeEventListener('drop', drop);
+    };
+  }, []);
+
+  return (
+    <div class="app">
+      <a class="skip-link" href="#main">
+        Skip to content
+      </a>
+      <header class="topbar">
+        <div class="topbar-inner">
+          <a class="brand" href="#/" aria-label="blip-search: your images">
+            <Logo />
+            <span>
+              blip<span class="brand-dim">search</span>
+            </span>
+          </a>
+          <SearchBar route={route} />
+          <button type="button" class="btn btn-primary upload-toggle" aria-expanded={uploadOpen} aria-controls="upload-region" onClick={() => setUploadOpen((o) => !o)}>
+            <svg viewBox="0 0 20 20" class="icon" aria-hidden="true">
+              <path d="M10 14V4m0 0L6 8m4-4 4 4M4 13v2a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2v-2" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" />
+            </svg>
+            <span class="upload-toggle-label">Upload</span>
+          </button>
+        </div>
+        {(route.name === 'search' || route.name === 'library') && <SearchOptions route={route} />}
+      </header>
+      <div id="upload-region" class="container">
+        <Uploader open={uploadOpen} onClose={() => setUploadOpen(false)} droppedFiles={dropped} />
+      </div>
+      <main id="main" class="container" tabIndex={-1}>
+        {route.name === 'image' ? (
+          <ImageView id={route.id} canGoBack={inApp.current >= 1} />
+        ) : (
+          <ResultsView route={route} onUpload={() => setUploadOpen(true)} />
+        )}
+      </main>
+      <Footer />
+      {dragOver && (
+        <div class="drop-overlay" aria-hidden="true">
+          <div>Drop images to add them</div>
+        </div>
+      )}
+      <Toasts />
+    </div>
+  );
+}
+
+function SearchBar({ route }: { route: Route }) {
+  const current = route.name === 'search' ? route.q : '';
+  const [text, setText] = useState(current);
+  useEffect(() => setText(current), [current]);
+  const submit = (e: Event) => {
+    e.preventDefault();
+    const q = text.trim();
+    if (!q) {
+      navigate({ name: 'library' });
+      return;
+    }
+    const prev = route.name === 'search' ? route : { rerank: true, minMatch: 0 };
+    navigate({ name: 'search', q, rerank: prev.rerank, minMatch: prev.minMatch });
+  };
+  return (
+    <form class="searchbar" role="search" onSubmit={submit}>
+      <label for="search-input" class="visually-hidden">
+        Describe what you are looking for
+      </label>
+      <svg viewBox="0 0 20 20" class="icon searchbar-icon" aria-hidden="true">
+        <circle cx="8.5" cy="8.5" r="5.5" fill="none" stroke="currentColor" stroke-width="2" />
+        <path d="m13 13 4 4" stroke="currentColor" stroke-width="2" stroke-linecap="round" />
+      </svg>
+      <input
+        id="search-input"
+        type="search"
+        value={text}
+        onInput={(e) => setText((e.target as HTMLInputElement).value)}
+        placeholder="Describe an image, e.g. “red circle”"
+        autocomplete="off"
+        maxLength={500}
+        enterKeyHint="search"
+      />
+      <button type="submit" class="btn btn-primary searchbar-submit">
+        Search
+      </button>
+    </form>
+  );
+}
+
+function SearchOptions({ route }: { route: Extract<Route, { name: 'search' | 'library' }> }) {
+  const rerank = route.name === 'search' ? route.rerank : true;
+  const minMatch = route.name === 'search' ? route.minMatch : 0;
+  const [draft, setDraft] = useState(minMatch);
+  useEffect(() => setDraft(minMatch), [minMatch]);
+  const disabled = route.name !== 'search';
+  const go = (patch: { rerank?: boolean; minMatch?: number }) => {
+    if (route.name !== 'search') return;
+    navigate({ ...route, ...patch }, true);
+  };
+  return (
+    <div class="search-options" role="group" aria-label="Search options">
+      <label class={`switch${disabled ? ' is-disabled' : ''}`}>
+        <input type="checkbox" role="switch" checked={rerank} disabled={disabled} onChange={(e) => go({ rerank: (e.target as HTMLInputElement).checked })} />
+        <span class="switch-track" aria-hidden="true">
+          <span class="switch-thumb" />
+        </span>
+        <span>
+          Re-rank with ITM <span class="muted hide-narrow">(slower, more precise)</span>
+        </span>
+      </label>
+      <div class={`slider${disabled || !rerank ? ' is-disabled' : ''}`}>
+        <label for="min-match">Minimum match</label>
+        <input
+          id="min-match"
+          type="range"
+          min={0}
+          max={0.95}
+          step={0.05}
+          value={draft}
+          disabled={disabled || !rerank}
+          aria-valuetext={`${Math.round(draft * 100)} percent`}
+          onInput={(e) => setDraft(Number((e.target as HTMLInputElement).value))}
+          onChange={(e) => go({ minMatch: Number((e.target as HTMLInputElement).value) })}
+        />
+        <output for="min-match" class="slider-value">
+          {draft > 0 ? `≥ ${Math.round(draft * 100)}%` : 'Any'}
+        </output>
+      </div>
+    </div>
+  );
+}
+
+function Footer() {
+  const version = useCollectionVersion();
+  const [info, setInfo] = useState<{ modelId: string; indexedImages: number } | null>(null);
+  const [down, setDown] = useState(false);
+  useEffect(() => {
+    api.info().then(
+      (i) => {
+        setInfo(i);
+        setDown(false);
+      },
+      () => setDown(true),
+    );
+  }, [version]);
+  return (
+    <footer class="footer">
+      <div class="container footer-inner">
+        <span class={`status-dot${down ? ' is-down' : info ? ' is-up' : ''}`} aria-hidden="true" />
+        {down ? (
+          <span>The server is not answering.</span>
+        ) : info ? (
+          <span>
+            Model <code>{info.modelId}</code> · {info.indexedImages} {info.indexedImages === 1 ? 'image' : 'images'} indexed
+          </span>
+        ) : (
+          <span>Connecting…</span>
+        )}
+        <a class="link footer-api" href="/graphql">
+          GraphQL API
+        </a>
+      </div>
+    </footer>
+  );
+}
+
+function Toasts() {
+  const toasts = useToasts();
+  return (
+    <div class="toasts" aria-live="polite">
+      {toasts.map((t) => (
+        <div key={t.id} class={`toast toast-${t.tone}`} role={t.tone === 'error' ? 'alert' : 'status'}>
+          <span>{t.text}</span>
+          <button type="button" class="btn btn-ghost btn-icon btn-small" aria-label="Dismiss" onClick={() => dismissToast(t.id)}>
+            ×
+          </button>
+        </div>
+      ))}
+    </div>
+  );
+}
+
+function Logo() {
+  return (
+    <svg viewBox="0 0 32 32" class="logo" aria-hidden="true">
+      <rect width="32" height="32" rx="8" fill="#1f2a44" />
+      <circle cx="12" cy="13" r="6" fill="#e5484d" />
+      <rect x="17" y="16" width="9" height="9" rx="1" fill="#3e7bfa" />
+      <path d="M8 26l4-7 4 7z" fill="#f5c542" />
+    </svg>
+  );
+}

@@ -1,0 +1,305 @@
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api, describeError, type ImageNode, type ResultEdge } from '../api';
+import { bytes, dateTime, sentence, signed } from '../format';
+import { href, navigate } from '../router';
+import { collectionChanged, qaHistory, saveQaHistory, toast, type QA } from '../store';
+import { EmptyState, ErrorNotice, MatchMeter, Spinner } from './ui';
+
+const SUGGESTIONS = ['what color is the background?', 'how many shapes are there?', 'what color is the circle?', 'is there a red square?'];
+
+/** One image: picture, caption, alt text, facts, questions and answers, similar images, delete. */
+export function ImageView({ id, canGoBack }: { id: string; canGoBack: boolean }) {
+  const [image, setImage] = useState<ImageNode | null | undefined>(undefined);
+  const [error, setError] = useState<unknown>(null);
+  const [attempt, setAttempt] = useState(0);
+
+  useEffect(() => {
+    const ctrl = new AbortController();
+    setImage(undefined);
+    setError(null);
+    api.image(id, ctrl.signal).then(
+      (img) => !ctrl.signal.aborted && setImage(img),
+      (e: unknown) => !ctrl.signal.aborted && setError(e),
+    );
+    window.scrollTo({ top: 0 });
+    return () => ctrl.abort();
+  }, [id, attempt]);
+
+  const back = () => (canGoBack ? history.back() : navigate({ name: 'library' }));
+
+  return (
+    <section class="detail" aria-labelledby="detail-title">
+      <div class="detail-top">
+        <button type="button" class="btn btn-ghost" onClick={back}>
+          <svg viewBox="0 0 20 20" class="icon" aria-hidden="true">
+            <path d="M12.5 4 6.5 10l6 6" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" />
+          </svg>
+          Back to results
+        </button>
+      </div>
+      {error != null && <ErrorNotice error={error} title="Could not load this image" onRetry={() => setAttempt((a) => a + 1)} />}
+      {image === undefined && error == null && (
+        <div class="detail-loading">
+          <Spinner label="Loading image" /> Loading image…
+        </div>
+      )}
+      {image === null && (
+        <EmptyState title="This image is not here any more">
+          <p>It may have been deleted.</p>
+          <a class="btn btn-primary" href={href({ name: 'library' })}>
+            Go to your images
+          </a>
+        </EmptyState>
+      )}
+      {image && <ImageDetail image={image} onDeleted={back} />}
+    </section>
+  );
+}
+
+function ImageDetail({ image, onDeleted }: { image: ImageNode; onDeleted: () => void }) {
+  const caption = sentence(image.caption) || 'No caption';
+  return (
+    <>
+      <div class="detail-grid">
+        <figure class="detail-figure">
+          <div class="detail-image-frame">
+            <img src={image.url} alt={sentence(image.description ?? image.caption) || 'Uploaded image'} width={image.width} height={image.height} />
+          </div>
+          <figcaption class="facts">
+            <span>
+              {image.width} × {image.height}
+            </span>
+            <span>{image.mimeType.replace('image/', '').toUpperCase()}</span>
+            <span>{bytes(image.byteSize)}</span>
+            <span>Added {dateTime(image.createdAt)}</span>
+          </figcaption>
+        </figure>
+        <div class="detail-side">
+          <p class="eyebrow">Caption</p>
+          <h1 id="detail-title" class="detail-caption" data-testid="detail-caption">
+            {caption}
+          </h1>
+          {image.altText && (
+            <div class="alt-text">
+              <p class="eyebrow">Alt text</p>
+              <p data-testid="alt-text">{image.altText}</p>
+              {image.altTextMatch != null && <MatchMeter value={image.altTextMatch} label="Matches image" />}
+            </div>
+          )}
+          <div class="detail-actions">
+            <a class="btn btn-secondary" href={href({ name: 'similar', id: image.id })}>
+              More like this
+            </a>
+            <a class="btn btn-ghost" href={image.url} target="_blank" rel="noopener">
+              Open original
+            </a>
+            <DeleteButton id={image.id} onDeleted={onDeleted} />
+          </div>
+          <Questions id={image.id} />
+        </div>
+      </div>
+      <SimilarStrip id={image.id} />
+    </>
+  );
+}
+
+function DeleteButton({ id, onDeleted }: { id: string; onDeleted: () => void }) {
+  const [confirming, setConfirming] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const confirmRef = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    if (confirming) confirmRef.current?.focus();
+  }, [confirming]);
+
+  const remove = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      await api.remove(id);
+      collectionChanged(id);
+      toast('Image deleted.', 'success');
+      onDeleted();
+    } catch (e) {
+      setError(e);
+      setBusy(false);
+    }
+  };
+
+  if (!confirming) {
+    return (
+      <button type="button" class="btn btn-danger-ghost" onClick={() => setConfirming(true)}>
+        Delete
+      </button>
+    );
+  }
+  return (
+    <div class="confirm" role="group" aria-label="Confirm deletion">
+      <span>Delete this image for good?</span>
+      <button type="button" ref={confirmRef} class="btn btn-danger btn-small" onClick={remove} disabled={busy}>
+        {busy ? <Spinner label="Deleting" /> : null} Delete image
+      </button>
+      <button type="button" class="btn btn-ghost btn-small" onClick={() => setConfirming(false)} disabled={busy}>
+        Cancel
+      </button>
+      {error != null && (
+        <p class="field-error" role="alert">
+          {describeError(error)}
+        </p>
+      )}
+    </div>
+  );
+}
+
+function Questions({ id }: { id: string }) {
+  const [history, setHistory] = useState<QA[]>(() => qaHistory(id));
+  const [question, setQuestion] = useState('');
+  const [pending, setPending] = useState<string | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const logRef = useRef<HTMLOListElement>(null);
+  const inputRef = useRef<HTMLInputElement>(null);
+
+  useEffect(() => setHistory(qaHistory(id)), [id]);
+  useEffect(() => {
+    const el = logRef.current;
+    if (el) el.scrollTop = el.scrollHeight;
+  }, [history, pending]);
+
+  const ask = async (q: string) => {
+    const text = q.trim();
+    if (!text || pending) return;
+    setPending(text);
+    setError(null);
+    try {
+      const res = await api.ask(id, text);
+      const next = [...history, { question: text, answer: res.answer }];
+      setHistory(next);
+      saveQaHistory(id, next);
+      setQuestion('');
+    } catch (e) {
+      setError(e);
+    } finally {
+      setPending(null);
+      inputRef.current?.focus();
+    }
+  };
+
+  return (
+    <section class="qa" aria-labelledby="qa-title">
+      <h2 id="qa-title">Ask about this image</h2>
+      {(history.length > 0 || pending) && (
+        <ol class="qa-log" ref={logRef} aria-live="polite" data-testid="qa-log">
+          {history.map((qa, i) => (
+            <li key={i} class="qa-item" data-testid="qa-item">
+              <p class="qa-q">{sentence(qa.question)}</p>
+              <p class="qa-a" data-testid="qa-answer">
+                {qa.answer}
+              </p>
+            </li>
+          ))}
+          {pending && (
+            <li class="qa-item">
+              <p class="qa-q">{sentence(pending)}</p>
+              <p class="qa-a qa-pending">
+                <Spinner label="Thinking" /> Thinking…
+              </p>
+            </li>
+          )}
+        </ol>
+      )}
+      <form
+        class="qa-form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void ask(question);
+        }}
+      >
+        <label class="visually-hidden" for="qa-input">
+          Your question
+        </label>
+        <input
+          id="qa-input"
+          ref={inputRef}
+          type="text"
+          value={question}
+          onInput={(e) => setQuestion((e.target as HTMLInputElement).value)}
+          placeholder="e.g. what color is the circle?"
+          autocomplete="off"
+          maxLength={500}
+          disabled={pending != null}
+        />
+        <button type="submit" class="btn btn-primary" disabled={pending != null || !question.trim()}>
+          Ask
+        </button>
+      </form>
+      {error != null && (
+        <p class="field-error" role="alert">
+          {describeError(error)}
+        </p>
+      )}
+      <div class="suggestions" aria-label="Suggested questions">
+        {SUGGESTIONS.map((s) => (
+          <button key={s} type="button" class="chip chip-button" onClick={() => void ask(s)} disabled={pending != null}>
+            {s}
+          </button>
+        ))}
+      </div>
+    </section>
+  );
+}
+
+function SimilarStrip({ id }: { id: string }) {
+  const [edges, setEdges] = useState<ResultEdge[] | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  useEffect(() => {
+    const ctrl = new AbortController();
+    setEdges(null);
+    setError(null);
+    api.similar({ id, first: 8 }, ctrl.signal).then(
+      (c) => !ctrl.signal.aborted && setEdges(c.edges),
+      (e: unknown) => !ctrl.signal.aborted && setError(e),
+    );
+    return () => ctrl.abort();
+  }, [id]);
+
+  return (
+    <section class="similar" aria-labelledby="similar-title">
+      <div class="similar-head">
+        <h2 id="similar-title">Similar images</h2>
+        {edges && edges.length > 0 && (
+          <a href={href({ name: 'similar', id })} class="link">
+            See all
+          </a>
+        )}
+      </div>
+      {error != null && <ErrorNotice error={error} title="Could not load similar images" />}
+      {!edges && error == null && (
+        <div class="strip" aria-hidden="true">
+          {Array.from({ length: 6 }, (_, i) => (
+            <div key={i} class="strip-item skeleton">
+              <div class="thumb" />
+            </div>
+          ))}
+        </div>
+      )}
+      {edges && edges.length === 0 && <p class="muted">No other images to compare with yet.</p>}
+      {edges && edges.length > 0 && (
+        <ul class="strip" data-testid="similar">
+          {edges.map((e) => {
+            const text = sentence(e.node.description ?? e.node.caption) || 'Image';
+            return (
+              <li key={e.node.id} class="strip-item">
+                <a href={href({ name: 'image', id: e.node.id })} title={text}>
+                  <div class="thumb">
+                    <img src={e.node.thumbnailUrl} alt={text} loading="lazy" />
+                  </div>
+                  <span class="strip-score">{e.itcScore != null ? `ITC ${signed(e.itcScore)}` : ''}</span>
+                </a>
+              </li>
+            );
+          })}
+        </ul>
+      )}
+    </section>
+  );
+}
