@@ -72,7 +72,7 @@ export class FakeBlipEngine implements BlipEngine {
         if (Math.abs(r - cr) + Math.abs(g - cg) + Math.abs(b - cb) < 60) hist[i]! += 1;
       });
     }
-    const noise = hashVector(createHash('sha256').update(bytes).digest('hex'), 0.05);
+    const noise = hashVector(createHash('sha256').update(bytes).digest('hex'), 0.002);
     const pixels = normalize(hist.map((v, i) => v / (raw.data.length / 3) + noise[i]!));
     return { info: { format: format ?? 'unknown', mimeType: `image/${format === 'jpeg' ? 'jpeg' : format}`, width, height, hasAlpha: !!meta.hasAlpha }, pixels };
   }
