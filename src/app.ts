@@ -34,11 +34,39 @@ export interface Application {
  * Wires config + an engine into a running server. The engine is a parameter so that tests (and a
  * model-less development setup) can pass a fake; src/main.ts passes createBlipEngine's.
  */
-export async function startApplication(config: Readonly<AppConfig>, engine: BlipEngine, log: Logger): Promise<Application> {
+export async function startApplication(
+  config: Readonly<AppConfig>,
+  engineSource: BlipEngine | (() => Promise<BlipEngine>),
+  log: Logger,
+  hooks: { onListening?: (port: number) => void } = {},
+): Promise<Application> {
   const firstStart = !fs.existsSync(config.dataDir) || fs.readdirSync(config.dataDir).length === 0;
   fs.mkdirSync(config.dataDir, { recursive: true });
   const applied = await runMigrations(config.db, path.join(ROOT, 'prisma'));
   if (applied.length) log.info({ applied }, 'database migrations applied');
+
+  // Listen first, answering 503 (and /healthz "starting") while the model loads and the index is
+  // recovered, so orchestrators can tell "starting" from "down".
+  let handler: http.RequestListener = (req, res) => {
+    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '5' });
+    res.end(JSON.stringify(req.url === '/healthz' ? { status: 'starting' } : { errors: [{ message: 'Starting', extensions: { code: 'SERVICE_UNAVAILABLE' } }] }));
+  };
+  const server = http.createServer((req, res) => handler(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.http.port, config.http.host, resolve);
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.http.port;
+  log.info({ port, dataDir: config.dataDir, db: config.db.provider }, 'listening; loading the model');
+  hooks.onListening?.(port);
+  let engine: BlipEngine;
+  try {
+    engine = typeof engineSource === 'function' ? await engineSource() : engineSource;
+  } catch (error) {
+    server.close();
+    throw error;
+  }
 
   const db = createPrismaClient(config.db);
   const repo = new PrismaImageRepository(db);
@@ -65,7 +93,6 @@ export async function startApplication(config: Readonly<AppConfig>, engine: Blip
     minAltTextMatch: config.search.minAltTextMatch,
     info: () => ({ modelId: engine.modelId, embedDim: engine.embedDim, indexedImages: index.size }),
   };
-  const server = http.createServer();
   const apollo = createApolloServer({
     schemaPath: path.join(ROOT, 'schema.graphql'),
     maxQueryDepth: config.limits.maxQueryDepth,
@@ -74,17 +101,8 @@ export async function startApplication(config: Readonly<AppConfig>, engine: Blip
     httpServer: server,
   });
   await apollo.start();
-  server.on(
-    'request',
-    createHttpApp({ apollo, services, images, isReady: () => ready, corsOrigin: config.http.corsOrigin, maxUploadBytes: config.limits.maxUploadBytes, webDir: config.http.webDir, log }),
-  );
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.http.port, config.http.host, resolve);
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.http.port;
-  log.info({ port, dataDir: config.dataDir, db: config.db.provider, modelId: engine.modelId }, 'listening');
+  handler = createHttpApp({ apollo, services, images, isReady: () => ready, corsOrigin: config.http.corsOrigin, maxUploadBytes: config.limits.maxUploadBytes, webDir: config.http.webDir, log });
+  log.info({ port, modelId: engine.modelId, indexed: index.size }, 'ready');
 
   const background = (async () => {
     await recovery.backfillEmbeddings();

@@ -16,11 +16,12 @@ async function main(): Promise<void> {
     throw error;
   }
   const log = createLogger(config.logLevel);
-  const engine = await createBlipEngine({
-    modelDir: config.models.modelDir,
-    limits: { maxBytes: config.limits.maxUploadBytes, maxPixels: config.models.maxImagePixels },
-  });
-  const app = await startApplication(config, engine, log);
+  const { models, limits } = config;
+  const app = await startApplication(
+    config,
+    () => createBlipEngine({ modelDir: models.modelDir, limits: { maxBytes: limits.maxUploadBytes, maxPixels: models.maxImagePixels } }),
+    log,
+  );
   let signals = 0;
   const shutdown = (signal: string) => {
     if (signals++ > 0) process.exit(1);
