@@ -126,7 +126,9 @@ export class HnswVectorIndex implements VectorIndex {
   async save(dir: string): Promise<void> {
     await fs.mkdir(dir, { recursive: true });
     const tmp = path.join(dir, `.hnsw.bin.${process.pid}.tmp`);
-    await this.hnsw.writeIndex(tmp);
+    // Synchronous on purpose: the async writeIndex reads the graph on a libuv thread while
+    // addPoint/markDelete may mutate it from the event loop; a torn snapshot would be saved.
+    this.hnsw.writeIndexSync(tmp);
     await fs.rename(tmp, path.join(dir, 'hnsw.bin'));
     await writeIndexManifest(path.join(dir, 'hnsw.json'), {
       formatVersion: 1,
