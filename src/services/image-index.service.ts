@@ -107,7 +107,8 @@ export class ImageIndexService {
       clearTimeout(this.saveTimer);
       this.saveTimer = undefined;
     }
-    this.saving = this.saving.then(async () => {
+    // A failed save must not poison the chain: the next flush tries again.
+    this.saving = this.saving.catch(() => undefined).then(async () => {
       if (!this.dirty && !force) return;
       this.dirty = false;
       if (this.index.compactIfNeeded(this.options.compactRatio)) this.log.info({ size: this.index.size }, 'vector index compacted');
