@@ -16,14 +16,21 @@ interface GoldenImage {
 interface GoldenSetting { max_length: number; min_length: number; repetition_penalty: number }
 interface Golden {
   modelDir: string;
+  /** Where the golden images live; default test/golden/images. */
+  imageDir?: string;
   modelId: string;
   captionSettings: { greedy: GoldenSetting; beam: GoldenSetting };
   texts: Array<{ text: string; input_ids: number[]; text_feat: number[] }>;
   images: GoldenImage[];
 }
 
-const goldens = readdirSync('test/golden').filter((f) => f.endsWith('.json'))
-  .map((f) => ({ name: f, golden: JSON.parse(readFileSync(`test/golden/${f}`, 'utf8')) as Golden }))
+// Committed goldens, plus one made on demand (BLIP_EXTRA_GOLDEN: the full-size random-weight
+// round trip of `npm run test:fullsize` writes .cache/fullsize/goldens.json).
+const goldenFiles = readdirSync('test/golden').filter((f) => f.endsWith('.json')).map((f) => `test/golden/${f}`);
+if (process.env.BLIP_EXTRA_GOLDEN) goldenFiles.push(process.env.BLIP_EXTRA_GOLDEN);
+const goldens = goldenFiles
+  .filter((f) => !process.env.BLIP_EXTRA_GOLDEN || process.env.BLIP_ONLY_EXTRA !== '1' || f === process.env.BLIP_EXTRA_GOLDEN)
+  .map((f) => ({ name: f.split('/').pop()!, golden: JSON.parse(readFileSync(f, 'utf8')) as Golden }))
   .filter(({ golden }) => typeof golden.modelDir === 'string');
 
 function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -40,8 +47,8 @@ for (const { name, golden } of goldens) {
       pixels: Float32Array.from(im.pixels),
     });
     beforeAll(async () => {
-      engine = await createBlipEngine({ modelDir: golden.modelDir, workers: 1, threads: 1 });
-    }, 120_000);
+      engine = await createBlipEngine({ modelDir: golden.modelDir, workers: 1, threads: 2 });
+    }, 600_000);
     afterAll(async () => engine?.close());
 
     it('model id', () => expect(engine.modelId).toBe(golden.modelId));
@@ -80,7 +87,7 @@ for (const { name, golden } of goldens) {
           for (const q of im.vqa) expect(await engine.answerIds(goldenPixels(im), q.question)).toEqual(q.answer_ids);
         });
         it('end to end from the file: feature close to PyTorch (drift from resize only)', async () => {
-          const loaded = await engine.loadImage(readFileSync(`test/golden/images/${im.file}`));
+          const loaded = await engine.loadImage(readFileSync(`${golden.imageDir ?? 'test/golden/images'}/${im.file}`));
           const enc = await engine.embedImage(loaded);
           const d = maxAbs(enc.feature, im.image_feat);
           console.log(`${name} ${im.file}: end-to-end image_feat max abs diff ${d.toExponential(2)}`);
