@@ -81,7 +81,7 @@ export async function startApplication(
   const itmStates = new ItmStateCache(engine, files, config.search.itmCacheBytes);
   const ingest = new IngestService(engine, repo, files, index, itmStates, { ...config.limits, maxMetadataBytes: 16 * 1024 }, log.child({ module: 'ingest' }));
   const search = new SearchService(engine, repo, index, itmStates, { ...config.limits, ...config.search });
-  const images = new ImageService(engine, repo, files, index, { ...config.limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }));
+  const images = new ImageService(engine, repo, files, index, itmStates, { ...config.limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }));
   const recovery = new StorageRecoveryService(engine, repo, files, index, itmStates, log.child({ module: 'recovery' }));
 
   await recovery.recover();

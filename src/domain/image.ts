@@ -16,15 +16,21 @@ export interface ImageRecord {
   byteSize: number;
   caption: string | null;
   captionModelId: string | null;
+  /** ITM match probability of the caption. */
+  captionMatch: number | null;
   altText: string | null;
   altTextMatch: number | null;
   metadata: unknown;
   createdAt: Date;
 }
 
-/** CapFilt: show the publisher's alt text only when the model agrees that it matches the image. */
+/**
+ * CapFilt per image: of the publisher's alt text and the generated caption, show the one the ITM
+ * head rates as the better match, and the alt text only if it clears minAltTextMatch at all.
+ */
 export function describeImage(image: ImageRecord, minAltTextMatch: number): string | null {
-  if (image.altText && image.altTextMatch !== null && image.altTextMatch >= minAltTextMatch) {
+  const alt = image.altTextMatch;
+  if (image.altText && alt !== null && alt >= minAltTextMatch && (image.captionMatch === null || alt >= image.captionMatch)) {
     return image.altText;
   }
   return image.caption ?? image.altText;

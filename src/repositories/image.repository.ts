@@ -14,6 +14,7 @@ interface ImageRow {
   byteSize: number;
   caption: string | null;
   captionModelId: string | null;
+  captionMatch: number | null;
   altText: string | null;
   altTextMatch: number | null;
   metadata: string | null;
@@ -33,6 +34,7 @@ function toRecord(row: ImageRow): ImageRecord {
     byteSize: row.byteSize,
     caption: row.caption,
     captionModelId: row.captionModelId,
+    captionMatch: row.captionMatch,
     altText: row.altText,
     altTextMatch: row.altTextMatch,
     metadata: row.metadata === null ? null : (JSON.parse(row.metadata) as unknown),
@@ -50,6 +52,7 @@ export interface NewImage {
   byteSize: number;
   caption: string;
   captionModelId: string;
+  captionMatch: number | null;
   altText: string | null;
   altTextMatch: number | null;
   metadata: unknown;
@@ -159,8 +162,8 @@ export class PrismaImageRepository {
     return rows.map(toRecord);
   }
 
-  async updateCaption(label: number, caption: string, modelId: string): Promise<ImageRecord> {
-    return toRecord(await this.db.image.update({ where: { label }, data: { caption, captionModelId: modelId } }));
+  async updateCaption(label: number, caption: string, modelId: string, captionMatch: number | null): Promise<ImageRecord> {
+    return toRecord(await this.db.image.update({ where: { label }, data: { caption, captionModelId: modelId, captionMatch } }));
   }
 
   async setStatus(label: number, status: ImageStatus): Promise<void> {

@@ -9,6 +9,7 @@ import type { PrismaImageRepository } from '../repositories/image.repository.js'
 import { renderThumbnail } from '../repositories/thumbnail-renderer.js';
 import { engineCall } from './engine-errors.js';
 import type { ImageIndexService } from './image-index.service.js';
+import type { ItmStateCache } from './itm-state-cache.js';
 import { requireImageId, requireIntInRange, requireNumberInRange, requireText } from './input-rules.js';
 
 export interface ImageServiceSettings {
@@ -24,6 +25,7 @@ export class ImageService {
     private readonly repo: PrismaImageRepository,
     private readonly files: ImageFileStore,
     private readonly index: ImageIndexService,
+    private readonly itmStates: ItmStateCache,
     private readonly settings: ImageServiceSettings,
     private readonly log: Logger,
   ) {}
@@ -69,7 +71,9 @@ export class ImageService {
     const image = await this.requireImage(imageId, 'imageId');
     const loaded = await engineCall(async () => this.engine.loadImage(await this.files.readOriginal(image.sha256)));
     const caption = await engineCall(() => this.engine.caption(loaded, checked));
-    return this.repo.updateCaption(image.label, caption, this.engine.modelId);
+    const states = await this.itmStates.get(image);
+    const match = (await engineCall(() => this.engine.itmScores(caption, [states]))).probabilities[0] ?? null;
+    return this.repo.updateCaption(image.label, caption, this.engine.modelId, match);
   }
 
   async askImage(imageId: string, question: string): Promise<AnswerResult> {

@@ -72,9 +72,10 @@ export class IngestService {
     const loaded = await engineCall(() => this.engine.loadImage(bytes));
     const encoding = await engineCall(() => this.engine.embedImage(loaded));
     const caption = await engineCall(() => this.engine.caption(loaded));
-    const altTextMatch = altText
-      ? (await engineCall(() => this.engine.itmScores(altText, [encoding.itmStates]))).probabilities[0] ?? null
-      : null;
+    const match = async (text: string) =>
+      (await engineCall(() => this.engine.itmScores(text, [encoding.itmStates]))).probabilities[0] ?? null;
+    const captionMatch = await match(caption);
+    const altTextMatch = altText ? await match(altText) : null;
 
     await this.files.writeOriginal(sha256, bytes);
     await this.itmStates.put(sha256, encoding.itmStates);
@@ -91,6 +92,7 @@ export class IngestService {
           byteSize: bytes.byteLength,
           caption,
           captionModelId: this.engine.modelId,
+          captionMatch,
           altText,
           altTextMatch,
           metadata,

@@ -3,7 +3,7 @@ import { scenePng } from '../helpers/images.js';
 import { startTestServer, type DbFlavour, type TestServer } from '../helpers/test-server.js';
 
 const INGEST = `mutation($input: IngestImageInput!) {
-  ingestImage(input: $input) { created image { id caption altText altTextMatch description width height mimeType byteSize sha256 url thumbnailUrl metadata createdAt } }
+  ingestImage(input: $input) { created image { id caption captionMatch altText altTextMatch description width height mimeType byteSize sha256 url thumbnailUrl metadata createdAt } }
 }`;
 const SEARCH = `query($text: String!, $first: Int, $after: String, $rerank: Boolean, $candidates: Int, $minMatch: Float) {
   searchImages(text: $text, first: $first, after: $after, rerank: $rerank, candidates: $candidates, minMatch: $minMatch) {
@@ -41,7 +41,8 @@ describe.each(flavours)('GraphQL over HTTP (%s)', (db) => {
     expect(created).toBe(true);
     expect(image).toMatchObject({ width: 128, height: 128, mimeType: 'image/png', byteSize: png.length, metadata: { a: 1 }, altText: 'a yellow circle' });
     expect(image.altTextMatch).toBeGreaterThan(0.5);
-    expect(image.description).toBe('a yellow circle');
+    expect(image.captionMatch).toBeGreaterThan(0.5);
+    expect(image.description).toBe(image.altTextMatch >= image.captionMatch ? 'a yellow circle' : image.caption);
     expect(image.url).toBe(`/images/${image.id}`);
     expect(new Date(image.createdAt).getTime()).toBeGreaterThan(0);
     ids.yellow = image.id;
