@@ -79,7 +79,7 @@ export function App() {
             <span class="upload-toggle-label">Upload</span>
           </button>
         </div>
-        {(route.name === 'search' || route.name === 'library') && <SearchOptions route={route} />}
+        {route.name === 'search' && <SearchOptions route={route} />}
       </header>
       <div id="upload-region" class="container">
         <Uploader open={uploadOpen} onClose={() => setUploadOpen(false)} droppedFiles={dropped} />
@@ -142,16 +142,12 @@ function SearchBar({ route }: { route: Route }) {
   );
 }
 
-function SearchOptions({ route }: { route: Extract<Route, { name: 'search' | 'library' }> }) {
-  const rerank = route.name === 'search' ? route.rerank : true;
-  const minMatch = route.name === 'search' ? route.minMatch : 0;
+function SearchOptions({ route }: { route: Extract<Route, { name: 'search' }> }) {
+  const { rerank, minMatch } = route;
   const [draft, setDraft] = useState(minMatch);
   useEffect(() => setDraft(minMatch), [minMatch]);
-  const disabled = route.name !== 'search';
-  const go = (patch: { rerank?: boolean; minMatch?: number }) => {
-    if (route.name !== 'search') return;
-    navigate({ ...route, ...patch }, true);
-  };
+  const disabled = false;
+  const go = (patch: { rerank?: boolean; minMatch?: number }) => navigate({ ...route, ...patch }, true);
   return (
     <div class="search-options" role="group" aria-label="Search options">
       <label class={`switch${disabled ? ' is-disabled' : ''}`}>

@@ -215,7 +215,7 @@ function ResultCard({ edge, rank, route }: { edge: ResultEdge; rank: number; rou
         </div>
       </a>
       <div class="card-body">
-        <p class="caption" data-testid="caption">
+        <p class="caption" data-testid="caption" title={text}>
           {text}
         </p>
         {edge.itcScore != null && (

@@ -1,0 +1,110 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+
+export const ROOT = path.resolve(import.meta.dirname, '../..');
+
+/** The bundled model when it is there, else the tiny random one (whose words are gibberish). */
+export function chooseModelDir(): { dir: string; semantic: boolean } {
+  const override = process.env.E2E_MODEL_DIR;
+  const candidates = override ? [override] : ['models/blip-scenes', 'test/fixtures/tiny-random'];
+  for (const c of candidates) {
+    const dir = path.resolve(ROOT, c);
+    const manifest = path.join(dir, 'manifest.json');
+    if (!fs.existsSync(manifest)) continue;
+    const { name } = JSON.parse(fs.readFileSync(manifest, 'utf8')) as { name?: string };
+    return { dir, semantic: name !== 'tiny-random' };
+  }
+  throw new Error(`no model found (tried ${candidates.join(', ')})`);
+}
+
+export interface ServiceProcess {
+  url: string;
+  dataDir: string;
+  logs: string[];
+  stop(): Promise<void>;
+}
+
+/**
+ * The real service as a child process (`tsx src/main.ts`), on a free port (PORT=0; the port is
+ * read from its "listening" log line) and a fresh data folder, without the sample seeding.
+ */
+export async function startService(modelDir: string, timeoutMs = 90_000): Promise<ServiceProcess> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blip-e2e-data-'));
+  const tsx = path.join(ROOT, 'node_modules', '.bin', 'tsx');
+  const child: ChildProcess = spawn(tsx, ['src/main.ts'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      DATABASE_URL: '',
+      SEED_SAMPLES: 'false',
+      MODEL_DIR: modelDir,
+      WEB_DIR: path.join(ROOT, 'web', 'dist'),
+      LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  readline.createInterface({ input: child.stderr! }).on('line', (l) => logs.push(l));
+
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`service did not start in ${timeoutMs} ms:\n${logs.slice(-20).join('\n')}`)), timeoutMs);
+    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+      logs.push(line);
+      try {
+        const entry = JSON.parse(line) as { msg?: string; port?: number };
+        if (entry.msg?.startsWith('listening') && typeof entry.port === 'number') {
+          clearTimeout(timer);
+          resolve(entry.port);
+        }
+      } catch {
+        // not a log line
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`service exited with ${code} before listening:\n${logs.slice(-20).join('\n')}`));
+    });
+  });
+  const url = `http://127.0.0.1:${port}`;
+  // /healthz answers 503 until the model is loaded and the index is ready.
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (Date.now() > deadline || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      throw new Error(`service not ready in ${timeoutMs} ms:\n${logs.slice(-20).join('\n')}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+
+  return {
+    url,
+    dataDir,
+    logs,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A GraphQL call from the test itself, to learn ground truth the page does not show. */
+export async function gql<T>(url: string, query: string, variables: Record<string, unknown> = {}): Promise<T> {
+  const res = await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
+  const body = (await res.json()) as { data?: T; errors?: unknown[] };
+  if (body.errors?.length || !body.data) throw new Error(`GraphQL error: ${JSON.stringify(body.errors)}`);
+  return body.data;
+}
