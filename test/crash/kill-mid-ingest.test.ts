@@ -91,4 +91,18 @@ describe('crash safety: SIGKILL a real server process mid-ingest', () => {
       await new Promise((r) => child.once('exit', r));
     }
   }, 60_000);
+
+  it('SIGTERM drains, saves the index and exits 0', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blip-term-'));
+    const { child, url } = await startChild({ ...env, DATA_DIR: dir, INDEX_SAVE_DELAY_MS: '600000', FAKE_DELAY_MS: '0' });
+    const res = await postGraphql<{ ingestImage: { image: { id: string } } }>(url, INGEST, { input: { base64: (await distinctPng(999)).toString('base64') } });
+    expect(res.data?.ingestImage.image.id).toBeTruthy();
+    const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    expect(await exit).toBe(0);
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'index', 'hnsw.json'), 'utf8'));
+    expect(manifest.modelId).toBe('fake-colour-v1');
+    expect(fs.statSync(path.join(dir, 'index', 'hnsw.bin')).size).toBeGreaterThan(100);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
 });
