@@ -264,6 +264,10 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     expect(overflow).toBeLessThanOrEqual(0);
     await page.screenshot({ path: path.join(ARTIFACTS, 'results-narrow.png') });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.waitForTimeout(400); // let the colour transitions finish
+    await page.screenshot({ path: path.join(ARTIFACTS, 'results-narrow-dark.png') });
+    await page.emulateMedia({ colorScheme: 'light' });
     const id = await page.locator('[data-testid="result"]').first().getAttribute('data-image-id');
     await page.goto(`${service.url}/#/image/${id}`);
     await page.getByTestId('detail-caption').waitFor();
@@ -281,6 +285,7 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     await alert.waitFor();
     expect(await alert.innerText()).toContain('Cannot reach the server');
     expect(await alert.getByRole('button', { name: 'Try again' }).isVisible()).toBe(true);
+    expect(await page.locator('footer').innerText()).toContain('The server is not answering');
     await page.screenshot({ path: path.join(ARTIFACTS, 'error-state.png') });
     expect(pageErrors).toEqual([]);
   }, 60_000);

@@ -115,6 +115,15 @@ function unwrap<T>(body: GraphQLBody<T> | undefined, status: number): T {
   throw toApiError(body, status);
 }
 
+type ConnectivityListener = (reachable: boolean) => void;
+const connectivity = new Set<ConnectivityListener>();
+/** Told after every request whether the server answered at all (the footer's status dot). */
+export function onConnectivity(listener: ConnectivityListener): () => void {
+  connectivity.add(listener);
+  return () => connectivity.delete(listener);
+}
+const reachable = (ok: boolean) => connectivity.forEach((l) => l(ok));
+
 /** One GraphQL operation over fetch. */
 export async function gql<T>(query: string, variables: Record<string, unknown> = {}, signal?: AbortSignal): Promise<T> {
   let res: Response;
@@ -127,8 +136,10 @@ export async function gql<T>(query: string, variables: Record<string, unknown> =
     });
   } catch (error) {
     if (signal?.aborted) throw error;
+    reachable(false);
     throw new ApiError('Network error', 'NETWORK');
   }
+  reachable(true);
   let body: GraphQLBody<T> | undefined;
   try {
     body = (await res.json()) as GraphQLBody<T>;
@@ -192,7 +203,10 @@ export function uploadImage(file: File, onProgress: (fraction: number) => void, 
         reject(error);
       }
     };
-    xhr.onerror = () => reject(new ApiError('Network error', 'NETWORK'));
+    xhr.onerror = () => {
+      reachable(false);
+      reject(new ApiError('Network error', 'NETWORK'));
+    };
     xhr.onabort = () => reject(new ApiError('Upload cancelled', 'ABORTED'));
     xhr.send(form);
   });

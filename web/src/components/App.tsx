@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api } from '../api';
+import { api, onConnectivity } from '../api';
 import { navigate, useRoute, type Route } from '../router';
 import { dismissToast, useCollectionVersion, useToasts } from '../store';
 import { ImageView } from './ImageView';
@@ -194,6 +194,7 @@ function Footer() {
       () => setDown(true),
     );
   }, [version]);
+  useEffect(() => onConnectivity((ok) => setDown(!ok)), []);
   return (
     <footer class="footer">
       <div class="container footer-inner">
