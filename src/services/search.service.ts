@@ -69,7 +69,19 @@ export class SearchService {
       ranked = await this.rank(text, rerank, candidates, minMatch);
       this.rankedLists.set(key, ranked);
     }
-    return pageOf(ranked, offset, limit);
+    return this.withFreshRows(pageOf(ranked, offset, limit));
+  }
+
+  /** Cached lists may hold stale rows (recaptioned, deleted since): re-read the page's rows. */
+  private async withFreshRows(page: Page<SearchHit>): Promise<Page<SearchHit>> {
+    const rows = await this.repo.findReadyByLabels(page.items.map((item) => item.node.image.label));
+    return {
+      ...page,
+      items: page.items.flatMap((item) => {
+        const image = rows.get(item.node.image.label);
+        return image ? [{ cursor: item.cursor, node: { ...item.node, image } }] : [];
+      }),
+    };
   }
 
   async similarImages(query: SimilarImagesQuery): Promise<Page<SearchHit>> {
