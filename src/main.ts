@@ -34,6 +34,8 @@ async function main(): Promise<void> {
       },
     );
   };
+  // A bug in one request must not take the service down; log it loudly instead.
+  process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled promise rejection'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
