@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { afterAll, describe, expect, it } from 'vitest';
-import { postGraphql } from '../helpers/test-server.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPgSchema, postGraphql, type DbFlavour } from '../helpers/test-server.js';
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'crash-child.ts');
 const INGEST = `mutation($input: IngestImageInput!) { ingestImage(input: $input) { image { id } } }`;
@@ -30,10 +30,23 @@ function distinctPng(i: number): Promise<Buffer> {
     .toBuffer();
 }
 
-describe('crash safety: SIGKILL a real server process mid-ingest', () => {
+const flavours: DbFlavour[] = process.env.BLIP_TEST_PG === 'off' ? ['sqlite'] : ['sqlite', 'postgresql'];
+
+describe.each(flavours)('crash safety: SIGKILL a real server process mid-ingest (%s)', (db) => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blip-crash-'));
-  const env = { DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', SEED_SAMPLES: 'false', LOG_LEVEL: 'silent', FAKE_DELAY_MS: '15', INDEX_SAVE_DELAY_MS: '5000' };
-  afterAll(() => { if (!process.env.KEEP_CRASH_DIR) fs.rmSync(dataDir, { recursive: true, force: true }); else console.log('kept', dataDir); });
+  const env: Record<string, string> = { DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', SEED_SAMPLES: 'false', LOG_LEVEL: 'silent', FAKE_DELAY_MS: '15', INDEX_SAVE_DELAY_MS: '5000' };
+  let dropPg: (() => Promise<void>) | undefined;
+  beforeAll(async () => {
+    if (db !== 'postgresql') return;
+    const schema = await createPgSchema();
+    env.DATABASE_URL = schema.url;
+    dropPg = schema.drop;
+  });
+  afterAll(async () => {
+    await dropPg?.();
+    if (!process.env.KEEP_CRASH_DIR) fs.rmSync(dataDir, { recursive: true, force: true });
+    else console.log('kept', dataDir);
+  });
 
   it('after restarts, every acknowledged image is searchable and nothing half-made is returned', async () => {
     const acknowledged = new Set<string>();
