@@ -224,6 +224,7 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     await page.getByRole('button', { name: 'Delete', exact: true }).click();
     // The confirmation takes the focus: Enter confirms.
     await page.getByRole('button', { name: 'Delete image' }).waitFor();
+    await expect.poll(() => page.evaluate(() => document.activeElement?.textContent?.trim())).toBe('Delete image');
     await page.keyboard.press('Enter');
     await page.getByText('Image deleted.').waitFor();
     await page.getByRole('heading', { name: 'Results for “red circle”' }).waitFor();

@@ -16,7 +16,20 @@ export function App() {
   // Back from the image view goes to the results it came from, when it came from inside the app.
   useEffect(() => {
     inApp.current++;
+    if (route.name === 'search') document.title = `${route.q} · blip-search`;
+    else if (route.name === 'similar') document.title = 'More like this · blip-search';
+    else if (route.name === 'library') document.title = 'blip-search';
   }, [route]);
+
+  // Escape closes the upload panel.
+  useEffect(() => {
+    if (!uploadOpen) return;
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === 'Escape') setUploadOpen(false);
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, [uploadOpen]);
 
   // Dropping files anywhere on the page opens the upload panel with them.
   useEffect(() => {

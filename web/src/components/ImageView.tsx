@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, describeError, type ImageNode, type ResultEdge } from '../api';
 import { bytes, dateTime, sentence, signed } from '../format';
 import { href, navigate } from '../router';
@@ -58,6 +58,12 @@ export function ImageView({ id, canGoBack }: { id: string; canGoBack: boolean })
 
 function ImageDetail({ image, onDeleted }: { image: ImageNode; onDeleted: () => void }) {
   const caption = sentence(image.caption) || 'No caption';
+  const titleRef = useRef<HTMLHeadingElement>(null);
+  // A new page for screen readers and keyboards: start from its title.
+  useEffect(() => {
+    titleRef.current?.focus({ preventScroll: true });
+    document.title = `${caption} · blip-search`;
+  }, [image.id]);
   return (
     <>
       <div class="detail-grid">
@@ -76,7 +82,7 @@ function ImageDetail({ image, onDeleted }: { image: ImageNode; onDeleted: () => 
         </figure>
         <div class="detail-side">
           <p class="eyebrow">Caption</p>
-          <h1 id="detail-title" class="detail-caption" data-testid="detail-caption">
+          <h1 id="detail-title" class="detail-caption" data-testid="detail-caption" tabIndex={-1} ref={titleRef}>
             {caption}
           </h1>
           {image.altText && (
@@ -108,7 +114,8 @@ function DeleteButton({ id, onDeleted }: { id: string; onDeleted: () => void }) 
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const confirmRef = useRef<HTMLButtonElement>(null);
-  useEffect(() => {
+  // The confirmation takes the focus at once: Enter confirms, Tab reaches Cancel.
+  useLayoutEffect(() => {
     if (confirming) confirmRef.current?.focus();
   }, [confirming]);
 
