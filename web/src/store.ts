@@ -7,10 +7,14 @@ let version = 0;
 const versionListeners = new Set<Listener>();
 const removed = new Set<string>();
 
+let pending: ReturnType<typeof setTimeout> | undefined;
+
+/** Lists refetch once per burst of changes (a batch of uploads finishing), not once per file. */
 export function collectionChanged(removedId?: string): void {
   if (removedId) removed.add(removedId);
   version++;
-  versionListeners.forEach((l) => l());
+  clearTimeout(pending);
+  pending = setTimeout(() => versionListeners.forEach((l) => l()), removedId ? 0 : 400);
 }
 
 export function isRemoved(id: string): boolean {

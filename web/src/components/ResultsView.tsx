@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
-import { api, type Connection, type ResultEdge } from '../api';
+import { api, type Connection, type ImageNode, type ResultEdge } from '../api';
 import { sentence, signed } from '../format';
 import { href, navigate, type Route } from '../router';
 import { isRemoved, useCollectionVersion } from '../store';
@@ -166,10 +166,20 @@ function ResultsHeading({ route, total, loading }: { route: ListRoute; total: nu
 }
 
 function SimilarSource({ id }: { id: string }) {
+  const [image, setImage] = useState<ImageNode | null>(null);
+  useEffect(() => {
+    const ctrl = new AbortController();
+    api.image(id, ctrl.signal).then(
+      (img) => !ctrl.signal.aborted && setImage(img),
+      () => undefined, // the chip is optional; the grid reports errors
+    );
+    return () => ctrl.abort();
+  }, [id]);
+  if (!image) return null;
   return (
-    <a class="source-chip" href={href({ name: 'image', id })}>
-      <img src={`/images/${encodeURIComponent(id)}/thumbnail`} alt="" width={28} height={28} />
-      <span>Source image</span>
+    <a class="source-chip" href={href({ name: 'image', id })} title={sentence(image.description ?? image.caption)}>
+      <img src={image.thumbnailUrl} alt="" width={28} height={28} />
+      <span>Compared with this image</span>
     </a>
   );
 }
