@@ -182,6 +182,8 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     const similar = await cards.evaluateAll((els) => els.map((e) => e.getAttribute('data-image-id')));
     expect(similar).not.toContain(openedId);
     expect(similar.length).toBe(12);
+    await page.locator('.source-chip').waitFor();
+    await page.screenshot({ path: path.join(ARTIFACTS, 'similar-grid.png') });
     await page.goBack();
     await page.getByRole('heading', { name: 'Results for “red circle”' }).waitFor();
     await page.locator('.results[aria-busy="false"] [data-testid="result"]').first().waitFor({ timeout: 60_000 });

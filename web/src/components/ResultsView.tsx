@@ -39,6 +39,9 @@ export function ResultsView({ route, onUpload }: { route: ListRoute; onUpload: (
   const [attempt, setAttempt] = useState(0);
   const abortRef = useRef<AbortController | null>(null);
 
+  // A different list starts at its top (its heading says what it is).
+  useEffect(() => window.scrollTo({ top: 0 }), [key]);
+
   useEffect(() => {
     const ctrl = new AbortController();
     abortRef.current?.abort();
