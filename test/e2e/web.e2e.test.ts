@@ -63,7 +63,7 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
   });
 
   it('uploads several files with progress and a result for each: new, duplicate, rejected', async () => {
-    await page.getByRole('button', { name: 'Upload', exact: true }).click();
+    await page.getByRole('button', { name: 'Upload images', expanded: false }).click();
     const chooser = page.waitForEvent('filechooser');
     await page.getByRole('button', { name: 'Choose files' }).click();
     await (await chooser).setFiles(files.map((f) => f.file));
@@ -276,6 +276,14 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     await page.getByTestId('detail-caption').waitFor();
     await page.screenshot({ path: path.join(ARTIFACTS, 'image-view-narrow.png'), fullPage: true });
     expect(await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)).toBeLessThanOrEqual(0);
+    // The upload panel keeps this session's uploads and their results.
+    await page.getByRole('button', { name: 'Upload images', expanded: false }).click();
+    await page.getByTestId('upload-list').waitFor();
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: path.join(ARTIFACTS, 'upload-narrow.png') });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)).toBeLessThanOrEqual(0);
+    await page.keyboard.press('Escape');
+    await page.getByTestId('upload-panel').waitFor({ state: 'detached' });
   }, 120_000);
 
   it('says so in words when the server goes away', async () => {

@@ -85,7 +85,7 @@ export function App() {
             </span>
           </a>
           <SearchBar route={route} />
-          <button type="button" class="btn btn-primary upload-toggle" aria-expanded={uploadOpen} aria-controls="upload-region" onClick={() => setUploadOpen((o) => !o)}>
+          <button type="button" class="btn btn-primary upload-toggle" aria-label="Upload images" aria-expanded={uploadOpen} aria-controls="upload-region" onClick={() => setUploadOpen((o) => !o)}>
             <svg viewBox="0 0 20 20" class="icon" aria-hidden="true">
               <path d="M10 14V4m0 0L6 8m4-4 4 4M4 13v2a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2v-2" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" />
             </svg>
@@ -143,7 +143,7 @@ function SearchBar({ route }: { route: Route }) {
         type="search"
         value={text}
         onInput={(e) => setText((e.target as HTMLInputElement).value)}
-        placeholder="Describe an image, e.g. “red circle”"
+        placeholder="Search, e.g. “red circle”"
         autocomplete="off"
         maxLength={500}
         enterKeyHint="search"
