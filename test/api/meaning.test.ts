@@ -2,9 +2,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderScene } from '../helpers/scene-svg.js';
-import { startTestServer, type TestServer } from '../helpers/test-server.js';
+import type { BlipEngine } from '../../src/ml/blip-engine.js';
+import { startTestServer, type DbFlavour, type TestServer } from '../helpers/test-server.js';
 
-const MODEL_DIR = path.resolve('models/blip-scenes');
+const MODEL_DIR = path.resolve(process.env.MEANING_MODEL_DIR ?? 'models/blip-scenes');
 const hasModel = fs.existsSync(path.join(MODEL_DIR, 'manifest.json'));
 
 const SCENES = {
@@ -24,13 +25,37 @@ const SCENES = {
   orangeCircle: () => renderScene('gray', [{ shape: 'circle', colour: 'orange', size: 'large', x: 64, y: 64 }]),
 };
 
-describe.skipIf(!hasModel)('meaning: the bundled model over the real API (models/blip-scenes)', () => {
+const flavours: DbFlavour[] = process.env.BLIP_TEST_PG === 'off' ? ['sqlite'] : ['sqlite', 'postgresql'];
+
+/** One engine for both databases: a server's stop() closes its engine, so hand each a view that does not. */
+let shared: Promise<BlipEngine> | undefined;
+function sharedEngine(): Promise<BlipEngine> {
+  shared ??= import('../../src/ml/create-blip-engine.js').then(({ createBlipEngine }) => createBlipEngine({ modelDir: MODEL_DIR }));
+  return shared.then((engine) => ({
+    get modelId() { return engine.modelId; },
+    get embedDim() { return engine.embedDim; },
+    get itmStatesLength() { return engine.itmStatesLength; },
+    loadImage: (b) => engine.loadImage(b),
+    embedImage: (i) => engine.embedImage(i),
+    embedText: (t) => engine.embedText(t),
+    itmScores: (t, s) => engine.itmScores(t, s),
+    caption: (i, o) => engine.caption(i, o),
+    answer: (i, q) => engine.answer(i, q),
+    countTokens: (t) => engine.countTokens(t),
+    close: async () => undefined,
+  }));
+}
+
+afterAll(async () => {
+  await (await shared)?.close();
+});
+
+describe.skipIf(!hasModel).each(flavours)('meaning: the bundled model over the real API (%s)', (db) => {
   let server: TestServer;
   const ids: Record<string, string> = {};
 
   beforeAll(async () => {
-    const { createBlipEngine } = await import('../../src/ml/create-blip-engine.js');
-    server = await startTestServer({ engine: await createBlipEngine({ modelDir: MODEL_DIR }) });
+    server = await startTestServer({ db, engine: await sharedEngine() });
     for (const [name, render] of Object.entries(SCENES)) {
       const res = await server.gql(`mutation($b: String!) { ingestImage(input: { base64: $b }) { image { id caption } } }`, {
         b: (await render()).toString('base64'),
