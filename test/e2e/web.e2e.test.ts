@@ -21,6 +21,8 @@ const canRun = (chromiumAvailable() || process.env.CI === 'true') && (webBuilt |
 if (!canRun) console.warn(`web e2e skipped: needs ${CHROMIUM} and web/dist (npm run build:web)`);
 
 const model = chooseModelDir();
+/** expect.poll waits 1 s by default; the build machines are busy (model training shares them). */
+const POLL = { timeout: 30_000, interval: 100 };
 
 describe.skipIf(!canRun)('web page (headless Chromium)', () => {
   let service: ServiceProcess;
@@ -58,15 +60,22 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
 
   it('starts empty and says so', async () => {
     await page.goto(service.url);
-    await expect.poll(() => page.getByRole('heading', { name: 'No images yet' }).isVisible()).toBe(true);
-    await expect.poll(() => page.locator('footer').innerText()).toContain('0 images indexed');
+    await expect.poll(() => page.getByRole('heading', { name: 'No images yet' }).isVisible(), POLL).toBe(true);
+    await expect.poll(() => page.locator('footer').innerText(), POLL).toContain('0 images indexed');
   });
 
   it('uploads several files with progress and a result for each: new, duplicate, rejected', async () => {
     await page.getByRole('button', { name: 'Upload images', expanded: false }).click();
+    const multipart = page.waitForRequest((r) => r.url().endsWith('/graphql') && (r.headers()['content-type'] ?? '').startsWith('multipart/form-data'));
     const chooser = page.waitForEvent('filechooser');
     await page.getByRole('button', { name: 'Choose files' }).click();
     await (await chooser).setFiles(files.map((f) => f.file));
+
+    // A GraphQL multipart request (the server's graphql-upload checks its operations/map/file
+    // parts; Chromium does not expose file bodies to the test) with the CSRF-prevention header.
+    const request = await multipart;
+    expect(request.method()).toBe('POST');
+    expect(request.headers()['apollo-require-preflight']).toBe('true');
 
     // While they upload: progress bars, then "Captioning and indexing".
     await page.locator('[data-testid="upload-item"] [role="progressbar"]').first().waitFor();
@@ -142,22 +151,22 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
 
     // Re-ranking off: ITC order, no match probability; the minimum-match slider is disabled.
     await page.getByRole('switch', { name: /Re-rank with ITM/ }).uncheck();
-    await expect.poll(() => page.url()).toContain('rerank=0');
+    await expect.poll(() => page.url(), POLL).toContain('rerank=0');
     await page.locator('.results[aria-busy="false"] [data-testid="result"]').first().waitFor({ timeout: 60_000 });
     expect(await page.locator('[data-testid="result"] .meter').count()).toBe(0);
     expect(await page.getByLabel('Minimum match').isDisabled()).toBe(true);
     await page.getByRole('switch', { name: /Re-rank with ITM/ }).check();
-    await expect.poll(() => page.url()).not.toContain('rerank=0');
+    await expect.poll(() => page.url(), POLL).not.toContain('rerank=0');
 
     // Minimum match 95%: only strong matches stay (or a clear "no matching images").
     await page.getByLabel('Minimum match').fill('0.95');
-    await expect.poll(() => page.url()).toContain('min=0.95');
+    await expect.poll(() => page.url(), POLL).toContain('min=0.95');
     await page.locator('.results[aria-busy="false"]').waitFor({ timeout: 60_000 });
     const strong = await page.locator('[data-testid="result"]').count();
     if (strong === 0) await page.getByRole('heading', { name: 'No matching images' }).waitFor();
     expect(strong).toBeLessThanOrEqual(ids.length);
     await page.getByLabel('Minimum match').fill('0');
-    await expect.poll(() => page.url()).not.toContain('min=');
+    await expect.poll(() => page.url(), POLL).not.toContain('min=');
     await page.locator('.results[aria-busy="false"] [data-testid="result"]').first().waitFor({ timeout: 60_000 });
     openedId = ids[0]!;
   }, 240_000);
@@ -219,14 +228,14 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     await page.goBack();
     await page.getByRole('heading', { name: 'Results for “red circle”' }).waitFor();
     await page.goForward();
-    await expect.poll(() => page.getByTestId('qa-item').count()).toBe(2);
+    await expect.poll(() => page.getByTestId('qa-item').count(), POLL).toBe(2);
   }, 180_000);
 
   it('deletes the image and it is gone from the results', async () => {
     await page.getByRole('button', { name: 'Delete', exact: true }).click();
     // The confirmation takes the focus: Enter confirms.
     await page.getByRole('button', { name: 'Delete image' }).waitFor();
-    await expect.poll(() => page.evaluate(() => document.activeElement?.textContent?.trim())).toBe('Delete image');
+    await expect.poll(() => page.evaluate(() => document.activeElement?.textContent?.trim()), POLL).toBe('Delete image');
     await page.keyboard.press('Enter');
     await page.getByText('Image deleted.').waitFor();
     await page.getByRole('heading', { name: 'Results for “red circle”' }).waitFor();
