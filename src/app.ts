@@ -40,7 +40,6 @@ export async function startApplication(
   log: Logger,
   hooks: { onListening?: (port: number) => void } = {},
 ): Promise<Application> {
-  const firstStart = !fs.existsSync(config.dataDir) || fs.readdirSync(config.dataDir).length === 0;
   fs.mkdirSync(config.dataDir, { recursive: true });
   const applied = await runMigrations(config.db, path.join(ROOT, 'prisma'));
   if (applied.length) log.info({ applied }, 'database migrations applied');
@@ -104,9 +103,16 @@ export async function startApplication(
   handler = createHttpApp({ apollo, services, images, isReady: () => ready, corsOrigin: config.http.corsOrigin, maxUploadBytes: config.limits.maxUploadBytes, webDir: config.http.webDir, log });
   log.info({ port, modelId: engine.modelId, indexed: index.size }, 'ready');
 
+  const abort = new AbortController();
   const background = (async () => {
-    await recovery.backfillEmbeddings();
-    if (firstStart && config.seed.enabled) await seedSamples(ingest, config.seed.samplesDir, log.child({ module: 'seed' }));
+    await recovery.backfillEmbeddings(abort.signal);
+    // "First start": nothing stored and never seeded (a marker, so that emptying the collection
+    // later does not bring the samples back, while a first start that crashed still seeds).
+    const marker = path.join(config.dataDir, '.samples-seeded');
+    if (config.seed.enabled && !fs.existsSync(marker) && (await repo.countReady()) === 0) {
+      await seedSamples(ingest, config.seed.samplesDir, log.child({ module: 'seed' }), abort.signal);
+      if (!abort.signal.aborted) fs.writeFileSync(marker, new Date().toISOString());
+    }
   })().catch((error: unknown) => log.error({ err: error }, 'background start-up work failed'));
   ready = true;
 
@@ -114,6 +120,7 @@ export async function startApplication(
   const stop = () =>
     (stopping ??= (async () => {
       ready = false;
+      abort.abort();
       await apollo.stop(); // drains the HTTP server
       await background;
       await index.flush();

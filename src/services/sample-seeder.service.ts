@@ -9,10 +9,11 @@ const IMAGE_FILE = /\.(png|jpe?g|webp|gif)$/i;
  * Ingests the bundled sample scenes so a first start shows something. A sidecar `<name>.txt`, if
  * present, becomes the image's altText. Bad samples are logged and skipped, never fatal.
  */
-export async function seedSamples(ingest: IngestService, samplesDir: string, log: Logger): Promise<number> {
+export async function seedSamples(ingest: IngestService, samplesDir: string, log: Logger, signal?: AbortSignal): Promise<number> {
   const names = (await fs.readdir(samplesDir).catch(() => [] as string[])).filter((n) => IMAGE_FILE.test(n)).sort();
   let created = 0;
   for (const name of names) {
+    if (signal?.aborted) break;
     const file = path.join(samplesDir, name);
     try {
       const altText = await fs.readFile(file.replace(IMAGE_FILE, '.txt'), 'utf8').then((t) => t.trim() || null, () => null);

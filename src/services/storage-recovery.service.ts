@@ -38,13 +38,14 @@ export class StorageRecoveryService {
   }
 
   /** Embeds images stored under another model; each becomes searchable as soon as it is done. */
-  async backfillEmbeddings(): Promise<number> {
+  async backfillEmbeddings(signal?: AbortSignal): Promise<number> {
     let done = 0;
     const failed = new Set<number>();
     for (;;) {
       const batch = (await this.repo.findMissingEmbeddings(this.engine.modelId, 50 + failed.size)).filter((i) => !failed.has(i.label));
-      if (batch.length === 0) break;
+      if (batch.length === 0 || signal?.aborted) break;
       for (const image of batch) {
+        if (signal?.aborted) break;
         try {
           const loaded = await engineCall(async () => this.engine.loadImage(await this.files.readOriginal(image.sha256)));
           const encoding = await engineCall(() => this.engine.embedImage(loaded));
