@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="tools/checkpoints/blip-scenes.pt")
     ap.add_argument("--out", default="models/blip-scenes")
     ap.add_argument("--samples", type=int, default=8)
+    ap.add_argument("--model-only", action="store_true", help="skip goldens and samples (for trying checkpoints)")
     args = ap.parse_args()
     ck = torch.load(args.checkpoint, map_location="cpu")
     cfg = BlipConfig.from_dict(ck["config"])
@@ -39,6 +40,9 @@ def main() -> None:
         source=f"trained on the synthetic scenes of shared/scenes.md by tools/train.py ({ck['step']} steps)",
         generation={"caption": {"maxLength": 30, "minLength": 5, "numBeams": 3, "repetitionPenalty": 1.0, "prompt": ""},
                     "vqa": {"maxLength": 10, "minLength": 1, "numBeams": 1}})
+    if args.model_only:
+        print("exported", manifest["modelId"], "to", args.out)
+        return
     images = sorted((ROOT / "test/golden/images").iterdir())
     settings = {"greedy": {"max_length": 30, "min_length": 5, "repetition_penalty": 1.0},
                 "beam": {"max_length": 30, "min_length": 5, "repetition_penalty": 1.0}}
