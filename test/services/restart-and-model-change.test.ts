@@ -43,7 +43,13 @@ describe('restarts: the index is a derived cache of the database', () => {
     await expect.poll(async () => (await server.gql(`{ images { totalCount } }`)).data.images.totalCount).toBe(1);
     const img = (await server.gql(`{ images { edges { node { altText metadata } } } }`)).data.images.edges[0].node;
     expect(img).toEqual({ altText: 'a green square', metadata: { sample: 'a.png' } });
-    await server.dispose();
+    const id = (await server.gql(`{ images { edges { node { id } } } }`)).data.images.edges[0].node.id;
+    await server.gql(`mutation($id: ID!) { deleteImage(id: $id) { deleted } }`, { id });
+    await server.stop();
+    const restarted = await startTestServer({ reuse: { dataDir: server.dataDir, env: server.env } });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await restarted.gql(`{ images { totalCount } }`)).data.images.totalCount).toBe(0);
+    await restarted.dispose();
     fs.rmSync(samples, { recursive: true, force: true });
   });
 });
