@@ -50,8 +50,16 @@ export function navigate(route: Route, replace = false): void {
   }
 }
 
+let lastList: Route | null = null;
+
+/** The last list (library, search, similar) shown: where the image view goes back to. */
+export function lastListRoute(): Route | null {
+  return lastList;
+}
+
 export function useRoute(): Route {
   const [route, setRoute] = useState(() => parseRoute(location.hash));
+  if (route.name !== 'image') lastList = route;
   useEffect(() => {
     const onChange = () => setRoute(parseRoute(location.hash));
     window.addEventListener('hashchange', onChange);

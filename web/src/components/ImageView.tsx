@@ -1,7 +1,7 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, describeError, type ImageNode, type ResultEdge } from '../api';
 import { bytes, dateTime, sentence, signed } from '../format';
-import { href, navigate } from '../router';
+import { href, lastListRoute, navigate } from '../router';
 import { collectionChanged, qaHistory, saveQaHistory, toast, type QA } from '../store';
 import { EmptyState, ErrorNotice, MatchMeter, Spinner } from './ui';
 
@@ -26,6 +26,12 @@ export function ImageView({ id, canGoBack }: { id: string; canGoBack: boolean })
   }, [id, attempt]);
 
   const back = () => (canGoBack ? history.back() : navigate({ name: 'library' }));
+  // After a deletion, back to the list it came from, unless that list was "more like" this image.
+  const afterDelete = () => {
+    const prev = lastListRoute();
+    if (canGoBack && prev && !(prev.name === 'similar' && prev.id === id)) history.back();
+    else navigate({ name: 'library' }, true);
+  };
 
   return (
     <section class="detail" aria-labelledby="detail-title">
@@ -51,7 +57,7 @@ export function ImageView({ id, canGoBack }: { id: string; canGoBack: boolean })
           </a>
         </EmptyState>
       )}
-      {image && <ImageDetail image={image} onDeleted={back} />}
+      {image && <ImageDetail image={image} onDeleted={afterDelete} />}
     </section>
   );
 }
