@@ -114,8 +114,11 @@ export class SearchService {
 
     const hits: SearchHit[] = [];
     for (let start = 0; start < found.length; start += this.settings.itmBatchSize) {
-      const batch = found.slice(start, start + this.settings.itmBatchSize);
-      const states = await Promise.all(batch.map(({ image }) => this.itmStates.get(image)));
+      // A candidate deleted while we rank loses its files: drop it rather than fail the search.
+      const loaded = await Promise.allSettled(found.slice(start, start + this.settings.itmBatchSize).map(({ image }) => this.itmStates.get(image)));
+      const batch = found.slice(start, start + this.settings.itmBatchSize).filter((_, i) => loaded[i]!.status === 'fulfilled');
+      const states = loaded.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      if (states.length === 0) continue;
       const itm = await engineCall(() => this.engine.itmScores(text, states));
       batch.forEach(({ image, itc }, i) => {
         const logit = itm.logits[i]![1];
