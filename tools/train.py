@@ -4,9 +4,10 @@ in a batch are all positives), ITM with hard negatives mined from ITC similarity
 one-attribute perturbations of the true description), captioning LM, and VQA (question encoder
 with cross-attention to the image, answer decoder).
 
-    /usr/bin/python3 -m tools.train --steps 1300 --out tools/checkpoints/blip-scenes.pt
+    /usr/bin/python3 -m tools.train --steps 1100 --lr 1e-3 --batch 48 --aux-patch 0.5 \
+        --out tools/checkpoints/blip-scenes.pt
 
-1300 steps of 48 scenes take about 55 minutes on an idle 2-core machine (2.5 s a step).
+1100 steps of 48 scenes take 45-50 minutes on an idle 2-core machine (about 2.5 s a step).
 
 Then `python3 -m tools.export_scenes` writes models/blip-scenes/.
 """
