@@ -1,3 +1,4 @@
+import { meetsEvalTargets } from '../helpers/model-quality.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -7,7 +8,11 @@ import readline from 'node:readline';
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 
 /** The bundled model when it is there, else the tiny random one (whose words are gibberish). */
-export function chooseModelDir(): { dir: string; semantic: boolean } {
+/**
+ * semantic: a trained model (not the random fixture), so results carry meaning; strict: its
+ * eval.json meets the targets, so exact rankings and answers can be asserted.
+ */
+export function chooseModelDir(): { dir: string; semantic: boolean; strict: boolean } {
   const override = process.env.E2E_MODEL_DIR;
   const candidates = override ? [override] : ['models/blip-scenes', 'test/fixtures/tiny-random'];
   for (const c of candidates) {
@@ -15,7 +20,7 @@ export function chooseModelDir(): { dir: string; semantic: boolean } {
     const manifest = path.join(dir, 'manifest.json');
     if (!fs.existsSync(manifest)) continue;
     const { name } = JSON.parse(fs.readFileSync(manifest, 'utf8')) as { name?: string };
-    return { dir, semantic: name !== 'tiny-random' };
+    return { dir, semantic: name !== 'tiny-random', strict: name !== 'tiny-random' && meetsEvalTargets(dir) };
   }
   throw new Error(`no model found (tried ${candidates.join(', ')})`);
 }
