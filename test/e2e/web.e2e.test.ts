@@ -218,8 +218,7 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     await page.getByTestId('qa-answer').first().waitFor({ timeout: 60_000 });
     const answer = (await page.getByTestId('qa-answer').first().innerText()).trim();
     console.log(`asked "what color is the circle?" about "${shownCaption}": "${answer}"`);
-    if (model.strict) expect(answer).toBe('red');
-    else if (model.semantic) expect(['red', 'green', 'blue', 'yellow', 'purple', 'orange']).toContain(answer);
+    if (model.semantic) expect(answer).toBe('red');
     else expect(answer.length).toBeGreaterThan(0);
 
     await page.getByRole('button', { name: 'how many shapes are there?' }).click();
