@@ -1,19 +1,13 @@
 import sharp from 'sharp';
+import { SCENE_BACKGROUNDS, SCENE_COLOURS } from '../helpers/scene-svg.js';
 
 /**
  * Scenes as ../shared/scenes.md describes them (the bundled model's world), drawn with sharp from
  * SVG: a flat background and 1-3 filled shapes that do not overlap. The test knows exactly what
  * each image contains, so it can check rankings and answers against the truth.
  */
-export const BACKGROUNDS = { white: [245, 245, 245], gray: [128, 128, 128], black: [20, 20, 20] } as const;
-export const COLORS = {
-  red: [220, 40, 40],
-  green: [40, 170, 60],
-  blue: [40, 80, 220],
-  yellow: [235, 210, 40],
-  purple: [140, 60, 180],
-  orange: [245, 140, 30],
-} as const;
+export const BACKGROUNDS = SCENE_BACKGROUNDS;
+export const COLORS = SCENE_COLOURS;
 
 export type Shape = 'circle' | 'square' | 'triangle' | 'star';
 export type Color = keyof typeof COLORS;

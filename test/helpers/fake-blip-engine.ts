@@ -3,15 +3,10 @@ import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import type { BlipEngine, CaptionOptions, ImageEncoding, ItmResult, LoadedImage } from '../../src/ml/blip-engine.js';
 import { ImageTooLargeError, InvalidTextError, UnsupportedImageError } from '../../src/ml/errors.js';
 
+import { SCENE_COLOURS } from './scene-svg.js';
+
 /** scenes.md object colours: the fake "sees" them, so colour queries behave like the real model. */
-export const COLOURS = {
-  red: [220, 40, 40],
-  green: [40, 170, 60],
-  blue: [40, 80, 220],
-  yellow: [235, 210, 40],
-  purple: [140, 60, 180],
-  orange: [245, 140, 30],
-} as const;
+export const COLOURS = SCENE_COLOURS;
 const NAMES = Object.keys(COLOURS) as Array<keyof typeof COLOURS>;
 const DIM = NAMES.length + 2;
 
