@@ -136,6 +136,10 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
       `model ${path.basename(model.dir)}; ranking for "red circle":\n` +
         ids.map((id, i) => `  ${i + 1}. ${captions[i]}   [truth: ${caption(truth[i]!)}]`).join('\n'),
     );
+    // The scores behind that order, straight from the API (diagnosis when a ranking surprises).
+    const api = await gql<{ searchImages: { edges: Array<{ itcScore: number; itmScore: number; node: { id: string } }> } }>(
+      service.url, `{ searchImages(text: "red circle", first: 20) { edges { itcScore itmScore node { id } } } }`);
+    console.log(api.searchImages.edges.map((e, i) => `  ${i + 1}. itc ${e.itcScore.toFixed(3)} itm ${e.itmScore.toFixed(3)}  ${caption(idToScene.get(e.node.id)!)}`).join('\n'));
     expect(ids.length).toBeGreaterThanOrEqual(redCircles);
     // Each card shows its ITM match probability and ITC score.
     expect(await cards.first().locator('.meter').innerText()).toMatch(/Match\s*\d+%/);
