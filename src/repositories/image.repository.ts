@@ -2,24 +2,8 @@ import { embeddingFromBytes, embeddingToBytes } from '../domain/embedding.js';
 import type { ImageRecord, ImageStatus } from '../domain/image.js';
 import type { DbClient } from './database.js';
 
-interface ImageRow {
-  label: number;
-  id: string;
-  sha256: string;
-  status: string;
-  mimeType: string;
-  format: string;
-  width: number;
-  height: number;
-  byteSize: number;
-  caption: string | null;
-  captionModelId: string | null;
-  captionMatch: number | null;
-  altText: string | null;
-  altTextMatch: number | null;
-  metadata: string | null;
-  createdAt: Date;
-}
+/** A row as Prisma returns it (either provider): the domain record with status and metadata unparsed. */
+type ImageRow = Omit<ImageRecord, 'status' | 'metadata'> & { status: string; metadata: string | null };
 
 function toRecord(row: ImageRow): ImageRecord {
   return {
