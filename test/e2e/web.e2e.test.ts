@@ -312,8 +312,9 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     const alert = page.getByRole('alert').filter({ hasText: 'Search failed' });
     await alert.waitFor();
     expect(await alert.innerText()).toContain('Cannot reach the server');
-    expect(await alert.getByRole('button', { name: 'Try again' }).isVisible()).toBe(true);
-    expect(await page.locator('footer').innerText()).toContain('The server is not answering');
+    // isVisible() does not wait; on a loaded machine the button and footer render a moment later.
+    await alert.getByRole('button', { name: 'Try again' }).waitFor({ state: 'visible' });
+    await expect.poll(() => page.locator('footer').innerText(), POLL).toContain('The server is not answering');
     await page.screenshot({ path: path.join(ARTIFACTS, 'error-state.png') });
     expect(pageErrors).toEqual([]);
   }, 60_000);
