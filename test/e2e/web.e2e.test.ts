@@ -126,6 +126,9 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: 'Results for “red circle”' }).waitFor();
     await page.locator('.results[aria-busy="false"] [data-testid="result"]').first().waitFor({ timeout: 120_000 });
+    // Re-ranked search cards carry a match meter; waiting for it means the grid shows this search,
+    // not the list it replaces (a loaded machine once let the test read the previous grid).
+    await page.locator('.results[aria-busy="false"] [data-testid="result"] .meter').first().waitFor({ timeout: 120_000 });
 
     const cards = page.locator('[data-testid="result"]');
     const ids = await cards.evaluateAll((els) => els.map((e) => e.getAttribute('data-image-id')!));
@@ -193,11 +196,13 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     const first = page.locator(`[data-testid="result"][data-image-id="${openedId}"]`);
     await first.getByRole('link', { name: /More like this/ }).click();
     await page.getByRole('heading', { name: 'More like this' }).waitFor();
-    await page.locator('.results[aria-busy="false"] [data-testid="result"]').first().waitFor({ timeout: 60_000 });
-    const similar = await cards.evaluateAll((els) => els.map((e) => e.getAttribute('data-image-id')));
-    expect(similar).not.toContain(openedId);
-    expect(similar.length).toBe(12);
     await page.locator('.source-chip').waitFor();
+    await page.locator('.results[aria-busy="false"] [data-testid="result"]').first().waitFor({ timeout: 60_000 });
+    // The similar grid replaces the search grid; poll until it has (the old one holds openedId).
+    const similarIds = () => cards.evaluateAll((els) => els.map((e) => e.getAttribute('data-image-id')));
+    await expect.poll(similarIds, POLL).not.toContain(openedId);
+    const similar = await similarIds();
+    expect(similar.length).toBe(12);
     await page.screenshot({ path: path.join(ARTIFACTS, 'similar-grid.png') });
     await page.goBack();
     await page.getByRole('heading', { name: 'Results for “red circle”' }).waitFor();
