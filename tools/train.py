@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from tools.blip import scenes
 from tools.blip.bundle import BlipBundle, scenes_config
@@ -95,41 +95,29 @@ def perturb(query: dict, scene: scenes.Scene, rng: random.Random) -> tuple[str, 
     return None
 
 
-def _inside(o: scenes.Obj, x: float, y: float) -> bool:
-    if o.shape == "circle":
-        return (x - o.cx) ** 2 + (y - o.cy) ** 2 <= o.r ** 2
-    poly = scenes._polygon(o, 1.0)
-    inside = False
-    for (x1, y1), (x2, y2) in zip(poly, poly[1:] + poly[:1]):
-        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
-            inside = not inside
-    return inside
-
-
 COLOR_IDS = {c: i + 1 for i, c in enumerate(scenes.COLORS)}
 SHAPE_IDS = {s: i + 1 for i, s in enumerate(scenes.SHAPES)}
 SIZE_IDS = {s: i + 1 for i, s in enumerate(scenes.SIZES)}
 
 
-def patch_labels(scene: scenes.Scene, grid: int, sub: int = 4) -> list[list[int]]:
+def patch_labels(scene: scenes.Scene, grid: int, sub: int = 4) -> np.ndarray:
     """Per patch (row-major, as the ViT flattens them): colour, shape and size of the object that
-    covers most of the patch (0 = background), from sub x sub sample points."""
-    out = []
-    for gy in range(grid):
-        for gx in range(grid):
-            votes: dict[int, int] = {}
-            for sy in range(sub):
-                for sx in range(sub):
-                    x, y = (gx + (sx + 0.5) / sub) / grid, (gy + (sy + 0.5) / sub) / grid
-                    for k, o in enumerate(scene.objects):
-                        if _inside(o, x, y):
-                            votes[k] = votes.get(k, 0) + 1
-            if votes:
-                o = scene.objects[max(votes, key=votes.get)]
-                out.append([COLOR_IDS[o.color], SHAPE_IDS[o.shape], SIZE_IDS[o.size]])
-            else:
-                out.append([0, 0, 0])
-    return out
+    covers most of the patch (0 = background), by majority over a sub x sub raster of the patch."""
+    W = grid * sub
+    mask = Image.new("L", (W, W), 0)
+    d = ImageDraw.Draw(mask)
+    for k, o in enumerate(scene.objects):
+        if o.shape == "circle":
+            cx, cy, r = o.cx * W, o.cy * W, o.r * W
+            d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=k + 1)
+        else:
+            d.polygon(scenes._polygon(o, W), fill=k + 1)
+    m = np.asarray(mask).reshape(grid, sub, grid, sub).transpose(0, 2, 1, 3).reshape(grid * grid, sub * sub)
+    counts = np.stack([(m == k).sum(1) for k in range(len(scene.objects) + 1)], 1)
+    counts[:, 0] = np.where(counts[:, 1:].sum(1) > 0, -1, counts[:, 0])  # any object pixels: not background
+    winner = counts.argmax(1)
+    table = np.array([[0, 0, 0]] + [[COLOR_IDS[o.color], SHAPE_IDS[o.shape], SIZE_IDS[o.size]] for o in scene.objects])
+    return table[winner]
 
 
 def pad(seqs: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,7 +142,7 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
         qa.append(rng.choice([x for x in items if x[0] == qtype]))
     return {
         "scenes": sc, "pixels": pix, "match": match,
-        "patches": torch.tensor([patch_labels(s, grid) for s in sc]),
+        "patches": torch.from_numpy(np.stack([patch_labels(s, grid) for s in sc])).long(),
         "text": pad([tok.encode(t, max_len) for t in texts]),
         "perturbed": [None if p is None else tok.encode(p[0], max_len) for p in perturbed],
         "caption": pad(caps),
@@ -169,8 +157,8 @@ def lm_loss(decoder, ids, mask, enc, enc_mask, smoothing=0.1, noise=0.0, word_id
         # Replace some teacher-forced input words with random scene words: the decoder must read
         # attributes from the image, not from the words before them (held-out combinations such as
         # "purple triangle" never follow each other in training captions).
-        flip = (torch.rand(inp.shape) < noise) & (inp >= word_ids[0]) & (inp <= word_ids[1])
-        inp = torch.where(flip, torch.randint(word_ids[0], word_ids[1] + 1, inp.shape), inp)
+        flip = (torch.rand(inp.shape, device=inp.device) < noise) & (inp >= word_ids[0]) & (inp <= word_ids[1])
+        inp = torch.where(flip, torch.randint(word_ids[0], word_ids[1] + 1, inp.shape, device=inp.device), inp)
     logits = decoder(inp, mask[:, :-1], enc, enc_mask)
     target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100,
@@ -180,7 +168,8 @@ def lm_loss(decoder, ids, mask, enc, enc_mask, smoothing=0.1, noise=0.0, word_id
 def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, aux_head=None):
     r = model.retrieval
     emb = r.vision_model(batch["pixels"])  # shared vision encoder
-    aux = torch.zeros(())
+    dev = emb.device
+    aux = torch.zeros((), device=dev)
     if aux_head is not None:
         # Training-only auxiliary loss (not exported): each patch token predicts the colour, shape
         # and size of the object under it. A ViT trained from scratch on 2 CPU cores otherwise
@@ -202,9 +191,12 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
 
     # ITM: positives, one negative image per text and one negative text per image (hard: sampled
     # by ITC similarity among true non-matches, or a one-attribute perturbation of the true text)
+    # Mining runs on the CPU: one transfer instead of a device sync per sampled negative.
     with torch.no_grad():
-        w = torch.softmax(sim.detach().float(), dim=1).masked_fill(M > 0, 0) + 1e-9 * (M == 0)
+        M = M.cpu()
+        w = torch.softmax(sim.detach().float().cpu(), dim=1).masked_fill(M > 0, 0) + 1e-9 * (M == 0)
     neg_img, neg_txt_ids = [], []
+    ids_cpu, mask_cpu = ids.cpu(), mask.cpu()
     for j in range(B):  # negative image for text j
         col = w[:, j].masked_fill(M[:, j] > 0, 0)
         neg_img.append(int(torch.multinomial(col, 1)) if col.sum() > 0 else None)
@@ -215,22 +207,22 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
             neg_txt_ids.append(p)
         elif row.sum() > 0:
             j = int(torch.multinomial(row, 1))
-            neg_txt_ids.append(ids[j][mask[j] > 0].tolist())
+            neg_txt_ids.append(ids_cpu[j][mask_cpu[j] > 0].tolist())
         else:
             neg_txt_ids.append(None)
     t_idx = [j for j in range(B) if neg_img[j] is not None]
     i_idx = [i for i in range(B) if neg_txt_ids[i] is not None]
     pos_ids, pos_mask = ids, mask
-    nt_ids, nt_mask = pad([neg_txt_ids[i] for i in i_idx])
+    nt_ids, nt_mask = (t.to(dev) for t in pad([neg_txt_ids[i] for i in i_idx]))
     all_emb = torch.cat([emb, emb[[neg_img[j] for j in t_idx]], emb[i_idx]])
     L = max(pos_ids.shape[1], nt_ids.shape[1])
     padto = lambda x: F.pad(x, (0, L - x.shape[1]))
     all_ids = torch.cat([padto(pos_ids), padto(ids[t_idx]), padto(nt_ids)])
     all_mask = torch.cat([padto(pos_mask), padto(mask[t_idx]), padto(nt_mask)])
-    labels = torch.cat([torch.ones(B), torch.zeros(len(t_idx) + len(i_idx))]).long()
+    labels = torch.cat([torch.ones(B), torch.zeros(len(t_idx) + len(i_idx))]).long().to(dev)
     itm = F.cross_entropy(r.itm_logits(all_ids, all_mask, all_emb), labels)
 
-    ones = torch.ones(B, emb.shape[1], dtype=torch.long)
+    ones = torch.ones(B, emb.shape[1], dtype=torch.long, device=dev)
     cap_ids, cap_mask = batch["caption"]
     lm = lm_loss(model.caption.text_decoder, cap_ids, cap_mask, emb, ones, noise=0.15, word_ids=WORD_RANGE)
 
@@ -241,14 +233,48 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     return itc, itm, lm, vqa, aux
 
 
+class BatchStream(torch.utils.data.IterableDataset):
+    """Endless training batches. Each DataLoader worker draws from its own seeded stream, so the
+    scenes are drawn and rendered in other processes while the model trains."""
+
+    def __init__(self, seed: int, size: int, bsz: int, grid: int):
+        self.seed, self.size, self.bsz, self.grid = seed, size, bsz, grid
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = random.Random(self.seed * 1000 + (info.id if info else 0))
+        tok, _ = make_tokenizer()
+        while True:
+            yield make_batch(rng, tok, self.size, self.bsz, 35, tok.added["[DEC]"], self.grid)
+
+
+def _identity(x):
+    return x
+
+
+def to_device(batch: dict, dev: torch.device) -> dict:
+    out = dict(batch)
+    for k in ("pixels", "match", "patches"):
+        out[k] = batch[k].to(dev, non_blocking=True)
+    for k in ("text", "caption", "question", "answer"):
+        out[k] = tuple(t.to(dev, non_blocking=True) for t in batch[k])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=1300, help="optimizer steps (the schedule is by step)")
-    ap.add_argument("--minutes", type=float, default=None, help="optional wall-clock cap")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="optional wall-clock budget; the cosine schedule then follows whichever of steps or "
+                         "time runs out first, so the learning rate is annealed when the budget ends")
     ap.add_argument("--batch", type=int, default=48)
     ap.add_argument("--lr", type=float, default=6e-4)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader processes drawing scenes (0 = in the loop)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--image-size", type=int, default=None, help="override the bundled config's input size")
+    ap.add_argument("--patch-size", type=int, default=None, help="override the bundled config's patch size")
     ap.add_argument("--out", default="tools/checkpoints/blip-scenes.pt")
     ap.add_argument("--resume", default=None)
     ap.add_argument("--log-every", type=int, default=25)
@@ -256,6 +282,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    dev = torch.device(args.device)
     rng = random.Random(args.seed)
     tok, _ = make_tokenizer()
     V = len(tok.vocab) + 2
@@ -263,30 +290,46 @@ def main() -> None:
     ws = [tok.vocab[w] for w in scenes.WORDS]
     WORD_RANGE = (min(ws), max(ws))
     cfg = scenes_config(V, tok.sep, tok.added["[DEC]"])
+    if args.image_size:
+        cfg.vision.image_size = args.image_size
+    if args.patch_size:
+        cfg.vision.patch_size = args.patch_size
     model = BlipBundle(cfg)
     if args.resume:
-        model.load_state_dict(torch.load(args.resume)["model"])
-    temp = torch.nn.Parameter(torch.tensor(0.07))
-    aux_head = torch.nn.Linear(cfg.vision.hidden_size, 7 + 5 + 3) if args.aux_patch > 0 else None
+        model.load_state_dict(torch.load(args.resume, map_location="cpu")["model"])
+    model.to(dev)
+    temp = torch.nn.Parameter(torch.tensor(0.07, device=dev))
+    aux_head = torch.nn.Linear(cfg.vision.hidden_size, 7 + 5 + 3).to(dev) if args.aux_patch > 0 else None
     params = list(model.parameters()) + [temp] + (list(aux_head.parameters()) if aux_head else [])
     grid = cfg.vision.image_size // cfg.vision.patch_size
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.02)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"params {n_params/1e6:.2f}M  vocab {V}  batch {args.batch}", flush=True)
+    print(f"params {n_params/1e6:.2f}M  vocab {V}  batch {args.batch}  image {cfg.vision.image_size}  "
+          f"patch {cfg.vision.patch_size} ({grid * grid + 1} tokens)  device {dev}", flush=True)
+    if args.workers > 0:
+        loader = torch.utils.data.DataLoader(BatchStream(args.seed, cfg.vision.image_size, args.batch, grid),
+                                             batch_size=None, num_workers=args.workers, collate_fn=_identity,
+                                             prefetch_factor=4, persistent_workers=True)
+        batches = iter(loader)
+        next_batch = lambda: next(batches)
+    else:
+        next_batch = lambda: make_batch(rng, tok, cfg.vision.image_size, args.batch, 35, tok.added["[DEC]"], grid)
     budget = args.minutes * 60 if args.minutes else float("inf")
     t0 = time.time()
     step, warm = 0, 150
     ema = None
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save = lambda: torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()},
+                               "config": cfg.to_dict(), "step": step}, args.out)
     while True:
         elapsed = time.time() - t0
         if elapsed > budget or step >= args.steps:
             break
-        frac = step / args.steps
+        frac = max(step / args.steps, elapsed / budget)
         lr = args.lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = make_batch(rng, tok, cfg.vision.image_size, args.batch, 35, tok.added["[DEC]"], grid)
+        batch = to_device(next_batch(), dev)
         model.train()
         itc, itm, lm, vqa, aux = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, aux_head)
         loss = itc + itm + lm + vqa + args.aux_patch * aux
@@ -294,15 +337,15 @@ def main() -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        vals = [float(x) for x in (itc, itm, lm, vqa, aux)]
-        ema = vals if ema is None else [0.95 * e + 0.05 * v for e, v in zip(ema, vals)]
         step += 1
         if step % args.log_every == 0:
+            vals = [float(x) for x in (itc, itm, lm, vqa, aux)]
+            ema = vals if ema is None else [0.8 * e + 0.2 * v for e, v in zip(ema, vals)]
             print(f"step {step} t={elapsed/60:.1f}m lr={lr:.2e} itc={ema[0]:.3f} itm={ema[1]:.3f} "
                   f"lm={ema[2]:.3f} vqa={ema[3]:.3f} aux={ema[4]:.3f} temp={float(temp):.3f}", flush=True)
-        if step % 100 == 0:
-            torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "step": step}, args.out)
-    torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "step": step}, args.out)
+        if step % 500 == 0:
+            save()
+    save()
     print(f"done: {step} steps in {(time.time()-t0)/60:.1f} min -> {args.out}", flush=True)
 
 
