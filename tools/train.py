@@ -4,10 +4,9 @@ in a batch are all positives), ITM with hard negatives mined from ITC similarity
 one-attribute perturbations of the true description), captioning LM, and VQA (question encoder
 with cross-attention to the image, answer decoder).
 
-    /usr/bin/python3 -m tools.train --steps 1100 --lr 1e-3 --batch 48 --aux-patch 0.5 \
-        --out tools/checkpoints/blip-scenes.pt
-
-1100 steps of 48 scenes take 45-50 minutes on an idle 2-core machine (about 2.5 s a step).
+The exact commands of the committed model (two stages on one GPU) are in docs/models.md; the
+same script runs on CPUs (`--device cpu`, the default), about 3 s per step of 48 scenes on an
+idle 2-core machine. `--workers N` draws and renders scenes in N DataLoader processes.
 
 Then `python3 -m tools.export_scenes` writes models/blip-scenes/.
 """
@@ -98,11 +97,15 @@ def perturb(query: dict, scene: scenes.Scene, rng: random.Random) -> tuple[str, 
 COLOR_IDS = {c: i + 1 for i, c in enumerate(scenes.COLORS)}
 SHAPE_IDS = {s: i + 1 for i, s in enumerate(scenes.SHAPES)}
 SIZE_IDS = {s: i + 1 for i, s in enumerate(scenes.SIZES)}
+# Classes of each per-patch label (0 = background): colour, shape, size, rank from the left, third.
+AUX_CLASSES = [len(COLOR_IDS) + 1, len(SHAPE_IDS) + 1, len(SIZE_IDS) + 1, 4, 4]
 
 
 def patch_labels(scene: scenes.Scene, grid: int, sub: int = 4) -> np.ndarray:
-    """Per patch (row-major, as the ViT flattens them): colour, shape and size of the object that
-    covers most of the patch (0 = background), by majority over a sub x sub raster of the patch."""
+    """Per patch (row-major, as the ViT flattens them), of the object that covers most of the patch
+    (0 = background), by majority over a sub x sub raster of the patch: colour, shape, size, the
+    object's rank from the left (what caption order and "left or right" questions need) and the
+    horizontal third its centre lies in."""
     W = grid * sub
     mask = Image.new("L", (W, W), 0)
     d = ImageDraw.Draw(mask)
@@ -116,7 +119,9 @@ def patch_labels(scene: scenes.Scene, grid: int, sub: int = 4) -> np.ndarray:
     counts = np.stack([(m == k).sum(1) for k in range(len(scene.objects) + 1)], 1)
     counts[:, 0] = np.where(counts[:, 1:].sum(1) > 0, -1, counts[:, 0])  # any object pixels: not background
     winner = counts.argmax(1)
-    table = np.array([[0, 0, 0]] + [[COLOR_IDS[o.color], SHAPE_IDS[o.shape], SIZE_IDS[o.size]] for o in scene.objects])
+    rank = {id(o): i + 1 for i, o in enumerate(scene.sorted_objects())}
+    table = np.array([[0, 0, 0, 0, 0]] + [[COLOR_IDS[o.color], SHAPE_IDS[o.shape], SIZE_IDS[o.size], rank[id(o)],
+                                           min(2, int(o.cx * 3)) + 1] for o in scene.objects])
     return table[winner]
 
 
@@ -174,11 +179,11 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
         # Training-only auxiliary loss (not exported): each patch token predicts the colour, shape
         # and size of the object under it. A ViT trained from scratch on 2 CPU cores otherwise
         # spends most of its budget discovering objects; this dense signal gets it there sooner.
-        logits = aux_head(emb[:, 1:, :])  # [B, P, 7+5+3]
+        logits = aux_head(emb[:, 1:, :])  # [B, P, sum(AUX_CLASSES)]
         lab = batch["patches"]
-        aux = (F.cross_entropy(logits[..., :7].reshape(-1, 7), lab[..., 0].reshape(-1)) +
-               F.cross_entropy(logits[..., 7:12].reshape(-1, 5), lab[..., 1].reshape(-1)) +
-               F.cross_entropy(logits[..., 12:].reshape(-1, 3), lab[..., 2].reshape(-1)))
+        classes = AUX_CLASSES[:3] if aux_head.out_features == sum(AUX_CLASSES[:3]) else AUX_CLASSES
+        for k, (lo, n) in enumerate(zip(np.cumsum([0] + classes[:-1]), classes)):
+            aux = aux + F.cross_entropy(logits[..., lo:lo + n].reshape(-1, n), lab[..., k].reshape(-1))
     B = emb.shape[0]
     ids, mask = batch["text"]
     img_feat = r.image_feat(emb)
@@ -277,6 +282,10 @@ def main() -> None:
     ap.add_argument("--patch-size", type=int, default=None, help="override the bundled config's patch size")
     ap.add_argument("--out", default="tools/checkpoints/blip-scenes.pt")
     ap.add_argument("--resume", default=None)
+    ap.add_argument("--aux-labels", choices=["attributes", "order"], default="order",
+                    help="per-patch labels: colour/shape/size, or those plus the object's rank from the left "
+                         "and horizontal third (stages 1-2 of the bundled model used 'attributes')")
+    ap.add_argument("--temp", type=float, default=0.07, help="initial ITC temperature (it is learned; not saved)")
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--aux-patch", type=float, default=0.5, help="weight of the auxiliary per-patch object loss (0 = off)")
     args = ap.parse_args()
@@ -298,8 +307,9 @@ def main() -> None:
     if args.resume:
         model.load_state_dict(torch.load(args.resume, map_location="cpu")["model"])
     model.to(dev)
-    temp = torch.nn.Parameter(torch.tensor(0.07, device=dev))
-    aux_head = torch.nn.Linear(cfg.vision.hidden_size, 7 + 5 + 3).to(dev) if args.aux_patch > 0 else None
+    temp = torch.nn.Parameter(torch.tensor(args.temp, device=dev))
+    n_aux = sum(AUX_CLASSES if args.aux_labels == "order" else AUX_CLASSES[:3])
+    aux_head = torch.nn.Linear(cfg.vision.hidden_size, n_aux).to(dev) if args.aux_patch > 0 else None
     params = list(model.parameters()) + [temp] + (list(aux_head.parameters()) if aux_head else [])
     grid = cfg.vision.image_size // cfg.vision.patch_size
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.02)
@@ -339,7 +349,7 @@ def main() -> None:
         opt.step()
         step += 1
         if step % args.log_every == 0:
-            vals = [float(x) for x in (itc, itm, lm, vqa, aux)]
+            vals = [float(x.detach()) for x in (itc, itm, lm, vqa, aux)]
             ema = vals if ema is None else [0.8 * e + 0.2 * v for e, v in zip(ema, vals)]
             print(f"step {step} t={elapsed/60:.1f}m lr={lr:.2e} itc={ema[0]:.3f} itm={ema[1]:.3f} "
                   f"lm={ema[2]:.3f} vqa={ema[3]:.3f} aux={ema[4]:.3f} temp={float(temp):.3f}", flush=True)

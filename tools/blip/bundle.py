@@ -22,10 +22,10 @@ class BlipBundle(nn.Module):
 
 
 def scenes_config(vocab_size: int, sep: int, dec: int) -> BlipConfig:
-    """The bundled model's size: 96 px input, 16 px patches (36 + 1 tokens), width 128."""
+    """The bundled model's size: 96 px input, 12 px patches (64 + 1 tokens), width 128."""
     return BlipConfig(
         vision=VisionConfig(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
-                            image_size=96, patch_size=16),
+                            image_size=96, patch_size=12),
         text=TextConfig(vocab_size=vocab_size, hidden_size=128, intermediate_size=512, num_hidden_layers=4,
                         num_attention_heads=4, max_position_embeddings=64, encoder_hidden_size=128,
                         sep_token_id=sep, bos_token_id=dec),
