@@ -163,5 +163,33 @@ class ReferenceKeys(unittest.TestCase):
         self.assertTrue(torch.allclose(torch.cat([l1, l2], 1), full, atol=1e-5))
 
 
+class TrainingLabels(unittest.TestCase):
+    def test_patch_labels_name_the_object_under_each_patch(self):
+        from tools.train import COLOR_IDS, SHAPE_IDS, SIZE_IDS, patch_labels
+        scene = scenes.Scene("white", scenes.BACKGROUNDS["white"])
+        big = scenes.Obj("square", "blue", "large", 0.75, 0.5, 0.22, 0, scenes.COLORS["blue"])
+        small = scenes.Obj("circle", "red", "small", 0.2, 0.2, 0.12, 0, scenes.COLORS["red"])
+        scene.objects += [big, small]  # drawn right one first: ranks must follow x, not list order
+        lab = patch_labels(scene, grid=8).reshape(8, 8, 5)
+        # the patch at the square's centre (x 0.75, y 0.5 -> column 6, row 4) and the circle's (1, 1)
+        self.assertEqual(lab[4, 6].tolist(), [COLOR_IDS["blue"], SHAPE_IDS["square"], SIZE_IDS["large"], 2, 3])
+        self.assertEqual(lab[1, 1].tolist(), [COLOR_IDS["red"], SHAPE_IDS["circle"], SIZE_IDS["small"], 1, 1])
+        self.assertEqual(lab[7, 0].tolist(), [0, 0, 0, 0, 0])  # bottom-left corner: background
+        # coverage: the square (side 0.44 of the canvas) covers about 0.19 of the patches
+        self.assertAlmostEqual(float((lab[..., 0] == COLOR_IDS["blue"]).mean()), 0.44 ** 2, delta=0.07)
+
+
+class HuggingFaceParity(unittest.TestCase):
+    """Runs only where `transformers` is installed (not on our CI machines): see tools/hf_parity.py."""
+
+    @unittest.skipUnless(__import__("importlib.util").util.find_spec("transformers"), "transformers not installed")
+    def test_matches_transformers_at_small_size(self):
+        from tools import hf_parity
+        hf_parity.results.clear()
+        hf_parity.run("small", 12)
+        self.assertTrue(hf_parity.results)
+        self.assertEqual([r for r in hf_parity.results if not r[1]], [])
+
+
 if __name__ == "__main__":
     unittest.main()
