@@ -3,7 +3,7 @@
  * evaluation set made by `tools/make_evalset.py`, and writes EVAL.md and eval.json into the model
  * folder.
  *
- *   npm run eval -- [--model models/blip-scenes] [--set .cache/evalset] [--candidates 32]
+ *   npm run eval -- [--model models/blip-scenes] [--set .cache/evalset] [--candidates 50] [--fusion logit|logodds|itm] [--retrieval-only]
  *
  * Metrics (each overall and on held-out combinations):
  * - precision@10 of partial-description queries over the gallery, ITC alone and ITC + ITM
@@ -29,8 +29,12 @@ const { values: args } = parseArgs({
   options: {
     model: { type: 'string', default: 'models/blip-scenes' },
     set: { type: 'string', default: '.cache/evalset' },
-    candidates: { type: 'string', default: '32' },
+    candidates: { type: 'string', default: '50' }, // the service's SEARCH_CANDIDATES default
     limit: { type: 'string' },
+    // How the ITM head's two logits join the ITC cosine when re-ranking (dev-set experiments; the
+    // service's own rule is 'logit').
+    fusion: { type: 'string', default: 'logit' },
+    'retrieval-only': { type: 'boolean', default: false },
   },
 });
 
@@ -76,7 +80,9 @@ async function main() {
     const scored = ids.map((id) => ({ id, s: dot(q, enc.get(id)!.feature) })).sort((a, b) => b.s - a.s);
     const cand = scored.slice(0, K);
     const itm = await engine.itmScores(text, cand.map((c) => enc.get(c.id)!.itmStates));
-    const reranked = cand.map((c, i) => ({ id: c.id, s: itm.logits[i]![1] + c.s })).sort((a, b) => b.s - a.s);
+    const fuse = (l: number[], cos: number) =>
+      args.fusion === 'logodds' ? l[1]! - l[0]! + cos : args.fusion === 'itm' ? l[1]! - l[0]! : l[1]! + cos;
+    const reranked = cand.map((c, i) => ({ id: c.id, s: fuse(itm.logits[i]!, c.s) })).sort((a, b) => b.s - a.s);
     return { itc: scored.map((x) => x.id), itm: reranked.map((x) => x.id) };
   }
 
@@ -95,6 +101,12 @@ async function main() {
     }
   }
   console.log(`queries done (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  if (args['retrieval-only']) {
+    const m = (xs: number[]) => r4(mean(xs));
+    console.log(JSON.stringify({ candidates: K, fusion: args.fusion, itm: [m(pAt10.itm.all), m(pAt10.itm.held)], itc: [m(pAt10.itc.all), m(pAt10.itc.held)] }));
+    await engine.close();
+    return;
+  }
 
   // R@1 of full captions: the top image must satisfy the whole caption (same objects + background)
   const keyOf = new Map(gallery.map((g) => [g.id, captionKey(g.caption)]));
