@@ -8,7 +8,8 @@ export type DomainErrorCode =
   | 'NOT_FOUND'
   | 'PAYLOAD_TOO_LARGE'
   | 'UNSUPPORTED_IMAGE'
-  | 'SERVICE_UNAVAILABLE';
+  | 'SERVICE_UNAVAILABLE'
+  | 'ORIGINAL_MISSING';
 
 export class DomainError extends Error {
   constructor(
@@ -43,6 +44,17 @@ export class PayloadTooLargeError extends DomainError {
 export class UnsupportedImageError extends DomainError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('UNSUPPORTED_IMAGE', message, {}, options);
+  }
+}
+
+/**
+ * An image's row exists but its original bytes are gone from DATA_DIR (deleted or lost by hand):
+ * a fault of the server's storage, not of the request, so it gets its own code rather than a
+ * masked internal error or a NOT_FOUND that the listing would contradict.
+ */
+export class OriginalMissingError extends DomainError {
+  constructor(sha256: string, options?: { cause?: unknown }) {
+    super('ORIGINAL_MISSING', `the stored original of this image (sha256 ${sha256}) is missing from DATA_DIR; restore the file or delete the image`, { sha256 }, options);
   }
 }
 

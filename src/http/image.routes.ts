@@ -2,7 +2,7 @@ import { Router, type NextFunction, type Request, type Response } from 'express'
 import { DomainError } from '../domain/errors.js';
 import type { ImageService } from '../services/image.service.js';
 
-const STATUS: Record<string, number> = { BAD_USER_INPUT: 400, NOT_FOUND: 404, PAYLOAD_TOO_LARGE: 413, UNSUPPORTED_IMAGE: 415, SERVICE_UNAVAILABLE: 503 };
+const STATUS: Record<string, number> = { BAD_USER_INPUT: 400, NOT_FOUND: 404, PAYLOAD_TOO_LARGE: 413, UNSUPPORTED_IMAGE: 415, SERVICE_UNAVAILABLE: 503, ORIGINAL_MISSING: 500 };
 
 /** GET /images/:id (original bytes) and GET /images/:id/thumbnail (WebP). Content-addressed: cache forever. */
 export function imageRoutes(images: ImageService): Router {

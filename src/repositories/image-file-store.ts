@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { OriginalMissingError } from '../domain/errors.js';
 import { writeFileAtomic } from '../lib/write-file-atomic.js';
 
 /**
@@ -20,7 +21,12 @@ export class ImageFileStore {
   }
 
   async readOriginal(sha256: string): Promise<Buffer> {
-    return fs.readFile(this.originalPath(sha256));
+    try {
+      return await fs.readFile(this.originalPath(sha256));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new OriginalMissingError(sha256, { cause: error });
+      throw error;
+    }
   }
 
   itmStatesPath(modelId: string, sha256: string): string {

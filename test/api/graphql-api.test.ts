@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scenePng } from '../helpers/images.js';
 import { startTestServer, type DbFlavour, type TestServer } from '../helpers/test-server.js';
@@ -145,6 +147,23 @@ describe.each(flavours)('GraphQL over HTTP (%s)', (db) => {
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
     expect((await fetch(`${server.url}/images/00000000-0000-4000-8000-000000000000`)).status).toBe(404);
     expect((await fetch(`${server.url}/images/nope`)).status).toBe(400);
+  });
+
+  it('answers ORIGINAL_MISSING, not a masked 500, when an original was removed by hand', async () => {
+    const png = await scenePng([{ colour: 'orange', shape: 'square' }], 'gray');
+    const res = await server.gql(INGEST, { input: { base64: png.toString('base64') } });
+    const { id, sha256 } = res.data.ingestImage.image;
+    fs.rmSync(path.join(server.dataDir, 'images', sha256.slice(0, 2), sha256));
+    const http = await fetch(`${server.url}/images/${id}`);
+    expect(http.status).toBe(500);
+    expect(((await http.json()) as { error: { code: string } }).error.code).toBe('ORIGINAL_MISSING');
+    const ask = await server.gql(`query($id: ID!) { askImage(imageId: $id, question: "what color is the background?") { answer } }`, { id });
+    expect(ask.errors?.[0]?.extensions?.code).toBe('ORIGINAL_MISSING');
+    expect(ask.errors?.[0]?.message).toContain(sha256);
+    // the rest keeps working, and deleting the image clears it
+    expect((await fetch(`${server.url}/images/${ids.red}`)).status).toBe(200);
+    const del = await server.gql(`mutation($id: ID!) { deleteImage(id: $id) { id deleted } }`, { id });
+    expect(del.data.deleteImage).toEqual({ id, deleted: true });
   });
 
   it('deleteImage removes the image from reads and search', async () => {

@@ -16,7 +16,8 @@ export type Scalars = {
   JSON: { input: unknown; output: unknown; }
   /**
    * blip-search GraphQL API. Errors carry `extensions.code`: BAD_USER_INPUT, NOT_FOUND,
-   * PAYLOAD_TOO_LARGE, UNSUPPORTED_IMAGE, SERVICE_UNAVAILABLE, GRAPHQL_PARSE_FAILED,
+   * PAYLOAD_TOO_LARGE, UNSUPPORTED_IMAGE, SERVICE_UNAVAILABLE, ORIGINAL_MISSING (the image's stored
+   * original was removed from DATA_DIR behind the service's back), GRAPHQL_PARSE_FAILED,
    * GRAPHQL_VALIDATION_FAILED (also for too deep / too complex queries), INTERNAL_SERVER_ERROR.
    */
   Upload: { input: Promise<import("graphql-upload/processRequest.mjs").FileUpload>; output: Promise<import("graphql-upload/processRequest.mjs").FileUpload>; }
