@@ -5,8 +5,8 @@ one-attribute perturbations of the true description), captioning LM, and VQA (qu
 with cross-attention to the image, answer decoder).
 
 The exact commands of the committed model (two stages on one GPU) are in docs/models.md; the
-same script runs on CPUs (`--device cpu`, the default), about 3 s per step of 48 scenes on an
-idle 2-core machine. `--workers N` draws and renders scenes in N DataLoader processes.
+same script runs on CPUs (`--device cpu`, the default), 2.5-5 s per step of 48 scenes on an idle
+2-core machine. `--workers N` draws and renders scenes in N DataLoader processes.
 
 Then `python3 -m tools.export_scenes` writes models/blip-scenes/.
 """
