@@ -3,7 +3,8 @@
  * evaluation set made by `tools/make_evalset.py`, and writes EVAL.md and eval.json into the model
  * folder.
  *
- *   npm run eval -- [--model models/blip-scenes] [--set .cache/evalset] [--candidates 50] [--fusion logit|logodds|itm] [--retrieval-only]
+ *   npm run eval -- [--model models/blip-scenes] [--set .cache/evalset] [--candidates 50] [--out DIR]
+ *                    [--fusion logit|logodds|itm] [--retrieval-only]
  *
  * Metrics (each overall and on held-out combinations):
  * - precision@10 of partial-description queries over the gallery, ITC alone and ITC + ITM
@@ -12,7 +13,7 @@
  * - caption accuracy: every object's size, colour and shape and the background right;
  * - VQA exact match, per question type.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBlipEngine } from '../src/ml/create-blip-engine.js';
@@ -20,6 +21,8 @@ import type { ImageEncoding } from '../src/ml/blip-engine.js';
 
 interface EvalSet {
   seed: number;
+  /** How the images were drawn, when not by tools/make_evalset.py's own renderer. */
+  renderer?: string;
   gallery: Array<{ id: number; file: string; heldOut: boolean; caption: string; scene: unknown }>;
   queries: Array<{ text: string; relevant: number[]; heldOut: boolean }>;
   items: Array<{ id: number; heldOut: boolean; caption: string; questions: Array<{ type: string; question: string; answer: string }> }>;
@@ -35,6 +38,8 @@ const { values: args } = parseArgs({
     // service's own rule is 'logit').
     fusion: { type: 'string', default: 'logit' },
     'retrieval-only': { type: 'boolean', default: false },
+    // Where EVAL.md and eval.json go (default: the model folder).
+    out: { type: 'string' },
   },
 });
 
@@ -155,20 +160,22 @@ async function main() {
   const manifest = JSON.parse(await readFile(join(args.model!, 'manifest.json'), 'utf8'));
   const result = {
     modelId: manifest.modelId,
-    evalSet: { seed: set.seed, gallery: gallery.length, queries: pAt10.itm.all.length, heldOutQueries: pAt10.itm.held.length, captioned: capItems.length, heldOutImages: capAcc.held.length, questions: vqa.all.length },
+    evalSet: { seed: set.seed, renderer: set.renderer ?? 'tools/blip/scenes.py render_augmented', gallery: gallery.length, queries: pAt10.itm.all.length, heldOutQueries: pAt10.itm.held.length, captioned: capItems.length, heldOutImages: capAcc.held.length, questions: vqa.all.length },
     precision_at_10: { overall: r4(mean(pAt10.itm.all)), held_out: r4(mean(pAt10.itm.held)), itc_only: { overall: r4(mean(pAt10.itc.all)), held_out: r4(mean(pAt10.itc.held)) }, rerank_candidates: K },
     caption_recall_at_1: { overall: r4(mean(r1.itm.all)), held_out: r4(mean(r1.itm.held)), itc_only: { overall: r4(mean(r1.itc.all)), held_out: r4(mean(r1.itc.held)) } },
     caption_accuracy: { overall: r4(mean(capAcc.all)), held_out: r4(mean(capAcc.held)), in_canonical_order: r4(mean(capAcc.ordered)) },
     vqa_accuracy: { overall: r4(mean(vqa.all)), held_out: r4(mean(vqa.held)), per_type: Object.fromEntries([...perType].sort().map(([k, v]) => [k, { accuracy: r4(mean(v)), n: v.length }])) },
     seconds: Math.round(seconds),
   };
-  await writeFile(join(args.model!, 'eval.json'), JSON.stringify(result, null, 2) + '\n');
+  const outDir = args.out ?? args.model!;
+  await mkdir(outDir, { recursive: true });
+  await writeFile(join(outDir, 'eval.json'), JSON.stringify(result, null, 2) + '\n');
   const md = `# Evaluation of ${manifest.modelId}
 
 Computed through the ONNX graphs by the service's own inference layer (\`npm run eval\`), on a set
 drawn by \`tools/make_evalset.py --seed ${set.seed}\` (training used seed 1 and never drew the held-out
 combinations: purple triangles, large orange stars, yellow objects on white). Images are rendered
-with the augmenting renderer (other canvas sizes, aliased or not, blur, small rotations, JPEG).
+${set.renderer ?? 'with the augmenting renderer (other canvas sizes, aliased or not, blur, small rotations, JPEG)'}.
 
 | metric | overall | held-out combinations | target |
 |---|---|---|---|
@@ -213,7 +220,7 @@ ${badAnswers.join('\n')}
 
 Took ${Math.round(seconds)} s on this machine (2 cores).
 `;
-  await writeFile(join(args.model!, 'EVAL.md'), md);
+  await writeFile(join(outDir, 'EVAL.md'), md);
   console.log(JSON.stringify(result, null, 2));
 }
 
