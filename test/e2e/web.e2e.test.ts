@@ -160,21 +160,32 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     await page.getByRole('switch', { name: /Re-rank with ITM/ }).uncheck();
     await expect.poll(() => page.url(), POLL).toContain('rerank=0');
     await page.locator('.results[aria-busy="false"] [data-testid="result"]').first().waitFor({ timeout: 60_000 });
-    expect(await page.locator('[data-testid="result"] .meter').count()).toBe(0);
+    // Poll: the re-ranked grid (with meters) stays on screen until the ITC-only one replaces it.
+    await expect.poll(() => page.locator('[data-testid="result"] .meter').count(), POLL).toBe(0);
     expect(await page.getByLabel('Minimum match').isDisabled()).toBe(true);
     await page.getByRole('switch', { name: /Re-rank with ITM/ }).check();
     await expect.poll(() => page.url(), POLL).not.toContain('rerank=0');
+    await expect.poll(() => page.locator('.results[aria-busy="false"] [data-testid="result"] .meter').count(), POLL).toBe(ids.length);
 
     // Minimum match 95%: only strong matches stay (or a clear "no matching images").
     await page.getByLabel('Minimum match').fill('0.95');
     await expect.poll(() => page.url(), POLL).toContain('min=0.95');
-    await page.locator('.results[aria-busy="false"]').waitFor({ timeout: 60_000 });
+    // Poll until the grid is the filtered one: settled, no card below 95% (the unfiltered grid it
+    // replaces has some, unless every image matches that well), and cards or the empty state.
+    const filtered = async () => {
+      if ((await page.locator('.results[aria-busy="false"]').count()) === 0) return false;
+      const meters = await page.locator('[data-testid="result"] .meter').allInnerTexts();
+      if (meters.some((t) => Number(/(\d+)%/.exec(t)?.[1] ?? 0) < 95)) return false;
+      return meters.length > 0 || (await page.getByRole('heading', { name: 'No matching images' }).isVisible());
+    };
+    await expect.poll(filtered, POLL).toBe(true);
     const strong = await page.locator('[data-testid="result"]').count();
-    if (strong === 0) await page.getByRole('heading', { name: 'No matching images' }).waitFor();
     expect(strong).toBeLessThanOrEqual(ids.length);
     await page.getByLabel('Minimum match').fill('0');
     await expect.poll(() => page.url(), POLL).not.toContain('min=');
-    await page.locator('.results[aria-busy="false"] [data-testid="result"]').first().waitFor({ timeout: 60_000 });
+    // Back to the unfiltered grid: wait for all of it, not just its first card (the filtered grid
+    // still on screen has a first card too; a confident model once let the next test read it).
+    await expect.poll(() => page.locator('.results[aria-busy="false"] [data-testid="result"]').count(), POLL).toBe(ids.length);
     // Open the best-ranked image that really holds a red circle, so that the question asked about
     // it ("what color is the circle?") is one the scene grammar allows.
     openedId = ids.find((id) => hasRedCircle(idToScene.get(id)!)) ?? ids[0]!;
