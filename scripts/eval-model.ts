@@ -117,7 +117,7 @@ async function main() {
   const keyOf = new Map(gallery.map((g) => [g.id, captionKey(g.caption)]));
   const r1 = { itc: { all: [] as number[], held: [] as number[] }, itm: { all: [] as number[], held: [] as number[] } };
   const capItems = set.items.filter((it) => inGallery.has(it.id));
-  for (const it of capItems.slice(0, 200)) {
+  for (const it of capItems) {
     const r = await rank(it.caption);
     const want = captionKey(it.caption);
     for (const mode of ['itc', 'itm'] as const) {
