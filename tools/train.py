@@ -108,13 +108,7 @@ def patch_labels(scene: scenes.Scene, grid: int, sub: int = 4) -> np.ndarray:
     horizontal third its centre lies in."""
     W = grid * sub
     mask = Image.new("L", (W, W), 0)
-    d = ImageDraw.Draw(mask)
-    for k, o in enumerate(scene.objects):
-        if o.shape == "circle":
-            cx, cy, r = o.cx * W, o.cy * W, o.r * W
-            d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=k + 1)
-        else:
-            d.polygon(scenes._polygon(o, W), fill=k + 1)
+    scenes.draw_objects(ImageDraw.Draw(mask), scene, W, lambda k, o: k + 1)
     m = np.asarray(mask).reshape(grid, sub, grid, sub).transpose(0, 2, 1, 3).reshape(grid * grid, sub * sub)
     counts = np.stack([(m == k).sum(1) for k in range(len(scene.objects) + 1)], 1)
     counts[:, 0] = np.where(counts[:, 1:].sum(1) > 0, -1, counts[:, 0])  # any object pixels: not background

@@ -137,17 +137,22 @@ def _polygon(o: Obj, W: float) -> list:
     return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts]
 
 
+def draw_objects(d: ImageDraw.ImageDraw, scene: Scene, W: int, fill) -> None:
+    """Fills each object's shape on a W x W canvas; fill(index, obj) gives its colour (an RGB
+    triple for images, an index for training label maps)."""
+    for k, o in enumerate(scene.objects):
+        if o.shape == "circle":
+            cx, cy, r = o.cx * W, o.cy * W, o.r * W
+            d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill(k, o))
+        else:
+            d.polygon(_polygon(o, W), fill=fill(k, o))
+
+
 def render(scene: Scene, size: int = 128, supersample: int = 4) -> Image.Image:
     """Draw at `size` px; supersample>1 anti-aliases by drawing larger and reducing."""
     W = size * supersample
     img = Image.new("RGB", (W, W), scene.bg_rgb)
-    d = ImageDraw.Draw(img)
-    for o in scene.objects:
-        if o.shape == "circle":
-            cx, cy, r = o.cx * W, o.cy * W, o.r * W
-            d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=o.rgb)
-        else:
-            d.polygon(_polygon(o, W), fill=o.rgb)
+    draw_objects(ImageDraw.Draw(img), scene, W, lambda k, o: o.rgb)
     if supersample > 1:
         img = img.resize((size, size), Image.LANCZOS)
     return img
