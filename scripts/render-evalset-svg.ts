@@ -12,6 +12,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
+// The scene SVG shapes and colour table the tests draw with (dev tooling shares it; the service does not).
+import { objectSvg, SCENE_BACKGROUNDS, SCENE_COLOURS } from '../test/helpers/scene-svg.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -21,14 +23,8 @@ const { values: args } = parseArgs({
   },
 });
 
-// Nominal colours of scenes.md (objects vary by up to +-20 per channel, backgrounds by +-12).
-const COLOURS: Record<string, [number, number, number]> = {
-  red: [220, 40, 40], green: [40, 170, 60], blue: [40, 80, 220], yellow: [235, 210, 40], purple: [140, 60, 180], orange: [245, 140, 30],
-};
-const BACKGROUNDS: Record<string, [number, number, number]> = { white: [245, 245, 245], gray: [128, 128, 128], black: [20, 20, 20] };
-
-interface SceneObject { shape: string; color: string; cx: number; cy: number; r: number; rot: number }
-interface Scene { background: string; objects: SceneObject[] }
+interface SceneObject { shape: 'circle' | 'square' | 'triangle' | 'star'; color: keyof typeof SCENE_COLOURS; cx: number; cy: number; r: number; rot: number }
+interface Scene { background: keyof typeof SCENE_BACKGROUNDS; objects: SceneObject[] }
 
 /** mulberry32: a small seeded PRNG, so the redrawn set is reproducible. */
 function prng(seed: number): () => number {
@@ -42,28 +38,9 @@ function prng(seed: number): () => number {
   };
 }
 
-function jitter(rgb: [number, number, number], amount: number, rand: () => number): string {
+function jitter(rgb: readonly number[], amount: number, rand: () => number): string {
   const c = rgb.map((v) => Math.max(0, Math.min(255, Math.round(v + (rand() * 2 - 1) * amount))));
   return `rgb(${c.join(',')})`;
-}
-
-/** One object as SVG in a W x W canvas: shapes drawn around the origin, then rotated and moved. */
-function shapeSvg(o: SceneObject, W: number, fill: string): string {
-  const r = o.r * W;
-  const place = `transform="translate(${(o.cx * W).toFixed(2)} ${(o.cy * W).toFixed(2)}) rotate(${o.rot.toFixed(2)})"`;
-  if (o.shape === 'circle') return `<circle r="${r.toFixed(2)}" fill="${fill}" ${place}/>`;
-  if (o.shape === 'square') return `<rect x="${-r}" y="${-r}" width="${2 * r}" height="${2 * r}" fill="${fill}" ${place}/>`;
-  const points: Array<[number, number]> = [];
-  if (o.shape === 'triangle') {
-    for (const deg of [90, 210, 330]) points.push([r * Math.cos((deg * Math.PI) / 180), -r * Math.sin((deg * Math.PI) / 180)]);
-  } else {
-    for (let k = 0; k < 10; k++) {
-      const rad = k % 2 === 0 ? r : 0.45 * r;
-      const a = ((90 + 36 * k) * Math.PI) / 180;
-      points.push([rad * Math.cos(a), -rad * Math.sin(a)]);
-    }
-  }
-  return `<polygon points="${points.map(([x, y]) => `${x.toFixed(2)},${y.toFixed(2)}`).join(' ')}" fill="${fill}" ${place}/>`;
 }
 
 async function main() {
@@ -72,8 +49,10 @@ async function main() {
   await mkdir(join(args.out!, 'images'), { recursive: true });
   for (const g of set.gallery as Array<{ file: string; scene: Scene }>) {
     const W = [128, 128, 160, 224][Math.floor(rand() * 4)]!;
-    const bg = jitter(BACKGROUNDS[g.scene.background]!, 12, rand);
-    const body = g.scene.objects.map((o) => shapeSvg(o, W, jitter(COLOURS[o.color]!, 20, rand))).join('');
+    const bg = jitter(SCENE_BACKGROUNDS[g.scene.background], 12, rand);
+    const body = g.scene.objects
+      .map((o) => objectSvg({ shape: o.shape, cx: o.cx * W, cy: o.cy * W, r: o.r * W, rot: o.rot, fill: jitter(SCENE_COLOURS[o.color], 20, rand) }))
+      .join('');
     const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${W}"><rect width="${W}" height="${W}" fill="${bg}"/>${body}</svg>`;
     g.file = g.file.replace(/\.\w+$/, '.png');
     await writeFile(join(args.out!, g.file), await sharp(Buffer.from(svg)).png().toBuffer());

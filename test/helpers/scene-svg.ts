@@ -20,32 +20,38 @@ export interface SceneObject {
   y: number;
 }
 
-const rgb = (c: readonly number[]) => `rgb(${c.join(',')})`;
+export const rgb = (c: readonly number[]) => `rgb(${c.join(',')})`;
+
+/**
+ * One filled shape as SVG: centre (cx, cy), outer radius r (half the side for squares), rotation
+ * in degrees, apex up for triangles and stars, star inner radius 0.45 of the outer (scenes.md).
+ * Shared by these test scenes and scripts/render-evalset-svg.ts (the second renderer of the eval).
+ */
+export function objectSvg(o: { shape: SceneObject['shape']; cx: number; cy: number; r: number; rot: number; fill: string }): string {
+  const { cx, cy, r, fill } = o;
+  const polygon = (radii: number[]) => {
+    const step = 360 / radii.length;
+    const pts = radii.map((rr, i) => {
+      const t = ((i * step - 90 + o.rot) * Math.PI) / 180;
+      return `${(cx + rr * Math.cos(t)).toFixed(1)},${(cy + rr * Math.sin(t)).toFixed(1)}`;
+    });
+    return `<polygon points="${pts.join(' ')}" fill="${fill}"/>`;
+  };
+  switch (o.shape) {
+    case 'circle':
+      return `<circle cx="${cx}" cy="${cy}" r="${r}" fill="${fill}"/>`;
+    case 'square':
+      return `<rect x="${cx - r}" y="${cy - r}" width="${2 * r}" height="${2 * r}" fill="${fill}" transform="rotate(${o.rot} ${cx} ${cy})"/>`;
+    case 'triangle':
+      return polygon([r, r, r]);
+    case 'star':
+      return polygon(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? r : r * 0.45)));
+  }
+}
 
 function shapeSvg(o: SceneObject): string {
   const r = o.size === 'small' ? 16 : 30; // 12.5% / 23% of the side, inside scenes.md's ranges
-  const fill = rgb(SCENE_COLOURS[o.colour]);
-  switch (o.shape) {
-    case 'circle':
-      return `<circle cx="${o.x}" cy="${o.y}" r="${r}" fill="${fill}"/>`;
-    case 'square':
-      return `<rect x="${o.x - r}" y="${o.y - r}" width="${2 * r}" height="${2 * r}" fill="${fill}" transform="rotate(6 ${o.x} ${o.y})"/>`;
-    case 'triangle': {
-      const pts = [0, 120, 240].map((a) => {
-        const t = ((a - 90) * Math.PI) / 180;
-        return `${(o.x + r * Math.cos(t)).toFixed(1)},${(o.y + r * Math.sin(t)).toFixed(1)}`;
-      });
-      return `<polygon points="${pts.join(' ')}" fill="${fill}"/>`;
-    }
-    case 'star': {
-      const pts = Array.from({ length: 10 }, (_, i) => {
-        const rr = i % 2 === 0 ? r : r * 0.45;
-        const t = ((i * 36 - 90) * Math.PI) / 180;
-        return `${(o.x + rr * Math.cos(t)).toFixed(1)},${(o.y + rr * Math.sin(t)).toFixed(1)}`;
-      });
-      return `<polygon points="${pts.join(' ')}" fill="${fill}"/>`;
-    }
-  }
+  return objectSvg({ shape: o.shape, cx: o.x, cy: o.y, r, rot: o.shape === 'square' ? 6 : 0, fill: rgb(SCENE_COLOURS[o.colour]) });
 }
 
 /** Renders a scene that follows ../shared/scenes.md as a 128 x 128 PNG. */
