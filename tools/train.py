@@ -164,7 +164,8 @@ def lm_loss(decoder, ids, mask, enc, enc_mask, smoothing=0.1, noise=0.0, word_id
                            label_smoothing=smoothing)
 
 
-def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, aux_head=None):
+def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, aux_head=None,
+                aux_classes: list[int] = AUX_CLASSES):
     r = model.retrieval
     emb = r.vision_model(batch["pixels"])  # shared vision encoder
     dev = emb.device
@@ -173,10 +174,9 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
         # Training-only auxiliary loss (not exported): each patch token predicts the colour, shape
         # and size of the object under it. A ViT trained from scratch on 2 CPU cores otherwise
         # spends most of its budget discovering objects; this dense signal gets it there sooner.
-        logits = aux_head(emb[:, 1:, :])  # [B, P, sum(AUX_CLASSES)]
+        logits = aux_head(emb[:, 1:, :])  # [B, P, sum(aux_classes)]
         lab = batch["patches"]
-        classes = AUX_CLASSES[:3] if aux_head.out_features == sum(AUX_CLASSES[:3]) else AUX_CLASSES
-        for k, (lo, n) in enumerate(zip(np.cumsum([0] + classes[:-1]), classes)):
+        for k, (lo, n) in enumerate(zip(np.cumsum([0] + aux_classes[:-1]), aux_classes)):
             aux = aux + F.cross_entropy(logits[..., lo:lo + n].reshape(-1, n), lab[..., k].reshape(-1))
     B = emb.shape[0]
     ids, mask = batch["text"]
@@ -302,8 +302,8 @@ def main() -> None:
         model.load_state_dict(torch.load(args.resume, map_location="cpu")["model"])
     model.to(dev)
     temp = torch.nn.Parameter(torch.tensor(args.temp, device=dev))
-    n_aux = sum(AUX_CLASSES if args.aux_labels == "order" else AUX_CLASSES[:3])
-    aux_head = torch.nn.Linear(cfg.vision.hidden_size, n_aux).to(dev) if args.aux_patch > 0 else None
+    aux_classes = AUX_CLASSES if args.aux_labels == "order" else AUX_CLASSES[:3]
+    aux_head = torch.nn.Linear(cfg.vision.hidden_size, sum(aux_classes)).to(dev) if args.aux_patch > 0 else None
     params = list(model.parameters()) + [temp] + (list(aux_head.parameters()) if aux_head else [])
     grid = cfg.vision.image_size // cfg.vision.patch_size
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.02)
@@ -335,7 +335,7 @@ def main() -> None:
             g["lr"] = lr
         batch = to_device(next_batch(), dev)
         model.train()
-        itc, itm, lm, vqa, aux = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, aux_head)
+        itc, itm, lm, vqa, aux = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, aux_head, aux_classes)
         loss = itc + itm + lm + vqa + args.aux_patch * aux
         opt.zero_grad()
         loss.backward()
