@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { InferenceJob, JobExecutor } from '../../src/ml/runtime/inference-job.js';
-import { InferenceScheduler } from '../../src/ml/runtime/inference-scheduler.js';
+import { InferenceScheduler, RECENT_RUNS_KEPT } from '../../src/ml/runtime/inference-scheduler.js';
 import { floatTensor, type TensorMap } from '../../src/ml/runtime/tensor.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -39,6 +39,14 @@ describe('InferenceScheduler batching', () => {
       s.run('enc', row(1), 'interactive'), s.run('enc', { x: floatTensor(new Float32Array(3), [1, 3]) }, 'interactive'),
     ]);
     expect(s.stats.runs.every((r) => r.requests === 1)).toBe(true);
+  });
+  it('keeps only the most recent runs in its stats, and counts all of them per graph', async () => {
+    const s = new InferenceScheduler([new FakeExecutor(() => 0)], { maxBatchSize: 1, maxWaitMs: 0, batchableGraphs: [] });
+    const total = RECENT_RUNS_KEPT + 40;
+    for (let i = 0; i < total; i++) await s.run(i % 2 ? 'a' : 'b', row(i), 'interactive');
+    expect(s.stats.runs).toHaveLength(RECENT_RUNS_KEPT);
+    expect(s.stats.runsByGraph).toEqual({ a: total / 2, b: total / 2 });
+    expect(s.stats.runs.at(-1)?.graph).toBe('a');
   });
   it('a lone request waits at most maxWaitMs for companions', async () => {
     const s = new InferenceScheduler([new FakeExecutor(() => 0)], { maxBatchSize: 8, maxWaitMs: 10, batchableGraphs: ['enc'] });

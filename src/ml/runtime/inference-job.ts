@@ -6,6 +6,11 @@ export interface RunJob {
   kind: 'run';
   graph: string;
   feeds: TensorMap;
+  /**
+   * The feeds' buffers belong to this job alone (the scheduler built them by merging requests),
+   * so a worker executor may move them to its thread instead of copying them on the event loop.
+   */
+  ownsFeeds?: boolean;
 }
 
 /**

@@ -37,10 +37,15 @@ interface Slot {
   generating: boolean;
 }
 
+/** How many recent run jobs `SchedulerStats.runs` keeps: the service runs for months. */
+export const RECENT_RUNS_KEPT = 256;
+
 /** What the scheduler did: for tests and the bench. */
 export interface SchedulerStats {
-  /** One entry per executed run job: graph and merged row count. */
+  /** The most recent run jobs (at most RECENT_RUNS_KEPT), oldest first: graph and merged row count. */
   runs: Array<{ graph: string; rows: number; requests: number; priority: Priority }>;
+  /** Run jobs executed since start, per graph. */
+  runsByGraph: Record<string, number>;
   generations: number;
 }
 
@@ -60,7 +65,7 @@ export class InferenceScheduler {
   private readonly batchable: Set<string>;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
-  readonly stats: SchedulerStats = { runs: [], generations: 0 };
+  readonly stats: SchedulerStats = { runs: [], runsByGraph: {}, generations: 0 };
 
   constructor(executors: JobExecutor[], options: SchedulerOptions = {}) {
     if (executors.length === 0) throw new RangeError('the scheduler needs at least one executor');
@@ -174,8 +179,10 @@ export class InferenceScheduler {
     for (const name of Object.keys(jobs[0]?.feeds ?? {})) feeds[name] = concat(jobs.map((j) => j.feeds[name] as TensorData), 0);
     const totalRows = group.reduce((s, g) => s + g.rows, 0);
     this.stats.runs.push({ graph, rows: group.length === 1 ? first.rows : totalRows, requests: group.length, priority: first.priority });
+    if (this.stats.runs.length > RECENT_RUNS_KEPT) this.stats.runs.shift();
+    this.stats.runsByGraph[graph] = (this.stats.runsByGraph[graph] ?? 0) + 1;
     slot.executor
-      .execute({ kind: 'run', graph, feeds })
+      .execute({ kind: 'run', graph, feeds, ownsFeeds: group.length > 1 })
       .then(
         (out) => {
           if (group.length === 1) {

@@ -90,7 +90,8 @@ export class WorkerExecutor implements JobExecutor {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, job } satisfies JobMessage);
+      const transfer = job.kind === 'run' && job.ownsFeeds ? [...new Set(Object.values(job.feeds).map((t) => t.data.buffer as ArrayBuffer))] : [];
+      this.worker.postMessage({ id, job } satisfies JobMessage, transfer);
     });
   }
 
