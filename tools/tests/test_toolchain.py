@@ -10,6 +10,9 @@ from pathlib import Path
 import torch
 
 from tools.blip import scenes
+from tools.blip.bundle import BlipBundle
+from tools.blip.export import export_folder
+from tools.blip.onnx_weights import state_dict_from_folder
 from tools.blip.hf_import import (config_to_hf, load_checkpoint, read_safetensors, write_safetensors)
 from tools.blip.model import (BlipConfig, BlipForConditionalGeneration, BlipForImageTextRetrieval,
                               TextConfig, VisionConfig, init_weights)
@@ -134,6 +137,41 @@ class HfImport(unittest.TestCase):
                            drop="text_decoder.cls.predictions.decoder.bias",
                            extra="text_decoder.bert.embeddings.position_ids")
             load_checkpoint(d)
+
+
+class WeightsFromOnnx(unittest.TestCase):
+    def test_recovers_every_parameter_of_an_exported_bundle(self):
+        vocab = scenes_vocab(scenes.WORDS)
+        tj = tokenizer_json(vocab)
+        for share in (True, False):
+            torch.manual_seed(3)
+            bundle = BlipBundle(tiny_config(len(vocab) + 2), share_vision=share)
+            with torch.no_grad():
+                for p in bundle.parameters():  # biases and LayerNorms too, not just init_weights' values
+                    p.normal_(0, 0.3)
+            with tempfile.TemporaryDirectory() as d:
+                export_folder(d, name="t", config=bundle.config, retrieval=bundle.retrieval, caption=bundle.caption,
+                              vqa=bundle.vqa, tokenizer=tj, source="test", text_max_length=16)
+                _, state, missing = state_dict_from_folder(d, tj)
+            self.assertEqual(missing, [])
+            want = bundle.state_dict()
+            self.assertEqual(set(state), set(want))
+            for k, v in want.items():
+                self.assertTrue(torch.equal(state[k], v), f"share_vision={share}: {k}")
+            BlipBundle(bundle.config, share_vision=share).load_state_dict(state)
+
+    def test_refuses_a_folder_of_another_architecture(self):
+        vocab = scenes_vocab(scenes.WORDS)
+        tj = tokenizer_json(vocab)
+        bundle = BlipBundle(tiny_config(len(vocab) + 2))
+        with tempfile.TemporaryDirectory() as d:
+            export_folder(d, name="t", config=bundle.config, retrieval=bundle.retrieval, caption=bundle.caption,
+                          vqa=bundle.vqa, tokenizer=tj, source="test", text_max_length=16)
+            manifest = json.loads((Path(d) / "manifest.json").read_text())
+            manifest["config"]["text"]["intermediate_size"] *= 2  # the graphs no longer fit the config
+            (Path(d) / "manifest.json").write_text(json.dumps(manifest))
+            with self.assertRaisesRegex(ValueError, "initializer"):
+                state_dict_from_folder(d, tj)
 
 
 class ReferenceKeys(unittest.TestCase):

@@ -1,0 +1,107 @@
+"""Read a bundle's trained weights back out of an exported model folder.
+
+The training checkpoints are build outputs (tools/checkpoints/ is not committed), so a later session
+that wants to train on from the bundled model has only its ONNX graphs. torch.onnx renames and
+transposes some weights on export (a Linear's weight becomes a MatMul initializer named
+`onnx::MatMul_123`), so names alone do not say which parameter an initializer holds. Instead we
+export a probe bundle of the same config whose every parameter holds distinct random values, through
+the same exporter: each probe initializer then equals exactly one parameter, as stored or transposed,
+and the trained folder's initializer of the same name in the same graph holds that parameter's
+trained value. A hand-written mapping of names would break on the next exporter or torch change.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+import torch
+
+from .bundle import BlipBundle
+from .export import export_folder
+from .model import BlipConfig
+
+
+def _initializers(path: Path) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+
+
+def _shares_vision(manifest: dict) -> bool:
+    tasks = manifest["tasks"]
+    return tasks["retrieval"]["vision"] == tasks["caption"]["vision"] == tasks["vqa"]["vision"]
+
+
+def _probe(config: BlipConfig, share_vision: bool) -> BlipBundle:
+    """A bundle whose parameters are all distinct: no two of them (nor a transpose) are equal."""
+    bundle = BlipBundle(config, share_vision=share_vision)
+    gen = torch.Generator().manual_seed(12345)
+    with torch.no_grad():
+        for p in bundle.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    return bundle.eval()
+
+
+def _locate(probe: BlipBundle) -> dict[bytes, tuple[str, bool]]:
+    """Parameter name and whether transposed, keyed by the bytes of the value the exporter writes."""
+    index: dict[bytes, tuple[str, bool]] = {}
+    for name, p in probe.named_parameters():  # shared modules are listed once, under their first name
+        a = p.detach().numpy().astype(np.float32)
+        index.setdefault(np.ascontiguousarray(a).tobytes(), (name, False))
+        if a.ndim == 2:
+            index.setdefault(np.ascontiguousarray(a.T).tobytes(), (name, True))
+    return index
+
+
+def state_dict_from_folder(folder: str | Path, tokenizer: dict) -> tuple[BlipConfig, dict[str, torch.Tensor], list[str]]:
+    """The bundle's state dict from an exported folder.
+
+    @param tokenizer the folder's tokenizer.json contents (the probe export needs one).
+    @returns the config, a state dict for BlipBundle(config, share_vision=...) with every
+      parameter the graphs hold, and the names of parameters no graph holds (they do not affect
+      inference; they keep the bundle's initial values).
+    @raises ValueError when a graph holds a value the probe cannot place, or two graphs disagree on
+      one parameter: the folder was not exported from this architecture by tools/blip/export.py.
+    """
+    folder = Path(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    config = BlipConfig.from_dict(manifest["config"])
+    share = _shares_vision(manifest)
+    probe = _probe(config, share)
+    index = _locate(probe)
+    found: dict[str, torch.Tensor] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        export_folder(tmp, name="probe", config=config, retrieval=probe.retrieval, caption=probe.caption,
+                      vqa=probe.vqa, tokenizer=tokenizer, source="probe", text_max_length=manifest["text"]["maxLength"])
+        for gname, g in manifest["graphs"].items():
+            trained = _initializers(folder / g["file"])
+            for init_name, value in _initializers(Path(tmp) / g["file"]).items():
+                if value.dtype != np.float32 or value.size < 2:
+                    continue  # shapes, axes and scalar constants, not weights
+                hit = index.get(np.ascontiguousarray(value).tobytes())
+                if hit is None:
+                    raise ValueError(f"{gname}: initializer {init_name} {value.shape} matches no parameter")
+                if init_name not in trained or trained[init_name].shape != value.shape:
+                    raise ValueError(f"{gname}: the trained graph lacks initializer {init_name} {value.shape}")
+                pname, transposed = hit
+                w = torch.from_numpy(np.array(trained[init_name].T if transposed else trained[init_name]))
+                if pname in found and not torch.equal(found[pname], w):
+                    raise ValueError(f"graphs disagree on {pname}")
+                found[pname] = w
+    state = BlipBundle(config, share_vision=share).state_dict()
+    # state_dict() lists shared modules under every alias; fill each alias from the one found.
+    aliases = {n: n for n in found}
+    first_of = {id(p): n for n, p in probe.named_parameters()}
+    params = {n: t for n, t in probe.state_dict(keep_vars=True).items() if id(t) in first_of}
+    for n, t in params.items():
+        aliases.setdefault(n, first_of[id(t)])
+    missing = []
+    for key in state:
+        src = aliases.get(key)
+        if src in found:
+            state[key] = found[src].clone()
+        elif key in params:
+            missing.append(key)
+    return config, state, sorted(set(missing))
