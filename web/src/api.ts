@@ -7,6 +7,7 @@ const ENDPOINT = '/graphql';
 export interface ImageNode {
   id: string;
   caption: string | null;
+  captionMatch: number | null;
   altText: string | null;
   altTextMatch: number | null;
   description: string | null;
@@ -51,7 +52,7 @@ export class ApiError extends Error {
 }
 
 const IMAGE_FIELDS = `
-  id caption altText altTextMatch description width height mimeType byteSize url thumbnailUrl createdAt
+  id caption captionMatch altText altTextMatch description width height mimeType byteSize url thumbnailUrl createdAt
 `;
 
 export const QUERIES = {
@@ -80,6 +81,7 @@ export const QUERIES = {
   ask: `query Ask($id: ID!, $question: String!) { askImage(imageId: $id, question: $question) { answer question } }`,
   info: `query Info { serviceInfo { modelId indexedImages } }`,
   remove: `mutation Delete($id: ID!) { deleteImage(id: $id) { id deleted } }`,
+  recaption: `mutation Recaption($id: ID!, $options: CaptionOptions) { recaption(imageId: $id, options: $options) { ${IMAGE_FIELDS} } }`,
   ingest: `mutation Ingest($input: IngestImageInput!) {
     ingestImage(input: $input) { created image { ${IMAGE_FIELDS} } }
   }`,
@@ -225,4 +227,6 @@ export const api = {
     gql<{ askImage: { answer: string; question: string } }>(QUERIES.ask, { id, question }).then((d) => d.askImage),
   info: () => gql<{ serviceInfo: { modelId: string; indexedImages: number } }>(QUERIES.info).then((d) => d.serviceInfo),
   remove: (id: string) => gql<{ deleteImage: { id: string; deleted: boolean } }>(QUERIES.remove, { id }).then((d) => d.deleteImage),
+  recaption: (id: string, options: { numBeams: number }) =>
+    gql<{ recaption: ImageNode }>(QUERIES.recaption, { id, options }).then((d) => d.recaption),
 };

@@ -57,12 +57,12 @@ export function ImageView({ id, canGoBack }: { id: string; canGoBack: boolean })
           </a>
         </EmptyState>
       )}
-      {image && <ImageDetail image={image} onDeleted={afterDelete} />}
+      {image && <ImageDetail image={image} onDeleted={afterDelete} onChanged={setImage} />}
     </section>
   );
 }
 
-function ImageDetail({ image, onDeleted }: { image: ImageNode; onDeleted: () => void }) {
+function ImageDetail({ image, onDeleted, onChanged }: { image: ImageNode; onDeleted: () => void; onChanged: (image: ImageNode) => void }) {
   const caption = sentence(image.caption) || 'No caption';
   const titleRef = useRef<HTMLHeadingElement>(null);
   // A new page for screen readers and keyboards: start from its title.
@@ -91,6 +91,8 @@ function ImageDetail({ image, onDeleted }: { image: ImageNode; onDeleted: () => 
           <h1 id="detail-title" class="detail-caption" data-testid="detail-caption" tabIndex={-1} ref={titleRef}>
             {caption}
           </h1>
+          {image.captionMatch != null && <MatchMeter value={image.captionMatch} label="Matches image" />}
+          <Recaption id={image.id} onChanged={onChanged} />
           {image.altText && (
             <div class="alt-text">
               <p class="eyebrow">Alt text</p>
@@ -112,6 +114,60 @@ function ImageDetail({ image, onDeleted }: { image: ImageNode; onDeleted: () => 
       </div>
       <SimilarStrip id={image.id} />
     </>
+  );
+}
+
+const DECODINGS = [
+  { beams: 3, label: 'Beam search, 3 beams' },
+  { beams: 5, label: 'Beam search, 5 beams' },
+  { beams: 1, label: 'Greedy (fastest)' },
+];
+
+/** Writes a new caption with other decoding settings (the recaption mutation) and shows it. */
+function Recaption({ id, onChanged }: { id: string; onChanged: (image: ImageNode) => void }) {
+  const [beams, setBeams] = useState(3);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const run = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      onChanged(await api.recaption(id, { numBeams: beams }));
+      collectionChanged();
+      toast('New caption saved.', 'success');
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form
+      class="recaption"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void run();
+      }}
+    >
+      <label for="recaption-decoding" class="visually-hidden">
+        Decoding
+      </label>
+      <select id="recaption-decoding" value={beams} onChange={(e) => setBeams(Number((e.target as HTMLSelectElement).value))} disabled={busy}>
+        {DECODINGS.map((d) => (
+          <option key={d.beams} value={d.beams}>
+            {d.label}
+          </option>
+        ))}
+      </select>
+      <button type="submit" class="btn btn-ghost btn-small" disabled={busy}>
+        {busy ? <Spinner label="Captioning" /> : null} Caption again
+      </button>
+      {error != null && (
+        <p class="field-error" role="alert">
+          {describeError(error)}
+        </p>
+      )}
+    </form>
   );
 }
 

@@ -3,13 +3,15 @@ import { ApiError, describeError, uploadImage, type ImageNode, type UploadHandle
 import { bytes, sentence } from '../format';
 import { href } from '../router';
 import { collectionChanged } from '../store';
-import { Spinner } from './ui';
+import { MatchMeter, Spinner } from './ui';
 
 type Status = 'queued' | 'uploading' | 'processing' | 'new' | 'duplicate' | 'rejected';
 
 interface Item {
   key: number;
   file: File;
+  /** Publisher's alt text, sent with the file; the server stores its ITM match score. */
+  altText?: string;
   status: Status;
   progress: number;
   image?: ImageNode;
@@ -23,15 +25,21 @@ let nextKey = 1;
 export function Uploader({ open, onClose, droppedFiles }: { open: boolean; onClose: () => void; droppedFiles: File[] | null }) {
   const [items, setItems] = useState<Item[]>([]);
   const [dragging, setDragging] = useState(false);
+  const [altText, setAltText] = useState('');
   const inputRef = useRef<HTMLInputElement>(null);
   const handles = useRef(new Map<number, UploadHandle>());
   const panelRef = useRef<HTMLElement>(null);
 
   const update = (key: number, patch: Partial<Item>) => setItems((list) => list.map((it) => (it.key === key ? { ...it, ...patch } : it)));
 
+  // The alt text field applies to the files added next, then clears: one description per batch.
   const addFiles = (files: Iterable<File>) => {
-    const added = Array.from(files, (file): Item => ({ key: nextKey++, file, status: 'queued', progress: 0 }));
-    if (added.length) setItems((list) => [...added, ...list]);
+    const alt = altText.trim() || undefined;
+    const added = Array.from(files, (file): Item => ({ key: nextKey++, file, altText: alt, status: 'queued', progress: 0 }));
+    if (added.length) {
+      setItems((list) => [...added, ...list]);
+      setAltText('');
+    }
   };
 
   useEffect(() => {
@@ -48,7 +56,8 @@ export function Uploader({ open, onClose, droppedFiles }: { open: boolean; onClo
     const queued = items.filter((i) => i.status === 'queued').sort((a, b) => a.key - b.key); // oldest first
     for (const item of queued.slice(0, Math.max(0, CONCURRENCY - running))) {
       update(item.key, { status: 'uploading', progress: 0 });
-      const handle = uploadImage(item.file, (p) => update(item.key, p >= 1 ? { progress: 1, status: 'processing' } : { progress: p }));
+      const onProgress = (p: number) => update(item.key, p >= 1 ? { progress: 1, status: 'processing' } : { progress: p });
+      const handle = uploadImage(item.file, onProgress, item.altText ? { altText: item.altText } : {});
       handles.current.set(item.key, handle);
       handle.promise.then(
         (res) => {
@@ -79,6 +88,19 @@ export function Uploader({ open, onClose, droppedFiles }: { open: boolean; onClo
             <path d="M5 5l10 10M15 5 5 15" stroke="currentColor" stroke-width="2" stroke-linecap="round" />
           </svg>
         </button>
+      </div>
+      <div class="alt-field">
+        <label for="upload-alt-text">
+          Alt text <span class="muted">(optional, for the files you add next)</span>
+        </label>
+        <input
+          id="upload-alt-text"
+          type="text"
+          value={altText}
+          maxLength={1000}
+          placeholder="e.g. a large red circle on a white background"
+          onInput={(e) => setAltText((e.target as HTMLInputElement).value)}
+        />
       </div>
       <div
         class={`dropzone${dragging ? ' is-over' : ''}`}
@@ -186,11 +208,13 @@ function UploadRow({ item, onCancel }: { item: Item; onCancel: () => void }) {
             <div class="progress-fill" />
           </div>
         )}
+        {item.altText && !done && <span class="upload-caption">Alt text: {item.altText}</span>}
         {done && item.image && (
           <a class="upload-caption" href={href({ name: 'image', id: item.image.id })}>
             {sentence(item.image.caption) || 'View image'}
           </a>
         )}
+        {done && item.image?.altTextMatch != null && <MatchMeter value={item.image.altTextMatch} label="Alt text matches" />}
         {item.status === 'rejected' && item.error && (
           <p class="upload-error" data-testid="upload-error">
             {item.error.message}
