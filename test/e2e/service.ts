@@ -33,13 +33,17 @@ export interface ServiceProcess {
 }
 
 /**
- * The real service as a child process (`tsx src/main.ts`), on a free port (PORT=0; the port is
- * read from its "listening" log line) and a fresh data folder, without the sample seeding.
+ * The real service as a child process (`tsx src/main.ts`, or `command`, e.g. the compiled
+ * `node dist/main.js`), on a free port (PORT=0; the port is read from its "listening" log line)
+ * and a fresh data folder, without the sample seeding.
  */
-export async function startService(modelDir: string, timeoutMs = 90_000): Promise<ServiceProcess> {
+export async function startService(
+  modelDir: string,
+  timeoutMs = 90_000,
+  command: { bin: string; args: string[] } = { bin: path.join(ROOT, 'node_modules', '.bin', 'tsx'), args: ['src/main.ts'] },
+): Promise<ServiceProcess> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blip-e2e-data-'));
-  const tsx = path.join(ROOT, 'node_modules', '.bin', 'tsx');
-  const child: ChildProcess = spawn(tsx, ['src/main.ts'], {
+  const child: ChildProcess = spawn(command.bin, command.args, {
     cwd: ROOT,
     env: {
       ...process.env,
