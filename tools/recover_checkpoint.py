@@ -26,7 +26,7 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((Path(args.model) / "manifest.json").read_text())
     torch.save({"model": state, "config": config.to_dict(), "step": 0, "from": manifest["modelId"]}, args.out)
-    print(f"{len(state) - len(missing)} of {len(state)} tensors from {manifest['modelId']} -> {args.out}")
+    print(f"{len(state)} tensors from {manifest['modelId']} -> {args.out}; parameters in no graph: {len(missing)}")
     if missing:
         print("not in any graph (initial values kept):", ", ".join(missing))
 

@@ -1,9 +1,9 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
-import { api, describeError, type ImageNode, type ResultEdge } from '../api';
+import { api, type ImageNode, type ResultEdge } from '../api';
 import { bytes, dateTime, sentence, signed } from '../format';
 import { href, lastListRoute, navigate } from '../router';
 import { collectionChanged, qaHistory, saveQaHistory, toast, type QA } from '../store';
-import { EmptyState, ErrorNotice, MatchMeter, Spinner } from './ui';
+import { EmptyState, ErrorNotice, FieldError, MatchMeter, Spinner } from './ui';
 
 const SUGGESTIONS = ['what color is the background?', 'how many shapes are there?', 'what color is the circle?', 'is there a red square?'];
 
@@ -162,11 +162,7 @@ function Recaption({ id, onChanged }: { id: string; onChanged: (image: ImageNode
       <button type="submit" class="btn btn-ghost btn-small" disabled={busy}>
         {busy ? <Spinner label="Captioning" /> : null} Caption again
       </button>
-      {error != null && (
-        <p class="field-error" role="alert">
-          {describeError(error)}
-        </p>
-      )}
+      <FieldError error={error} />
     </form>
   );
 }
@@ -211,11 +207,7 @@ function DeleteButton({ id, onDeleted }: { id: string; onDeleted: () => void }) 
       <button type="button" class="btn btn-ghost btn-small" onClick={() => setConfirming(false)} disabled={busy}>
         Cancel
       </button>
-      {error != null && (
-        <p class="field-error" role="alert">
-          {describeError(error)}
-        </p>
-      )}
+      <FieldError error={error} />
     </div>
   );
 }
@@ -301,11 +293,7 @@ function Questions({ id }: { id: string }) {
           Ask
         </button>
       </form>
-      {error != null && (
-        <p class="field-error" role="alert">
-          {describeError(error)}
-        </p>
-      )}
+      <FieldError error={error} />
       <div class="suggestions" aria-label="Suggested questions">
         {SUGGESTIONS.map((s) => (
           <button key={s} type="button" class="chip chip-button" onClick={() => void ask(s)} disabled={pending != null}>

@@ -25,6 +25,16 @@ export function ErrorNotice({ error, onRetry, title = 'That did not work' }: { e
   );
 }
 
+/** A form's error under its fields, read out when it appears; nothing when there is none. */
+export function FieldError({ error }: { error: unknown }) {
+  if (error == null) return null;
+  return (
+    <p class="field-error" role="alert">
+      {describeError(error)}
+    </p>
+  );
+}
+
 export function EmptyState({ title, children }: { title: string; children?: ComponentChildren }) {
   return (
     <div class="empty">
