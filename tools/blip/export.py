@@ -77,7 +77,12 @@ class DecoderGraph(nn.Module):
                             past_kv=past_kv, cross_kv=cross_kv, return_present=True)
 
 
-def _sha256(path: Path) -> str:
+def model_id(name: str, graphs: dict) -> str:
+    """name@ the first 8 hex of the sha256 of all graph hashes: changes whenever any weight changes."""
+    return f"{name}@" + hashlib.sha256("".join(g["sha256"] for _, g in sorted(graphs.items())).encode()).hexdigest()[:8]
+
+
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -167,19 +172,18 @@ def export_folder(out: str | Path, *, name: str, config: BlipConfig, retrieval: 
 
     for g in graphs.values():
         p = out / g["file"]
-        g["sha256"] = _sha256(p)
+        g["sha256"] = sha256_file(p)
         g["bytes"] = p.stat().st_size
     (out / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False))
     vocab = tokenizer["model"]["vocab"]
     added = {a["content"]: a["id"] for a in tokenizer["added_tokens"]}
     special = {"pad": vocab["[PAD]"], "unk": vocab["[UNK]"], "cls": vocab["[CLS]"], "sep": vocab["[SEP]"],
                "mask": vocab["[MASK]"], "dec": added["[DEC]"], "enc": added["[ENC]"]}
-    digest = hashlib.sha256("".join(g["sha256"] for _, g in sorted(graphs.items())).encode()).hexdigest()[:8]
     manifest = {
         "format": "blip-search-model",
         "formatVersion": 1,
         "name": name,
-        "modelId": f"{name}@{digest}",
+        "modelId": model_id(name, graphs),
         "source": source,
         "image": {"size": S, "mean": CLIP_MEAN, "std": CLIP_STD, "rescaleFactor": 1 / 255,
                   "resample": "bicubic", "alpha": "drop"},

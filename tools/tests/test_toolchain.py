@@ -1,18 +1,22 @@
 """Toolchain tests: scene grammar, tokenizer, safetensors, strict HF import, export round trip."""
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import tempfile
 import unittest
 from pathlib import Path
 
+import numpy as np
+import onnx
 import torch
 
 from tools.blip import scenes
 from tools.blip.bundle import BlipBundle
 from tools.blip.export import export_folder
 from tools.blip.onnx_weights import state_dict_from_folder
+from tools.blip.quantize import quantize_folder, quantize_weight
 from tools.blip.hf_import import (config_to_hf, load_checkpoint, read_safetensors, write_safetensors)
 from tools.blip.model import (BlipConfig, BlipForConditionalGeneration, BlipForImageTextRetrieval,
                               TextConfig, VisionConfig, init_weights)
@@ -172,6 +176,54 @@ class WeightsFromOnnx(unittest.TestCase):
             (Path(d) / "manifest.json").write_text(json.dumps(manifest))
             with self.assertRaisesRegex(ValueError, "initializer"):
                 state_dict_from_folder(d, tj)
+
+
+class Quantize(unittest.TestCase):
+    def test_weights_round_to_within_half_a_step_per_column(self):
+        w = np.random.default_rng(0).normal(0, 1, (64, 16)).astype(np.float32)
+        w[:, 3] *= 100  # one column of outliers must not coarsen the others
+        for reduce_range, qmax in ((False, 127), (True, 63)):
+            q, scale = quantize_weight(w, reduce_range)
+            self.assertEqual(q.dtype, np.int8)
+            self.assertEqual(int(np.abs(q).max()), qmax)
+            np.testing.assert_allclose(scale, np.abs(w).max(0) / qmax, rtol=1e-6)
+            self.assertTrue(np.all(np.abs(q * scale - w) <= scale / 2 + 1e-6))
+
+    def test_folder_copy_rewrites_constant_matmuls_and_keeps_the_rest(self):
+        vocab = scenes_vocab(scenes.WORDS)
+        tj = tokenizer_json(vocab)
+        bundle = BlipBundle(tiny_config(len(vocab) + 2))
+        with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as out:
+            fp32 = export_folder(src, name="t", config=bundle.config, retrieval=bundle.retrieval,
+                                 caption=bundle.caption, vqa=bundle.vqa, tokenizer=tj, source="test", text_max_length=16)
+            (Path(src) / "EVAL.md").write_text("figures of the fp32 graphs")
+            m = quantize_folder(src, out)
+            self.assertEqual(m["name"], "t-int8")
+            self.assertNotEqual(m["modelId"], fp32["modelId"])
+            self.assertEqual(m["quantization"]["from"], fp32["modelId"])
+            self.assertEqual(sorted(p.name for p in Path(out).iterdir()),
+                             sorted(["manifest.json", "tokenizer.json"] + [g["file"] for g in fp32["graphs"].values()]))
+            for gname, spec in m["graphs"].items():
+                before = onnx.load(str(Path(src) / spec["file"]))
+                after = onnx.load(str(Path(out) / spec["file"]))
+                onnx.checker.check_model(after)
+                inits = {i.name for i in before.graph.initializer}
+                const_mm = [n for n in before.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
+                dq = [n for n in after.graph.node if n.op_type == "DynamicQuantizeMatMul"]
+                self.assertGreater(len(const_mm), 0, gname)
+                self.assertEqual(len(dq), len(const_mm), gname)
+                self.assertEqual(m["quantization"]["matmuls"][gname], len(dq))
+                self.assertTrue(all(n.domain == "com.microsoft" for n in dq))
+                # attention's activation x activation MatMuls stay float
+                self.assertEqual(sum(n.op_type == "MatMul" for n in after.graph.node),
+                                 sum(n.op_type == "MatMul" for n in before.graph.node) - len(const_mm))
+                after_inits = {i.name: i for i in after.graph.initializer}
+                for n in dq:
+                    self.assertEqual(after_inits[n.input[1]].data_type, onnx.TensorProto.INT8)
+                    self.assertNotIn(n.input[1][: -len("_int8")], after_inits, "float copy of a rewritten weight left behind")
+                self.assertEqual(spec["sha256"], hashlib.sha256((Path(out) / spec["file"]).read_bytes()).hexdigest())
+            with self.assertRaises(SystemExit):
+                quantize_folder(out, out)
 
 
 class ReferenceKeys(unittest.TestCase):
