@@ -2,7 +2,10 @@
  * `npm run bench`: latency of every engine operation beside its FLOP count and the machine's
  * measured fp32 matmul peak (through onnxruntime, same thread count), for the bundled model
  * (models/blip-scenes, else the tiny-random fixture) and for a full-size export when
- * BLIP_BENCH_FULLSIZE_DIR names one. BLIP_BENCH_THREADS sets ORT intra-op threads (default: all cores).
+ * BLIP_BENCH_FULLSIZE_DIR names one (or several, separated by ':', e.g. an fp32 export and its
+ * `tools.quantize` int8 copy, to compare them in one run on one machine). BLIP_BENCH_THREADS sets
+ * ORT intra-op threads (default: all cores). GFLOP counts the model's multiply-adds whatever the
+ * weights' type, so an int8 folder's GFLOP/s and % of the fp32 peak read as effective rates.
  */
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -105,7 +108,8 @@ async function benchModel(modelDir: string, peak: number): Promise<void> {
   rows.push([`VQA (${ans.length - 1} steps, incl. vision)`, await timeIt(() => engine.answer(fresh(), q), reps), vqaFlops]);
   await engine.close();
 
-  console.log(`\n${m.modelId} (${modelDir}), image ${m.image.size}px, ${threads} ORT thread(s), matmul peak ${(peak / 1e9).toFixed(1)} GFLOP/s`);
+  const int8 = m.quantization ? `, ${m.quantization.weights} weights` : '';
+  console.log(`\n${m.modelId} (${modelDir}${int8}), image ${m.image.size}px, ${threads} ORT thread(s), matmul peak ${(peak / 1e9).toFixed(1)} GFLOP/s`);
   console.log(`${'operation'.padEnd(46)} ${'ms'.padStart(9)} ${'GFLOP'.padStart(9)} ${'GFLOP/s'.padStart(9)} ${'% peak'.padStart(7)}`);
   for (const [name, ms, fl] of rows) {
     const rate = fl / (ms / 1000);
@@ -117,5 +121,5 @@ const peak = await matmulPeak();
 const bundled = existsSync('models/blip-scenes/manifest.json') ? 'models/blip-scenes' : 'test/fixtures/tiny-random';
 await benchModel(bundled, peak);
 const full = process.env.BLIP_BENCH_FULLSIZE_DIR;
-if (full) await benchModel(full, peak);
+if (full) for (const dir of full.split(path.delimiter).filter(Boolean)) await benchModel(dir, peak);
 else console.log('\n(set BLIP_BENCH_FULLSIZE_DIR to a full-size export folder to bench it too)');

@@ -73,6 +73,8 @@ const manifestSchema = z.object({
     vqa: generationSchema,
   }),
   graphs: z.record(z.string(), graphSchema),
+  /** Present on a `tools.quantize` copy: its MatMul weights are int8 (docs/model-format.md). */
+  quantization: z.object({ weights: z.literal('int8'), from: z.string().optional() }).loose().optional(),
   tasks: z.object({
     retrieval: z.object({ vision: z.string(), textFeature: z.string(), itm: z.string() }),
     caption: z.object({ vision: z.string(), crossKv: z.string(), decoder: z.string() }),
