@@ -17,6 +17,7 @@ from tools.blip.bundle import BlipBundle
 from tools.blip.export import export_folder
 from tools.blip.onnx_weights import state_dict_from_folder
 from tools.blip.quantize import quantize_folder, quantize_weight
+from tools.probe_vision import per_object
 from tools.blip.hf_import import (config_to_hf, load_checkpoint, read_safetensors, write_safetensors)
 from tools.blip.model import (BlipConfig, BlipForConditionalGeneration, BlipForImageTextRetrieval,
                               TextConfig, VisionConfig, init_weights)
@@ -224,6 +225,19 @@ class Quantize(unittest.TestCase):
                 self.assertEqual(spec["sha256"], hashlib.sha256((Path(out) / spec["file"]).read_bytes()).hexdigest())
             with self.assertRaises(SystemExit):
                 quantize_folder(out, out)
+
+
+class VisionProbe(unittest.TestCase):
+    def test_objects_are_scored_on_logits_averaged_over_their_patches(self):
+        # one image, 4 patches: object rank 1 (shape 2) covers patches 0-1, rank 2 (shape 3) patch 3
+        labels = torch.zeros(1, 4, 5, dtype=torch.long)
+        labels[0, 0:2, 1], labels[0, 0:2, 3] = 2, 1
+        labels[0, 3, 1], labels[0, 3, 3] = 3, 2
+        logits = torch.zeros(1, 4, 5)
+        logits[0, 0, 2], logits[0, 1, 4] = 1.0, 3.0  # patch 0 says 2, patch 1 says 4 more strongly
+        logits[0, 3, 3] = 1.0
+        logits[0, 2, 1] = 9.0  # a background patch's logits must not count
+        self.assertEqual(per_object(logits, labels, 1), [(0, 2, 4), (0, 3, 3)])
 
 
 class ReferenceKeys(unittest.TestCase):
