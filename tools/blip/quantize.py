@@ -26,7 +26,7 @@ NOT_COPIED = {"manifest.json", "EVAL.md", "eval.json"}
 
 def quantize_weight(w: np.ndarray, reduce_range: bool) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-column int8: w[:, n] ~= q[:, n] * scale[n]. reduce_range keeps weights in
-    [-63, 63] so that CPUs without VNNI, whose u8 x s8 pairwise add saturates at int16, stay exact."""
+    [-63, 63], so that on CPUs without VNNI the u8 x s8 pairwise add into int16 cannot saturate."""
     qmax = 63.0 if reduce_range else 127.0
     scale = np.abs(w).max(axis=0) / qmax
     scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
