@@ -22,13 +22,13 @@ from tools.quick_eval import load
 from tools.train import AUX_CLASSES, patch_labels, to_pixels
 
 # Columns of train.patch_labels probed here (rank from the left identifies the object).
-PROBED = {"color": 0, "shape": 1, "size": 2, "third": 4}
+PROBED = {"color": 0, "shape": 1, "size": 2, "third": 4, "vthird": 5}
 RANK = 3
 
 
 def per_object(logits: torch.Tensor, labels: torch.Tensor, column: int) -> list[tuple[int, int, int]]:
     """(image index, true class, predicted class) of every object: the class whose logit, averaged
-    over the object's patches, is highest. logits [B, P, C]; labels [B, P, 5] from patch_labels."""
+    over the object's patches, is highest. logits [B, P, C]; labels [B, P, 6] from patch_labels."""
     out = []
     for b in range(logits.shape[0]):
         ranks = labels[b, :, RANK]

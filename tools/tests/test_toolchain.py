@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import subprocess
+import sys
 import tempfile
 import unittest
 from pathlib import Path
@@ -274,13 +276,32 @@ class TrainingLabels(unittest.TestCase):
         big = scenes.Obj("square", "blue", "large", 0.75, 0.5, 0.22, 0, scenes.COLORS["blue"])
         small = scenes.Obj("circle", "red", "small", 0.2, 0.2, 0.12, 0, scenes.COLORS["red"])
         scene.objects += [big, small]  # drawn right one first: ranks must follow x, not list order
-        lab = patch_labels(scene, grid=8).reshape(8, 8, 5)
+        lab = patch_labels(scene, grid=8).reshape(8, 8, 6)
         # the patch at the square's centre (x 0.75, y 0.5 -> column 6, row 4) and the circle's (1, 1)
-        self.assertEqual(lab[4, 6].tolist(), [COLOR_IDS["blue"], SHAPE_IDS["square"], SIZE_IDS["large"], 2, 3])
-        self.assertEqual(lab[1, 1].tolist(), [COLOR_IDS["red"], SHAPE_IDS["circle"], SIZE_IDS["small"], 1, 1])
-        self.assertEqual(lab[7, 0].tolist(), [0, 0, 0, 0, 0])  # bottom-left corner: background
+        self.assertEqual(lab[4, 6].tolist(), [COLOR_IDS["blue"], SHAPE_IDS["square"], SIZE_IDS["large"], 2, 3, 2])
+        self.assertEqual(lab[1, 1].tolist(), [COLOR_IDS["red"], SHAPE_IDS["circle"], SIZE_IDS["small"], 1, 1, 1])
+        self.assertEqual(lab[7, 0].tolist(), [0, 0, 0, 0, 0, 0])  # bottom-left corner: background
         # coverage: the square (side 0.44 of the canvas) covers about 0.19 of the patches
         self.assertAlmostEqual(float((lab[..., 0] == COLOR_IDS["blue"]).mean()), 0.44 ** 2, delta=0.07)
+
+
+    def test_vision_only_stage_trains_the_image_encoder_and_nothing_else(self):
+        from tools.blip.bundle import scenes_config
+        from tools.train import make_tokenizer
+        tok, _ = make_tokenizer()
+        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
+        torch.manual_seed(0)
+        before = BlipBundle(cfg).state_dict()
+        with tempfile.TemporaryDirectory() as d:
+            start, out = Path(d) / "start.pt", Path(d) / "out.pt"
+            torch.save({"model": before, "config": cfg.to_dict(), "step": 0}, start)
+            subprocess.run([sys.executable, "-m", "tools.train", "--vision-only", "--aux-labels", "position",
+                            "--gray", "0.5", "--resume", str(start), "--steps", "2", "--batch", "4", "--out", str(out)],
+                           check=True, capture_output=True, cwd=Path(__file__).resolve().parents[2])
+            after = torch.load(out)["model"]
+        changed = {k for k in before if not torch.equal(before[k], after[k])}
+        self.assertIn("retrieval.vision_model.encoder.layers.0.self_attn.qkv.weight", changed)
+        self.assertEqual([k for k in changed if ".vision_model." not in k], [])
 
 
 class HuggingFaceParity(unittest.TestCase):
