@@ -14,13 +14,6 @@ import { createBlipEngine } from '../../src/ml/create-blip-engine.js';
 const FP32 = 'models/blip-scenes';
 const SAMPLES = JSON.parse(readFileSync('samples/samples.json', 'utf8')) as Array<{ file: string; caption: string }>;
 
-interface Manifest {
-  name: string;
-  modelId: string;
-  graphs: Record<string, { file: string; bytes: number }>;
-  quantization?: { weights: string; from: string; matmuls: Record<string, number> };
-}
-
 describe('int8 copy of the bundled model (tools.quantize)', () => {
   let dir: string;
   let fp32: OnnxBlipEngine;
@@ -46,14 +39,13 @@ describe('int8 copy of the bundled model (tools.quantize)', () => {
   });
 
   it('is a separate model: its own modelId, int8 weights in every graph, smaller files', () => {
-    const a = JSON.parse(readFileSync(path.join(FP32, 'manifest.json'), 'utf8')) as Manifest;
-    const b = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as Manifest;
+    const [a, b] = [fp32.manifest, int8.manifest]; // as the engines validated them
     expect(b.name).toBe(`${a.name}-int8`);
     expect(b.modelId).not.toBe(a.modelId); // a service switched to it re-embeds its images
     expect(b.quantization?.from).toBe(a.modelId);
     for (const [g, spec] of Object.entries(a.graphs)) {
-      expect(b.quantization?.matmuls[g], g).toBeGreaterThan(0);
-      expect(statSync(path.join(dir, spec.file)).size, g).toBeLessThan(spec.bytes * 0.5);
+      expect(b.quantization?.matmuls?.[g], g).toBeGreaterThan(0);
+      expect(statSync(path.join(dir, spec.file)).size, g).toBeLessThan(statSync(path.join(FP32, spec.file)).size * 0.5);
     }
   });
 

@@ -74,7 +74,13 @@ const manifestSchema = z.object({
   }),
   graphs: z.record(z.string(), graphSchema),
   /** Present on a `tools.quantize` copy: its MatMul weights are int8 (docs/model-format.md). */
-  quantization: z.object({ weights: z.literal('int8'), from: z.string().optional() }).loose().optional(),
+  quantization: z.object({
+    weights: z.literal('int8'),
+    /** modelId of the fp32 folder it was made from. */
+    from: z.string().optional(),
+    /** Rewritten MatMuls per graph. */
+    matmuls: z.record(z.string(), z.number().int().nonnegative()).optional(),
+  }).loose().optional(),
   tasks: z.object({
     retrieval: z.object({ vision: z.string(), textFeature: z.string(), itm: z.string() }),
     caption: z.object({ vision: z.string(), crossKv: z.string(), decoder: z.string() }),
