@@ -131,18 +131,27 @@ def pad(seqs: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Ten
     return ids, (ids != pad_id).long()
 
 
-def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int, grid: int):
+def pick_questions(items: list[tuple[str, str, str]], rng: random.Random, n: int) -> list[tuple[str, str, str]]:
+    """Up to n questions of distinct types (each type equally likely, whatever its number of forms)."""
+    types = sorted({t for t, _, _ in items})
+    # n == 1 keeps the random draws of the committed stages, so their commands reproduce them
+    chosen = [rng.choice(types)] if n == 1 else rng.sample(types, min(n, len(types)))
+    return [rng.choice([x for x in items if x[0] == t]) for t in chosen]
+
+
+def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int, grid: int,
+               questions: int = 1):
     sc = [scenes.sample_scene(rng, train=True) for _ in range(bsz)]
     pix = torch.from_numpy(np.stack([to_pixels(scenes.render_augmented(s, rng), size) for s in sc]))
     texts, queries = zip(*[retrieval_text(s, rng) for s in sc])
     match = torch.tensor([[float(scenes.satisfies(s, q)) for q in queries] for s in sc])  # [img, txt]
     perturbed = [perturb(q, s, rng) for q, s in zip(queries, sc)]
     caps = [[dec] + tok.encode(scenes.caption(s), max_len)[1:] for s in sc]
-    qa = []
-    for s in sc:
-        items = scenes.questions(s, rng)
-        qtype = rng.choice(sorted({t for t, _, _ in items}))
-        qa.append(rng.choice([x for x in items if x[0] == qtype]))
+    qa, qa_image = [], []
+    for i, s in enumerate(sc):
+        picked = pick_questions(scenes.questions(s, rng), rng, questions)
+        qa += picked
+        qa_image += [i] * len(picked)
     return {
         "scenes": sc, "pixels": pix, "match": match,
         "patches": torch.from_numpy(np.stack([patch_labels(s, grid) for s in sc])).long(),
@@ -150,6 +159,7 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
         "perturbed": [None if p is None else tok.encode(p[0], max_len) for p in perturbed],
         "caption": pad(caps),
         "question": pad([tok.encode(q, max_len) for _, q, _ in qa]),
+        "question_image": torch.tensor(qa_image),
         "answer": pad([[dec] + tok.encode(a, max_len)[1:] for _, _, a in qa]),
     }
 
@@ -250,7 +260,8 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     lm = lm_loss(model.caption.text_decoder, cap_ids, cap_mask, emb, ones, noise=0.15, word_ids=WORD_RANGE)
 
     q_ids, q_mask = batch["question"]
-    states = model.vqa.question_states(q_ids, q_mask, emb)
+    # Several questions may share an image: the encoder ran once, its output is indexed per question.
+    states = model.vqa.question_states(q_ids, q_mask, emb[batch["question_image"]])
     a_ids, a_mask = batch["answer"]
     vqa = lm_loss(model.vqa.text_decoder, a_ids, a_mask, states, q_mask, smoothing=0.0)
     return itc, itm, lm, vqa, aux
@@ -260,9 +271,10 @@ class BatchStream(torch.utils.data.IterableDataset):
     """Endless training batches. Each DataLoader worker draws from its own seeded stream, so the
     scenes are drawn and rendered in other processes while the model trains."""
 
-    def __init__(self, seed: int, size: int, bsz: int, grid: int, vision_only: bool = False, gray: float = 0.0):
+    def __init__(self, seed: int, size: int, bsz: int, grid: int, vision_only: bool = False, gray: float = 0.0,
+                 questions: int = 1):
         self.seed, self.size, self.bsz, self.grid = seed, size, bsz, grid
-        self.vision_only, self.gray = vision_only, gray
+        self.vision_only, self.gray, self.questions = vision_only, gray, questions
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -272,7 +284,7 @@ class BatchStream(torch.utils.data.IterableDataset):
             if self.vision_only:
                 yield make_vision_batch(rng, self.size, self.bsz, self.grid, self.gray)
             else:
-                yield make_batch(rng, tok, self.size, self.bsz, 35, tok.added["[DEC]"], self.grid)
+                yield make_batch(rng, tok, self.size, self.bsz, 35, tok.added["[DEC]"], self.grid, self.questions)
 
 
 def _identity(x):
@@ -281,7 +293,7 @@ def _identity(x):
 
 def to_device(batch: dict, dev: torch.device) -> dict:
     out = dict(batch)
-    for k in ("pixels", "match", "patches"):
+    for k in ("pixels", "match", "patches", "question_image"):
         if k in batch:
             out[k] = batch[k].to(dev, non_blocking=True)
     for k in ("text", "caption", "question", "answer"):
@@ -315,6 +327,10 @@ def main() -> None:
                          "per second on CPUs); the text stack is saved unchanged")
     ap.add_argument("--gray", type=float, default=0.0,
                     help="--vision-only: fraction of images shown in grayscale, their colour labels ignored")
+    ap.add_argument("--questions", type=int, default=1,
+                    help="VQA questions per scene, of distinct types: more answers per image encoded (the question "
+                         "stack is small next to the image encoder and ITM), so rarer skills such as left/right "
+                         "get several times the examples")
     ap.add_argument("--temp", type=float, default=0.07, help="initial ITC temperature (it is learned; not saved)")
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--aux-patch", type=float, default=0.5, help="weight of the auxiliary per-patch object loss (0 = off)")
@@ -351,7 +367,8 @@ def main() -> None:
     print(f"params {n_params/1e6:.2f}M  vocab {V}  batch {args.batch}  image {cfg.vision.image_size}  "
           f"patch {cfg.vision.patch_size} ({grid * grid + 1} tokens)  device {dev}", flush=True)
     if args.workers > 0:
-        stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, args.gray)
+        stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, args.gray,
+                             args.questions)
         loader = torch.utils.data.DataLoader(stream,
                                              batch_size=None, num_workers=args.workers, collate_fn=_identity,
                                              prefetch_factor=4, persistent_workers=True)
@@ -360,7 +377,8 @@ def main() -> None:
     elif args.vision_only:
         next_batch = lambda: make_vision_batch(rng, cfg.vision.image_size, args.batch, grid, args.gray)
     else:
-        next_batch = lambda: make_batch(rng, tok, cfg.vision.image_size, args.batch, 35, tok.added["[DEC]"], grid)
+        next_batch = lambda: make_batch(rng, tok, cfg.vision.image_size, args.batch, 35, tok.added["[DEC]"], grid,
+                                        args.questions)
     budget = args.minutes * 60 if args.minutes else float("inf")
     t0 = time.time()
     step, warm = 0, 150

@@ -285,6 +285,26 @@ class TrainingLabels(unittest.TestCase):
         self.assertAlmostEqual(float((lab[..., 0] == COLOR_IDS["blue"]).mean()), 0.44 ** 2, delta=0.07)
 
 
+    def test_several_questions_per_scene_are_of_distinct_types_and_point_at_their_image(self):
+        from tools.train import make_batch, make_tokenizer
+        tok, _ = make_tokenizer()
+        inv = {i: w for w, i in tok.vocab.items()}
+        words = lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
+        spelled = lambda text: words(tok.encode(text, 35))
+        b = make_batch(random.Random(3), tok, 96, 6, 35, tok.added["[DEC]"], 8, questions=3)
+        q_ids, _ = b["question"]
+        a_ids, _ = b["answer"]
+        img = b["question_image"].tolist()
+        self.assertEqual(len(img), 18)  # every scene has at least three question types
+        for i, scene in enumerate(b["scenes"]):
+            # every question this scene can be asked (random forms drawn often enough to see them all)
+            table = {spelled(q): (t, spelled(a)) for k in range(400) for t, q, a in scenes.questions(scene, random.Random(k))}
+            asked = [(words(q_ids[k].tolist()), words(a_ids[k].tolist())) for k in range(len(img)) if img[k] == i]
+            self.assertEqual(len(asked), 3)
+            for q, a in asked:
+                self.assertEqual(table[q][1], a, q)  # the answer is this image's, not another scene's
+            self.assertEqual(len({table[q][0] for q, _ in asked}), 3)  # of three distinct types
+
     def test_vision_only_stage_trains_the_image_encoder_and_nothing_else(self):
         from tools.blip.bundle import scenes_config
         from tools.train import make_tokenizer
