@@ -259,12 +259,15 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     cap_ids, cap_mask = batch["caption"]
     lm = lm_loss(model.caption.text_decoder, cap_ids, cap_mask, emb, ones, noise=0.15, word_ids=WORD_RANGE)
 
+    return itc, itm, lm, vqa_loss(model, batch, emb), aux
+
+
+def vqa_loss(model: BlipBundle, batch, emb: torch.Tensor) -> torch.Tensor:
     q_ids, q_mask = batch["question"]
     # Several questions may share an image: the encoder ran once, its output is indexed per question.
     states = model.vqa.question_states(q_ids, q_mask, emb[batch["question_image"]])
     a_ids, a_mask = batch["answer"]
-    vqa = lm_loss(model.vqa.text_decoder, a_ids, a_mask, states, q_mask, smoothing=0.0)
-    return itc, itm, lm, vqa, aux
+    return lm_loss(model.vqa.text_decoder, a_ids, a_mask, states, q_mask, smoothing=0.0)
 
 
 class BatchStream(torch.utils.data.IterableDataset):
@@ -325,6 +328,10 @@ def main() -> None:
     ap.add_argument("--vision-only", action="store_true",
                     help="train only the vision encoder, on the per-patch labels (no text: about 8x more images "
                          "per second on CPUs); the text stack is saved unchanged")
+    ap.add_argument("--vqa-only", action="store_true",
+                    help="train only the VQA question encoder and answer decoder, on the frozen image encoder's "
+                         "output (with --questions 9, every question type of each scene): the other tasks are "
+                         "saved unchanged")
     ap.add_argument("--gray", type=float, default=0.0,
                     help="--vision-only: fraction of images shown in grayscale, their colour labels ignored")
     ap.add_argument("--questions", type=int, default=1,
@@ -355,11 +362,20 @@ def main() -> None:
     model.to(dev)
     temp = torch.nn.Parameter(torch.tensor(args.temp, device=dev))
     aux_classes = AUX_CLASSES[:AUX_LABEL_SETS[args.aux_labels]]
+    if args.vision_only and args.vqa_only:
+        raise SystemExit("--vision-only and --vqa-only train disjoint parts: choose one")
+    if args.vqa_only:
+        args.aux_patch = 0.0  # the image encoder is frozen: no per-patch head to train
     if args.vision_only and args.aux_patch <= 0:
         raise SystemExit("--vision-only trains on the per-patch labels: --aux-patch must be > 0")
     aux_head = torch.nn.Linear(cfg.vision.hidden_size, sum(aux_classes)).to(dev) if args.aux_patch > 0 else None
     vision = model.retrieval.vision_model
-    trained = list(vision.parameters()) if args.vision_only else list(model.parameters()) + [temp]
+    if args.vision_only:
+        trained = list(vision.parameters())
+    elif args.vqa_only:
+        trained = list(model.vqa.text_encoder.parameters()) + list(model.vqa.text_decoder.parameters())
+    else:
+        trained = list(model.parameters()) + [temp]
     params = trained + (list(aux_head.parameters()) if aux_head else [])
     grid = cfg.vision.image_size // cfg.vision.patch_size
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.02)
@@ -400,6 +416,12 @@ def main() -> None:
             aux = aux_loss(aux_head, vision(batch["pixels"]), batch["patches"], aux_classes)
             itc = itm = lm = vqa = torch.zeros(())
             loss = aux
+        elif args.vqa_only:
+            with torch.no_grad():
+                emb = vision(batch["pixels"])
+            vqa = vqa_loss(model, batch, emb)
+            itc = itm = lm = aux = torch.zeros(())
+            loss = vqa
         else:
             itc, itm, lm, vqa, aux = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, aux_head, aux_classes)
             loss = itc + itm + lm + vqa + args.aux_patch * aux

@@ -324,6 +324,26 @@ class TrainingLabels(unittest.TestCase):
         self.assertEqual([k for k in changed if ".vision_model." not in k], [])
 
 
+    def test_vqa_only_stage_trains_the_question_stack_and_nothing_else(self):
+        from tools.blip.bundle import scenes_config
+        from tools.train import make_tokenizer
+        tok, _ = make_tokenizer()
+        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
+        torch.manual_seed(0)
+        before = BlipBundle(cfg).state_dict()
+        with tempfile.TemporaryDirectory() as d:
+            start, out = Path(d) / "start.pt", Path(d) / "out.pt"
+            torch.save({"model": before, "config": cfg.to_dict(), "step": 0}, start)
+            subprocess.run([sys.executable, "-m", "tools.train", "--vqa-only", "--questions", "9",
+                            "--resume", str(start), "--steps", "2", "--batch", "4", "--out", str(out)],
+                           check=True, capture_output=True, cwd=Path(__file__).resolve().parents[2])
+            after = torch.load(out)["model"]
+        changed = {k for k in before if not torch.equal(before[k], after[k])}
+        self.assertIn("vqa.text_encoder.encoder.layer.0.crossattention.self.query.weight", changed)
+        self.assertIn("vqa.text_decoder.cls.predictions.transform.dense.weight", changed)
+        self.assertEqual([k for k in changed if not k.startswith(("vqa.text_encoder.", "vqa.text_decoder."))], [])
+
+
 class HuggingFaceParity(unittest.TestCase):
     """Runs only where `transformers` is installed (not on our CI machines): see tools/hf_parity.py."""
 
