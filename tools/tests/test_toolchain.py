@@ -305,7 +305,9 @@ class TrainingLabels(unittest.TestCase):
                 self.assertEqual(table[q][1], a, q)  # the answer is this image's, not another scene's
             self.assertEqual(len({table[q][0] for q, _ in asked}), 3)  # of three distinct types
 
-    def test_vision_only_stage_trains_the_image_encoder_and_nothing_else(self):
+    @staticmethod
+    def changed_by_training(*flags: str) -> set[str]:
+        """State-dict keys that two steps of `tools.train FLAGS` change in a random bundle."""
         from tools.blip.bundle import scenes_config
         from tools.train import make_tokenizer
         tok, _ = make_tokenizer()
@@ -315,30 +317,19 @@ class TrainingLabels(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             start, out = Path(d) / "start.pt", Path(d) / "out.pt"
             torch.save({"model": before, "config": cfg.to_dict(), "step": 0}, start)
-            subprocess.run([sys.executable, "-m", "tools.train", "--vision-only", "--aux-labels", "position",
-                            "--gray", "0.5", "--resume", str(start), "--steps", "2", "--batch", "4", "--out", str(out)],
+            subprocess.run([sys.executable, "-m", "tools.train", *flags, "--resume", str(start), "--steps", "2",
+                            "--batch", "4", "--out", str(out)],
                            check=True, capture_output=True, cwd=Path(__file__).resolve().parents[2])
             after = torch.load(out)["model"]
-        changed = {k for k in before if not torch.equal(before[k], after[k])}
+        return {k for k in before if not torch.equal(before[k], after[k])}
+
+    def test_vision_only_stage_trains_the_image_encoder_and_nothing_else(self):
+        changed = self.changed_by_training("--vision-only", "--aux-labels", "position", "--gray", "0.5")
         self.assertIn("retrieval.vision_model.encoder.layers.0.self_attn.qkv.weight", changed)
         self.assertEqual([k for k in changed if ".vision_model." not in k], [])
 
-
     def test_vqa_only_stage_trains_the_question_stack_and_nothing_else(self):
-        from tools.blip.bundle import scenes_config
-        from tools.train import make_tokenizer
-        tok, _ = make_tokenizer()
-        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
-        torch.manual_seed(0)
-        before = BlipBundle(cfg).state_dict()
-        with tempfile.TemporaryDirectory() as d:
-            start, out = Path(d) / "start.pt", Path(d) / "out.pt"
-            torch.save({"model": before, "config": cfg.to_dict(), "step": 0}, start)
-            subprocess.run([sys.executable, "-m", "tools.train", "--vqa-only", "--questions", "9",
-                            "--resume", str(start), "--steps", "2", "--batch", "4", "--out", str(out)],
-                           check=True, capture_output=True, cwd=Path(__file__).resolve().parents[2])
-            after = torch.load(out)["model"]
-        changed = {k for k in before if not torch.equal(before[k], after[k])}
+        changed = self.changed_by_training("--vqa-only", "--questions", "9")
         self.assertIn("vqa.text_encoder.encoder.layer.0.crossattention.self.query.weight", changed)
         self.assertIn("vqa.text_decoder.cls.predictions.transform.dense.weight", changed)
         self.assertEqual([k for k in changed if not k.startswith(("vqa.text_encoder.", "vqa.text_decoder."))], [])
