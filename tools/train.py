@@ -339,6 +339,7 @@ def main() -> None:
                          "stack is small next to the image encoder and ITM), so rarer skills such as left/right "
                          "get several times the examples")
     ap.add_argument("--temp", type=float, default=0.07, help="initial ITC temperature (it is learned; not saved)")
+    ap.add_argument("--warmup", type=int, default=150, help="steps of linear learning-rate warm-up")
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--aux-patch", type=float, default=0.5, help="weight of the auxiliary per-patch object loss (0 = off)")
     args = ap.parse_args()
@@ -397,7 +398,7 @@ def main() -> None:
                                         args.questions)
     budget = args.minutes * 60 if args.minutes else float("inf")
     t0 = time.time()
-    step, warm = 0, 150
+    step, warm = 0, max(1, args.warmup)
     ema = None
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save = lambda: torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()},
