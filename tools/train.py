@@ -164,13 +164,37 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
     }
 
 
-def make_vision_batch(rng: random.Random, size: int, bsz: int, grid: int, gray: float = 0.0):
+def decolor(scene: scenes.Scene, rng: random.Random, p: float) -> tuple[scenes.Scene, list[int]]:
+    """A copy of the scene in which each object, with probability p, is filled with a random gray
+    level (kept apart from the background's), and the ranks from the left of those objects. Their
+    shape must then be read from geometry alone: a held-out purple triangle otherwise looks, to an
+    encoder that never saw one, more like the purple stars it did see (a shape that colour predicts
+    in training is partly learned from colour). Gray objects show no held-out combination."""
+    scene = copy.deepcopy(scene)
+    bg = sum(scene.bg_rgb) / 3
+    ranks = []
+    for r, o in enumerate(scene.sorted_objects(), start=1):
+        if rng.random() < p:
+            v = rng.choice([x for x in range(0, 256, 4) if abs(x - bg) > 50])
+            o.rgb = (v, v, v)
+            ranks.append(r)
+    return scene, ranks
+
+
+def make_vision_batch(rng: random.Random, size: int, bsz: int, grid: int, gray: float = 0.0,
+                      decolored: float = 0.0):
     """Images and per-patch labels only, for --vision-only. With probability `gray` an image is
-    converted to grayscale and its colour labels ignored (-100)."""
+    converted to grayscale and its colour labels ignored (-100); with probability `decolored`
+    each object is drawn in a random gray (see decolor) and its colour labels ignored."""
     pix, labels = [], []
     for _ in range(bsz):
         s = scenes.sample_scene(rng, train=True)
-        img, lab = scenes.render_augmented(s, rng), patch_labels(s, grid)
+        lab = patch_labels(s, grid)
+        if decolored > 0:
+            s, ranks = decolor(s, rng, decolored)
+            for r in ranks:
+                lab[lab[:, 3] == r, 0] = -100
+        img = scenes.render_augmented(s, rng)
         if rng.random() < gray:
             img, lab[:, 0] = img.convert("L"), -100
         pix.append(to_pixels(img, size))
@@ -275,9 +299,9 @@ class BatchStream(torch.utils.data.IterableDataset):
     scenes are drawn and rendered in other processes while the model trains."""
 
     def __init__(self, seed: int, size: int, bsz: int, grid: int, vision_only: bool = False, gray: float = 0.0,
-                 questions: int = 1):
+                 questions: int = 1, decolored: float = 0.0):
         self.seed, self.size, self.bsz, self.grid = seed, size, bsz, grid
-        self.vision_only, self.gray, self.questions = vision_only, gray, questions
+        self.vision_only, self.gray, self.questions, self.decolored = vision_only, gray, questions, decolored
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -285,7 +309,7 @@ class BatchStream(torch.utils.data.IterableDataset):
         tok, _ = make_tokenizer()
         while True:
             if self.vision_only:
-                yield make_vision_batch(rng, self.size, self.bsz, self.grid, self.gray)
+                yield make_vision_batch(rng, self.size, self.bsz, self.grid, self.gray, self.decolored)
             else:
                 yield make_batch(rng, tok, self.size, self.bsz, 35, tok.added["[DEC]"], self.grid, self.questions)
 
@@ -334,6 +358,9 @@ def main() -> None:
                          "saved unchanged")
     ap.add_argument("--gray", type=float, default=0.0,
                     help="--vision-only: fraction of images shown in grayscale, their colour labels ignored")
+    ap.add_argument("--decolor", type=float, default=0.0,
+                    help="--vision-only: probability that an object is drawn in a random gray, its colour label "
+                         "ignored, so that shape is learned apart from colour")
     ap.add_argument("--questions", type=int, default=1,
                     help="VQA questions per scene, of distinct types: more answers per image encoded (the question "
                          "stack is small next to the image encoder and ITM), so rarer skills such as left/right "
@@ -358,8 +385,9 @@ def main() -> None:
     if args.patch_size:
         cfg.vision.patch_size = args.patch_size
     model = BlipBundle(cfg)
-    if args.resume:
-        model.load_state_dict(torch.load(args.resume, map_location="cpu")["model"])
+    resumed = torch.load(args.resume, map_location="cpu") if args.resume else {}
+    if resumed:
+        model.load_state_dict(resumed["model"])
     model.to(dev)
     temp = torch.nn.Parameter(torch.tensor(args.temp, device=dev))
     aux_classes = AUX_CLASSES[:AUX_LABEL_SETS[args.aux_labels]]
@@ -369,7 +397,15 @@ def main() -> None:
         args.aux_patch = 0.0  # the image encoder is frozen: no per-patch head to train
     if args.vision_only and args.aux_patch <= 0:
         raise SystemExit("--vision-only trains on the per-patch labels: --aux-patch must be > 0")
+    if args.decolor > 0 and not args.vision_only:
+        raise SystemExit("--decolor draws objects without their named colour: only --vision-only trains on that")
     aux_head = torch.nn.Linear(cfg.vision.hidden_size, sum(aux_classes)).to(dev) if args.aux_patch > 0 else None
+    if aux_head is not None and resumed.get("aux_head") is not None and resumed.get("aux_labels") == args.aux_labels:
+        # The per-patch head is training-only (never exported), but a stage that restarts it from
+        # random weights sends large gradients into a trained encoder while the head catches up
+        # (a short stage after stage 7 lost ground everywhere that way), so checkpoints carry it.
+        aux_head.load_state_dict(resumed["aux_head"])
+        print("per-patch head resumed", flush=True)
     vision = model.retrieval.vision_model
     if args.vision_only:
         trained = list(vision.parameters())
@@ -385,14 +421,14 @@ def main() -> None:
           f"patch {cfg.vision.patch_size} ({grid * grid + 1} tokens)  device {dev}", flush=True)
     if args.workers > 0:
         stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, args.gray,
-                             args.questions)
+                             args.questions, args.decolor)
         loader = torch.utils.data.DataLoader(stream,
                                              batch_size=None, num_workers=args.workers, collate_fn=_identity,
                                              prefetch_factor=4, persistent_workers=True)
         batches = iter(loader)
         next_batch = lambda: next(batches)
     elif args.vision_only:
-        next_batch = lambda: make_vision_batch(rng, cfg.vision.image_size, args.batch, grid, args.gray)
+        next_batch = lambda: make_vision_batch(rng, cfg.vision.image_size, args.batch, grid, args.gray, args.decolor)
     else:
         next_batch = lambda: make_batch(rng, tok, cfg.vision.image_size, args.batch, 35, tok.added["[DEC]"], grid,
                                         args.questions)
@@ -402,7 +438,9 @@ def main() -> None:
     ema = None
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save = lambda: torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()},
-                               "config": cfg.to_dict(), "step": step}, args.out)
+                               "config": cfg.to_dict(), "step": step,
+                               "aux_head": {k: v.cpu() for k, v in aux_head.state_dict().items()} if aux_head else None,
+                               "aux_labels": args.aux_labels}, args.out)
     while True:
         elapsed = time.time() - t0
         if elapsed > budget or step >= args.steps:

@@ -305,6 +305,52 @@ class TrainingLabels(unittest.TestCase):
                 self.assertEqual(table[q][1], a, q)  # the answer is this image's, not another scene's
             self.assertEqual(len({table[q][0] for q, _ in asked}), 3)  # of three distinct types
 
+    def test_decolored_objects_are_gray_and_their_colour_labels_ignored(self):
+        from tools.train import MEAN, SHAPE_IDS, STD, make_vision_batch
+        b = make_vision_batch(random.Random(5), 96, 40, 8, decolored=0.5)
+        lab = b["patches"].numpy()  # [B, 64, 6]
+        on_object = lab[..., 3] > 0
+        ignored = on_object & (lab[..., 0] == -100)
+        # about half the objects lose their colour label, and only objects (never background) do
+        self.assertGreater(ignored.sum() / on_object.sum(), 0.3)
+        self.assertLess(ignored.sum() / on_object.sum(), 0.7)
+        self.assertFalse(((lab[..., 3] == 0) & (lab[..., 0] == -100)).any())
+        # their shape labels stay: the point is to learn shape without colour
+        self.assertTrue(np.isin(lab[ignored][:, 1], list(SHAPE_IDS.values())).all())
+        # and they are drawn gray: within a patch of an ignored object (which may be mostly its
+        # neutral background), no pixel is far from R = G = B; a patch of a labelled object has one
+        pix = (b["pixels"].numpy().transpose(0, 2, 3, 1) * np.array(STD) + np.array(MEAN)) * 255
+        spread = pix.max(-1) - pix.min(-1)  # [B, 96, 96]
+        most = spread.reshape(40, 8, 12, 8, 12).max((2, 4)).reshape(40, 64)  # the most colourful pixel per patch
+        self.assertLess(np.median(most[ignored]), 30)
+        self.assertGreater(np.median(most[on_object & (lab[..., 0] > 0)]), 90)
+
+    def test_a_resumed_stage_keeps_the_per_patch_head_of_the_stage_before(self):
+        from tools.blip.bundle import scenes_config
+        from tools.train import make_tokenizer
+        tok, _ = make_tokenizer()
+        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
+        torch.manual_seed(0)
+        root = Path(__file__).resolve().parents[2]
+        with tempfile.TemporaryDirectory() as d:
+            start = Path(d) / "start.pt"
+            torch.save({"model": BlipBundle(cfg).state_dict(), "config": cfg.to_dict(), "step": 0}, start)
+            run = lambda *flags: subprocess.run([sys.executable, "-m", "tools.train", "--vision-only", "--steps", "1",
+                                                 "--batch", "4", *flags], check=True, capture_output=True, text=True,
+                                                cwd=root).stdout
+            first = Path(d) / "first.pt"
+            self.assertNotIn("head resumed", run("--aux-labels", "position", "--resume", str(start), "--out", str(first)))
+            head = torch.load(first)["aux_head"]
+            self.assertEqual(head["weight"].shape[0], 27)  # colour 7 + shape 5 + size 3 + rank, thirds 4 each
+            # a stage with the same labels starts from that head (lr 0: it must come back unchanged)
+            second = Path(d) / "second.pt"
+            self.assertIn("head resumed", run("--aux-labels", "position", "--lr", "0", "--resume", str(first),
+                                              "--out", str(second)))
+            self.assertTrue(torch.equal(torch.load(second)["aux_head"]["weight"], head["weight"]))
+            # other labels mean another head: a fresh one
+            self.assertNotIn("head resumed", run("--aux-labels", "order", "--resume", str(first),
+                                                 "--out", str(second)))
+
     @staticmethod
     def changed_by_training(*flags: str) -> set[str]:
         """State-dict keys that two steps of `tools.train FLAGS` change in a random bundle."""
