@@ -5,8 +5,9 @@ one-attribute perturbations of the true description), captioning LM, and VQA (qu
 with cross-attention to the image, answer decoder).
 
 The exact commands of the committed model (two stages on one GPU) are in docs/models.md; the
-same script runs on CPUs (`--device cpu`, the default), 2.5-5 s per step of 48 scenes on an idle
-2-core machine. `--workers N` draws and renders scenes in N DataLoader processes.
+same script runs on CPUs (`--device cpu`, the default), about 2.4 s per step of 48 scenes (three
+questions each) on an idle 2-core machine with `--threads 1 --workers 1`. `--workers N` draws and
+renders scenes in N DataLoader processes.
 
 Then `python3 -m tools.export_scenes` writes models/blip-scenes/.
 """
@@ -271,13 +272,14 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     i_idx = [i for i in range(B) if neg_txt_ids[i] is not None]
     pos_ids, pos_mask = ids, mask
     nt_ids, nt_mask = (t.to(dev) for t in pad([neg_txt_ids[i] for i in i_idx]))
-    all_emb = torch.cat([emb, emb[[neg_img[j] for j in t_idx]], emb[i_idx]])
+    # which image each pair shows: the keys and values of each image are projected once
+    pair_image = torch.tensor(list(range(B)) + [neg_img[j] for j in t_idx] + i_idx, device=dev)
     L = max(pos_ids.shape[1], nt_ids.shape[1])
     padto = lambda x: F.pad(x, (0, L - x.shape[1]))
     all_ids = torch.cat([padto(pos_ids), padto(ids[t_idx]), padto(nt_ids)])
     all_mask = torch.cat([padto(pos_mask), padto(mask[t_idx]), padto(nt_mask)])
     labels = torch.cat([torch.ones(B), torch.zeros(len(t_idx) + len(i_idx))]).long().to(dev)
-    itm = F.cross_entropy(r.itm_logits(all_ids, all_mask, all_emb), labels)
+    itm = F.cross_entropy(r.itm_logits(all_ids, all_mask, emb, image_index=pair_image), labels)
 
     ones = torch.ones(B, emb.shape[1], dtype=torch.long, device=dev)
     cap_ids, cap_mask = batch["caption"]
@@ -289,7 +291,7 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
 def vqa_loss(model: BlipBundle, batch, emb: torch.Tensor) -> torch.Tensor:
     q_ids, q_mask = batch["question"]
     # Several questions may share an image: the encoder ran once, its output is indexed per question.
-    states = model.vqa.question_states(q_ids, q_mask, emb[batch["question_image"]])
+    states = model.vqa.question_states(q_ids, q_mask, emb, image_index=batch["question_image"])
     a_ids, a_mask = batch["answer"]
     return lm_loss(model.vqa.text_decoder, a_ids, a_mask, states, q_mask, smoothing=0.0)
 
@@ -338,7 +340,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=48)
     ap.add_argument("--lr", type=float, default=6e-4)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="PyTorch intra-op threads. Debian's torch runs its matrix products in OpenBLAS's own "
+                         "thread pool (one thread per core), so 1 here already uses every core: on 2 cores, "
+                         "--threads 2 made a joint step of 48 scenes 2x slower (4.6-5.0 s against 2.2-2.7 s)")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader processes drawing scenes (0 = in the loop)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--image-size", type=int, default=None, help="override the bundled config's input size")

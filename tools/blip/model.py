@@ -289,7 +289,9 @@ class BlipTextModel(nn.Module):
         return torch.stack(kvs)
 
     def forward(self, input_ids, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
-                is_decoder=False, past_kv=None, cross_kv=None, return_present=False):
+                is_decoder=False, past_kv=None, cross_kv=None, return_present=False, encoder_index=None):
+        """encoder_index (training): row i cross-attends to encoder_hidden_states[encoder_index[i]], so
+        texts that share an image (ITM pairs, several questions) project its keys and values once."""
         b, t = input_ids.shape
         past_len = 0 if past_kv is None else past_kv.shape[4]
         h = self.embeddings(input_ids, past_len)
@@ -304,10 +306,20 @@ class BlipTextModel(nn.Module):
             causal = torch.cat([torch.ones(t, past_len, dtype=dtype, device=input_ids.device), causal], dim=1)
             mask = mask * causal[None, None]
         self_mask = _additive(mask, dtype)
-        if cross_kv is None and encoder_hidden_states is not None:
-            cross_kv = self.cross_kv(encoder_hidden_states)
-        cross_mask = None
+        n_layers = len(self.encoder.layer)
         if cross_kv is not None:
+            crosses = [(cross_kv[li, 0], cross_kv[li, 1]) for li in range(n_layers)]
+        elif encoder_hidden_states is not None:
+            # Per layer, not through cross_kv's stacked tensor: in training, the backward of each slice
+            # of a stacked tensor writes a zero tensor the size of every layer's keys and values (150 MB
+            # per slice for the 144 ITM pairs of a 48-scene step, a tenth of the step's time on CPUs).
+            crosses = [layer.crossattention.self.project_kv(encoder_hidden_states) for layer in self.encoder.layer]
+            if encoder_index is not None:
+                crosses = [(k[encoder_index], v[encoder_index]) for k, v in crosses]
+        else:
+            crosses = [None] * n_layers
+        cross_mask = None
+        if crosses[0] is not None:
             if encoder_attention_mask is None:
                 cross_mask = None  # all ones: adding zeros changes nothing
             else:
@@ -316,8 +328,7 @@ class BlipTextModel(nn.Module):
         presents = []
         for li, layer in enumerate(self.encoder.layer):
             past = None if past_kv is None else (past_kv[li, 0], past_kv[li, 1])
-            cross = None if cross_kv is None else (cross_kv[li, 0], cross_kv[li, 1])
-            h, kv = layer(h, self_mask, past, cross, cross_mask)
+            h, kv = layer(h, self_mask, past, crosses[li], cross_mask)
             if return_present:
                 presents.append(torch.stack(kv))
         if return_present:
@@ -393,8 +404,8 @@ class BlipForImageTextRetrieval(nn.Module):
         h = self.text_encoder(input_ids, attention_mask)
         return F.normalize(self.text_proj(h[:, 0, :]), dim=-1)
 
-    def itm_logits(self, input_ids, attention_mask, image_embeds):
-        h = self.text_encoder(input_ids, attention_mask, encoder_hidden_states=image_embeds)
+    def itm_logits(self, input_ids, attention_mask, image_embeds, image_index=None):
+        h = self.text_encoder(input_ids, attention_mask, encoder_hidden_states=image_embeds, encoder_index=image_index)
         return self.itm_head(h[:, 0, :])
 
 
@@ -414,8 +425,9 @@ class BlipForQuestionAnswering(nn.Module):
         self.text_encoder = BlipTextModel(c.text)
         self.text_decoder = BlipTextLMHeadModel(c.text)
 
-    def question_states(self, input_ids, attention_mask, image_embeds):
-        return self.text_encoder(input_ids, attention_mask, encoder_hidden_states=image_embeds)
+    def question_states(self, input_ids, attention_mask, image_embeds, image_index=None):
+        return self.text_encoder(input_ids, attention_mask, encoder_hidden_states=image_embeds,
+                                 encoder_index=image_index)
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:

@@ -269,6 +269,29 @@ class ReferenceKeys(unittest.TestCase):
         self.assertTrue(torch.allclose(torch.cat([l1, l2], 1), full, atol=1e-5))
 
 
+    def test_indexed_images_equal_repeated_images_in_values_and_gradients(self):
+        # training passes each image once with an index per text (ITM pairs, several questions per
+        # scene) instead of repeating the image rows: the same function, keys and values projected once
+        torch.manual_seed(0)
+        m = BlipForImageTextRetrieval(tiny_config())
+        init_weights(m, std=0.2)
+        ids = torch.randint(5, 100, (5, 6))
+        mask = torch.ones_like(ids)
+        mask[1, 4:] = 0
+        index = torch.tensor([0, 1, 2, 0, 2])
+        results = []
+        for indexed in (False, True):
+            m.zero_grad()
+            emb = torch.randn(3, 5, 16, generator=torch.Generator().manual_seed(1), requires_grad=True)
+            out = m.itm_logits(ids, mask, emb, image_index=index) if indexed else m.itm_logits(ids, mask, emb[index])
+            (out ** 2).sum().backward()
+            key_grad = m.text_encoder.encoder.layer[0].crossattention.self.key.weight.grad.clone()
+            results.append((out.detach(), emb.grad.clone(), key_grad))
+        for a, b in zip(*results):
+            self.assertTrue(torch.allclose(a, b, atol=1e-5))
+        self.assertGreater(float(results[0][1][1].abs().sum()), 0)  # image 1 did get a gradient
+
+
 class TrainingLabels(unittest.TestCase):
     def test_patch_labels_name_the_object_under_each_patch(self):
         from tools.train import COLOR_IDS, SHAPE_IDS, SIZE_IDS, patch_labels
