@@ -14,6 +14,7 @@ Two additions that HF does not have, both exact re-arrangements of the same math
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, asdict
 
 import torch
@@ -280,13 +281,15 @@ class BlipTextModel(nn.Module):
         self.embeddings = BlipTextEmbeddings(c)
         self.encoder = BlipTextEncoder(c)
 
+    def layer_cross_kv(self, encoder_hidden_states: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's cross-attention (key, value), each [B, H, S, Dh]. A generator, so that
+        cross_kv traces project-then-stack per layer, in the order of the committed graphs."""
+        return (layer.crossattention.self.project_kv(encoder_hidden_states) for layer in self.encoder.layer)
+
     def cross_kv(self, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
-        """Every layer's cross-attention (key, value): [L, 2, B, H, S, Dh]."""
-        kvs = []
-        for layer in self.encoder.layer:
-            k, v = layer.crossattention.self.project_kv(encoder_hidden_states)
-            kvs.append(torch.stack([k, v]))
-        return torch.stack(kvs)
+        """Every layer's cross-attention (key, value) stacked, as the decoder graphs take them:
+        [L, 2, B, H, S, Dh]."""
+        return torch.stack([torch.stack(kv) for kv in self.layer_cross_kv(encoder_hidden_states)])
 
     def forward(self, input_ids, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
                 is_decoder=False, past_kv=None, cross_kv=None, return_present=False, encoder_index=None):
@@ -313,7 +316,7 @@ class BlipTextModel(nn.Module):
             # Per layer, not through cross_kv's stacked tensor: in training, the backward of each slice
             # of a stacked tensor writes a zero tensor the size of every layer's keys and values (150 MB
             # per slice for the 144 ITM pairs of a 48-scene step, a tenth of the step's time on CPUs).
-            crosses = [layer.crossattention.self.project_kv(encoder_hidden_states) for layer in self.encoder.layer]
+            crosses = list(self.layer_cross_kv(encoder_hidden_states))
             if encoder_index is not None:
                 crosses = [(k[encoder_index], v[encoder_index]) for k, v in crosses]
         else:

@@ -268,7 +268,6 @@ class ReferenceKeys(unittest.TestCase):
                                    return_present=True)
         self.assertTrue(torch.allclose(torch.cat([l1, l2], 1), full, atol=1e-5))
 
-
     def test_indexed_images_equal_repeated_images_in_values_and_gradients(self):
         # training passes each image once with an index per text (ITM pairs, several questions per
         # scene) instead of repeating the image rows: the same function, keys and values projected once
