@@ -348,47 +348,45 @@ class TrainingLabels(unittest.TestCase):
         self.assertGreater(np.median(most[on_object & (lab[..., 0] > 0)]), 90)
 
     def test_a_resumed_stage_keeps_the_per_patch_head_of_the_stage_before(self):
-        from tools.blip.bundle import scenes_config
-        from tools.train import make_tokenizer
-        tok, _ = make_tokenizer()
-        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
-        torch.manual_seed(0)
-        root = Path(__file__).resolve().parents[2]
         with tempfile.TemporaryDirectory() as d:
-            start = Path(d) / "start.pt"
-            torch.save({"model": BlipBundle(cfg).state_dict(), "config": cfg.to_dict(), "step": 0}, start)
-            run = lambda *flags: subprocess.run([sys.executable, "-m", "tools.train", "--vision-only", "--steps", "1",
-                                                 "--batch", "4", *flags], check=True, capture_output=True, text=True,
-                                                cwd=root).stdout
-            first = Path(d) / "first.pt"
-            self.assertNotIn("head resumed", run("--aux-labels", "position", "--resume", str(start), "--out", str(first)))
+            start, _ = self.random_start(Path(d))
+            first, second = Path(d) / "first.pt", Path(d) / "second.pt"
+            run = lambda resume, out, *flags: self.train("--vision-only", "--steps", "1", *flags, resume=resume, out=out)
+            self.assertNotIn("head resumed", run(start, first, "--aux-labels", "position"))
             head = torch.load(first)["aux_head"]
             self.assertEqual(head["weight"].shape[0], 27)  # colour 7 + shape 5 + size 3 + rank, thirds 4 each
             # a stage with the same labels starts from that head (lr 0: it must come back unchanged)
-            second = Path(d) / "second.pt"
-            self.assertIn("head resumed", run("--aux-labels", "position", "--lr", "0", "--resume", str(first),
-                                              "--out", str(second)))
+            self.assertIn("head resumed", run(first, second, "--aux-labels", "position", "--lr", "0"))
             self.assertTrue(torch.equal(torch.load(second)["aux_head"]["weight"], head["weight"]))
             # other labels mean another head: a fresh one
-            self.assertNotIn("head resumed", run("--aux-labels", "order", "--resume", str(first),
-                                                 "--out", str(second)))
+            self.assertNotIn("head resumed", run(first, second, "--aux-labels", "order"))
 
     @staticmethod
-    def changed_by_training(*flags: str) -> set[str]:
-        """State-dict keys that two steps of `tools.train FLAGS` change in a random bundle."""
+    def random_start(d: Path) -> tuple[Path, dict]:
+        """A checkpoint of a randomly initialised bundle in d, as tools.train --resume reads it."""
         from tools.blip.bundle import scenes_config
         from tools.train import make_tokenizer
         tok, _ = make_tokenizer()
         cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
         torch.manual_seed(0)
-        before = BlipBundle(cfg).state_dict()
+        state = BlipBundle(cfg).state_dict()
+        torch.save({"model": state, "config": cfg.to_dict(), "step": 0}, d / "start.pt")
+        return d / "start.pt", state
+
+    @staticmethod
+    def train(*flags: str, resume: Path, out: Path) -> str:
+        """Runs `tools.train FLAGS` on batches of 4 scenes; returns what it printed."""
+        return subprocess.run([sys.executable, "-m", "tools.train", "--batch", "4", *flags, "--resume", str(resume),
+                               "--out", str(out)], check=True, capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[2]).stdout
+
+    @classmethod
+    def changed_by_training(cls, *flags: str) -> set[str]:
+        """State-dict keys that two steps of `tools.train FLAGS` change in a random bundle."""
         with tempfile.TemporaryDirectory() as d:
-            start, out = Path(d) / "start.pt", Path(d) / "out.pt"
-            torch.save({"model": before, "config": cfg.to_dict(), "step": 0}, start)
-            subprocess.run([sys.executable, "-m", "tools.train", *flags, "--resume", str(start), "--steps", "2",
-                            "--batch", "4", "--out", str(out)],
-                           check=True, capture_output=True, cwd=Path(__file__).resolve().parents[2])
-            after = torch.load(out)["model"]
+            start, before = cls.random_start(Path(d))
+            cls.train(*flags, "--steps", "2", resume=start, out=Path(d) / "out.pt")
+            after = torch.load(Path(d) / "out.pt")["model"]
         return {k for k in before if not torch.equal(before[k], after[k])}
 
     def test_vision_only_stage_trains_the_image_encoder_and_nothing_else(self):
