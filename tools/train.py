@@ -227,7 +227,7 @@ def lm_loss(decoder, ids, mask, enc, enc_mask, smoothing=0.1, noise=0.0, word_id
 
 
 def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, aux_head=None,
-                aux_classes: list[int] = AUX_CLASSES):
+                aux_classes: list[int] = AUX_CLASSES, word_noise: float = 0.15):
     r = model.retrieval
     emb = r.vision_model(batch["pixels"])  # shared vision encoder
     dev = emb.device
@@ -283,7 +283,7 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
 
     ones = torch.ones(B, emb.shape[1], dtype=torch.long, device=dev)
     cap_ids, cap_mask = batch["caption"]
-    lm = lm_loss(model.caption.text_decoder, cap_ids, cap_mask, emb, ones, noise=0.15, word_ids=WORD_RANGE)
+    lm = lm_loss(model.caption.text_decoder, cap_ids, cap_mask, emb, ones, noise=word_noise, word_ids=WORD_RANGE)
 
     return itc, itm, lm, vqa_loss(model, batch, emb), aux
 
@@ -370,6 +370,9 @@ def main() -> None:
                     help="VQA questions per scene, of distinct types: more answers per image encoded (the question "
                          "stack is small next to the image encoder and ITM), so rarer skills such as left/right "
                          "get several times the examples")
+    ap.add_argument("--word-noise", type=float, default=0.15,
+                    help="probability that a teacher-forced caption word is replaced by a random scene word, so "
+                         "that the decoder reads attributes from the image rather than from the words before them")
     ap.add_argument("--temp", type=float, default=0.07, help="initial ITC temperature (it is learned; not saved)")
     ap.add_argument("--warmup", type=int, default=150, help="steps of linear learning-rate warm-up")
     ap.add_argument("--log-every", type=int, default=25)
@@ -467,7 +470,8 @@ def main() -> None:
             itc = itm = lm = aux = torch.zeros(())
             loss = vqa
         else:
-            itc, itm, lm, vqa, aux = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, aux_head, aux_classes)
+            itc, itm, lm, vqa, aux = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, aux_head, aux_classes,
+                                                 args.word_noise)
             loss = itc + itm + lm + vqa + args.aux_patch * aux
         opt.zero_grad()
         loss.backward()

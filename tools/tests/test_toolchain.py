@@ -347,6 +347,30 @@ class TrainingLabels(unittest.TestCase):
         self.assertLess(np.median(most[ignored]), 30)
         self.assertGreater(np.median(most[on_object & (lab[..., 0] > 0)]), 90)
 
+    def test_word_noise_replaces_only_teacher_forced_scene_words(self):
+        from tools.train import lm_loss
+        seen = []
+
+        def decoder(inp, mask, enc, enc_mask):  # records what it is fed; its loss depends on the targets only
+            seen.append(inp.clone())
+            return torch.arange(40.0).expand(*inp.shape, 40) / 4
+
+        words = (10, 30)
+        ids = torch.tensor([[5] + list(range(10, 30)) + [2, 0, 0]] * 64)  # [DEC], words, [SEP], padding
+        mask = (ids > 0).long()
+        target_loss = lm_loss(decoder, ids, mask, None, None, noise=0.0, word_ids=words)
+        self.assertTrue(torch.equal(seen[0], ids[:, :-1]))
+        torch.manual_seed(0)
+        self.assertAlmostEqual(float(lm_loss(decoder, ids, mask, None, None, noise=0.5, word_ids=words)),
+                               float(target_loss))  # targets stay the true words
+        noisy, clean = seen[1], ids[:, :-1]
+        is_word = (clean >= 10) & (clean <= 30)
+        self.assertTrue(torch.equal(noisy[~is_word], clean[~is_word]))  # [DEC], [SEP], padding kept
+        changed = (noisy != clean)[is_word].float().mean()
+        self.assertGreater(changed, 0.35)  # 0.5 drawn, minus replacements that drew the same word
+        self.assertLess(changed, 0.6)
+        self.assertTrue(((noisy[is_word] >= 10) & (noisy[is_word] <= 30)).all())  # replaced by scene words
+
     def test_a_resumed_stage_keeps_the_per_patch_head_of_the_stage_before(self):
         with tempfile.TemporaryDirectory() as d:
             start, _ = self.random_start(Path(d))
