@@ -226,8 +226,8 @@ def lm_loss(decoder, ids, mask, enc, enc_mask, smoothing=0.1, noise=0.0, word_id
                            label_smoothing=smoothing)
 
 
-def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, aux_head=None,
-                aux_classes: list[int] = AUX_CLASSES, word_noise: float = 0.15):
+def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, word_noise: float,
+                aux_head=None, aux_classes: list[int] = AUX_CLASSES):
     r = model.retrieval
     emb = r.vision_model(batch["pixels"])  # shared vision encoder
     dev = emb.device
@@ -470,8 +470,8 @@ def main() -> None:
             itc = itm = lm = aux = torch.zeros(())
             loss = vqa
         else:
-            itc, itm, lm, vqa, aux = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, aux_head, aux_classes,
-                                                 args.word_noise)
+            itc, itm, lm, vqa, aux = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, args.word_noise,
+                                                 aux_head, aux_classes)
             loss = itc + itm + lm + vqa + args.aux_patch * aux
         opt.zero_grad()
         loss.backward()
