@@ -34,17 +34,6 @@ def held_out_query(rng: random.Random) -> dict:
     return {"objects": [spec], "counts": [], "background": "white"}
 
 
-def mentions_held_out(q: dict) -> bool:
-    for s in q.get("objects", []):
-        if s.get("color") == "purple" and s.get("shape") == "triangle":
-            return True
-        if s.get("color") == "orange" and s.get("shape") == "star" and s.get("size") == "large":
-            return True
-        if s.get("color") == "yellow" and q.get("background") == "white":
-            return True
-    return False
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=".cache/evalset")
@@ -79,7 +68,7 @@ def main() -> None:
     while sum(not q["heldOut"] for q in queries) < args.queries:
         g = rng.choice(gallery)
         q = scenes.sample_query(g["_scene"], rng)
-        add_query(q, mentions_held_out(q))
+        add_query(q, scenes.mentions_held_out(q))
     tries = 0
     while sum(q["heldOut"] for q in queries) < args.held_out_queries and tries < 5000:
         tries += 1

@@ -18,7 +18,7 @@ import torch
 from tools.blip import scenes
 from tools.blip.bundle import BlipBundle
 from tools.blip.model import BlipConfig
-from tools.make_evalset import held_out_query, mentions_held_out
+from tools.make_evalset import held_out_query
 from tools.train import make_tokenizer, pad, to_pixels
 
 OBJ = re.compile(r"(small|large) (red|green|blue|yellow|purple|orange) (circle|square|triangle|star)")
@@ -74,7 +74,7 @@ def evaluate(model: BlipBundle, cfg: BlipConfig, dev: torch.device, seed: int = 
         if text in seen or not rel:
             continue
         seen.add(text)
-        queries.append((text, rel, held or mentions_held_out(q)))
+        queries.append((text, rel, held or scenes.mentions_held_out(q)))
     p_itc, p_itm = {True: [], False: []}, {True: [], False: []}
     for text, rel, held in queries:
         ids, mask = pad([tok.encode(text, 35)])

@@ -90,7 +90,8 @@ def perturb(query: dict, scene: scenes.Scene, rng: random.Random) -> tuple[str, 
             c["n"] = rng.choice([n for n in (1, 2, 3) if n != c["n"]])
         else:
             q["background"] = rng.choice([b for b in scenes.BACKGROUNDS if b != scene.background])
-        if not scenes.satisfies(scene, q):
+        # a held-out combination would only ever be seen as a non-match: skip it
+        if not scenes.satisfies(scene, q) and not scenes.mentions_held_out(q):
             return scenes.query_text(q, rng), q
     return None
 
@@ -150,7 +151,7 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
     caps = [[dec] + tok.encode(scenes.caption(s), max_len)[1:] for s in sc]
     qa, qa_image = [], []
     for i, s in enumerate(sc):
-        picked = pick_questions(scenes.questions(s, rng), rng, questions)
+        picked = pick_questions(scenes.questions(s, rng, train=True), rng, questions)
         qa += picked
         qa_image += [i] * len(picked)
     return {

@@ -79,6 +79,20 @@ def is_held_out(scene: Scene) -> bool:
     return False
 
 
+def mentions_held_out(query: dict) -> bool:
+    """Whether a query's words compose a held-out combination. Training texts must not: a text that
+    only ever appears as a non-match (an ITM negative, a question answered "no") teaches the text
+    side that the combination never holds, whatever the image shows."""
+    for s in query.get("objects", []):
+        if s.get("color") == "purple" and s.get("shape") == "triangle":
+            return True
+        if s.get("color") == "orange" and s.get("shape") == "star" and s.get("size") == "large":
+            return True
+        if s.get("color") == "yellow" and query.get("background") == "white":
+            return True
+    return False
+
+
 def _jitter(rgb, amount, rng):
     return tuple(max(0, min(255, c + rng.randint(-amount, amount))) for c in rgb)
 
@@ -319,8 +333,9 @@ QUESTION_TYPES = ["color_of_shape", "shape_of_color", "count_all", "count_color"
                   "exists", "background", "size_of_shape", "side_of"]
 
 
-def questions(scene: Scene, rng: random.Random) -> list[tuple[str, str, str]]:
-    """Every askable (type, question, answer) for the scene; random choices where a form takes one."""
+def questions(scene: Scene, rng: random.Random, train: bool = False) -> list[tuple[str, str, str]]:
+    """Every askable (type, question, answer) for the scene; random choices where a form takes one.
+    With train=True no question names a held-out combination (see mentions_held_out)."""
     objs = scene.objects
     out = []
     shape_counts = {s: sum(o.shape == s for o in objs) for s in SHAPES}
@@ -344,6 +359,9 @@ def questions(scene: Scene, rng: random.Random) -> list[tuple[str, str, str]]:
         col, shp = o.color, o.shape
     else:
         col, shp = rng.choice(list(COLORS)), rng.choice(SHAPES)
+        if train and mentions_held_out({"objects": [{"color": col, "shape": shp}]}):
+            o = rng.choice(objs)  # a training scene's own objects are never held out
+            col, shp = o.color, o.shape
     out.append(("exists", f"is there a {col} {shp}?", "yes" if scene.has(col, shp) else "no"))
     out.append(("background", "what color is the background?", scene.background))
     for o in objs:

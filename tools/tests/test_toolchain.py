@@ -327,6 +327,30 @@ class TrainingLabels(unittest.TestCase):
                 self.assertEqual(table[q][1], a, q)  # the answer is this image's, not another scene's
             self.assertEqual(len({table[q][0] for q, _ in asked}), 3)  # of three distinct types
 
+    def test_training_texts_never_name_held_out_combinations(self):
+        """Not even as non-matches: a text seen only as an ITM negative or a question answered "no"
+        teaches the text side that the combination never holds (4.9% of perturbed negatives did)."""
+        import re
+        from tools.train import make_batch, make_tokenizer
+        tok, _ = make_tokenizer()
+        inv = {i: w for w, i in tok.vocab.items()}
+        words = lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
+        held = re.compile(r"purple triangle|large orange star|yellow .*white background")
+        texts = []
+        for k in range(12):
+            b = make_batch(random.Random(k), tok, 16, 40, 35, tok.added["[DEC]"], 4, questions=3)
+            texts += [words(t) for t in b["text"][0].tolist() + b["question"][0].tolist() + b["caption"][0].tolist()]
+            texts += [words(p) for p in b["perturbed"] if p is not None]
+            self.assertGreater(sum(p is not None for p in b["perturbed"]), 36)  # negatives are still made
+        self.assertEqual([t for t in texts if held.search(t)], [])
+        # evaluation questions may name them: the same draw, not restricted
+        s = scenes.Scene("gray", (128, 128, 128), [obj("circle", "red")])
+        asked = {q for k in range(300) for _, q, _ in scenes.questions(s, random.Random(k))}
+        self.assertIn("is there a purple triangle?", asked)
+        asked = {q for k in range(300) for _, q, _ in scenes.questions(s, random.Random(k), train=True)}
+        self.assertNotIn("is there a purple triangle?", asked)
+        self.assertIn("is there a red circle?", asked)
+
     def test_decolored_objects_are_gray_and_their_colour_labels_ignored(self):
         from tools.train import MEAN, SHAPE_IDS, STD, make_vision_batch
         b = make_vision_batch(random.Random(5), 96, 40, 8, decolored=0.5)
