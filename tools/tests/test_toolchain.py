@@ -409,6 +409,38 @@ class TrainingLabels(unittest.TestCase):
             # other labels mean another head: a fresh one
             self.assertNotIn("head resumed", run(first, second, "--aux-labels", "order"))
 
+    def test_attribute_bag_labels_and_which_texts_share_them(self):
+        from tools.train import BAG, bag_labels, make_batch, make_tokenizer
+        s = scenes.Scene("white", (245, 245, 245), [obj("star", "green", "large", cx=0.2), obj("circle", "red", cx=0.8)])
+        held = {BAG[i] for i, v in enumerate(bag_labels(s)) if v == 1}
+        self.assertEqual(held, {("color", "green"), ("color", "red"), ("shape", "star"), ("shape", "circle"),
+                                ("size", "large"), ("size", "small"), ("background", "white")})
+        tok, _ = make_tokenizer()
+        inv = {i: w for w, i in tok.vocab.items()}
+        words = lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
+        b = make_batch(random.Random(5), tok, 16, 64, 35, tok.added["[DEC]"], 4)
+        texts = [words(t) for t in b["text"][0].tolist()]
+        complete = b["complete"].tolist()
+        self.assertTrue(5 < sum(complete) < 40)  # about 30% of retrieval texts are (paraphrased) captions
+        for t, c, scene in zip(texts, complete, b["scenes"]):
+            objs_named = sum(f"{o.size} {o.color} {o.shape}" in t for o in scene.objects)
+            # a complete text names every object in full and the background; a partial one does not
+            self.assertEqual(c, objs_named == len(scene.objects) and f"{scene.background} background" in t, t)
+            self.assertTrue(torch.equal(b["bag"][texts.index(t)], torch.from_numpy(bag_labels(scene))))
+
+    def test_a_resumed_stage_keeps_the_attribute_bag_head(self):
+        with tempfile.TemporaryDirectory() as d:
+            start, _ = self.random_start(Path(d))
+            first, second = Path(d) / "first.pt", Path(d) / "second.pt"
+            self.assertNotIn("bag head resumed", self.train("--steps", "1", "--aux-bag", "1", resume=start, out=first))
+            head = torch.load(first)["bag_head"]
+            self.assertEqual(head["weight"].shape[0], 15)  # 6 colours, 4 shapes, 2 sizes, 3 backgrounds
+            out = self.train("--steps", "1", "--aux-bag", "1", "--lr", "0", resume=first, out=second)
+            self.assertIn("bag head resumed", out)
+            self.assertTrue(torch.equal(torch.load(second)["bag_head"]["weight"], head["weight"]))
+            self.train("--steps", "1", resume=first, out=second)  # without the flag: no head to carry on
+            self.assertIsNone(torch.load(second)["bag_head"])
+
     @staticmethod
     def random_start(d: Path) -> tuple[Path, dict]:
         """A checkpoint of a randomly initialised bundle in d, as tools.train --resume reads it."""
