@@ -1,0 +1,87 @@
+"""Where retrieval of held-out combinations fails: the ITC image features or the ITM head. Runs a
+checkpoint (PyTorch) on an eval set folder written by tools.make_evalset:
+
+    /usr/bin/python3 -m tools.probe_retrieval tools/checkpoints/stage13.pt --set .cache/evalset
+
+Prints, for held-out queries and for the rest:
+- the mean ITM match probability of true pairs (the ten best by ITC) and of ITC's ten best
+  non-matches: an ITM that learned "this text never matches" scores true held-out pairs low;
+- the share of relevant images among ITC's 50 best (what re-ranking can reach);
+and, for "a yellow SHAPE" and "a COLOR triangle", the median ITC rank of the relevant images whose
+combination is held out (on white / purple) against the others: a text that names no held-out
+combination still misses such images when their ITC feature does not encode what they show.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tools.blip import scenes
+from tools.quick_eval import load
+from tools.train import make_tokenizer, pad, to_pixels
+
+
+def has(g: dict, color: str | None = None, shape: str | None = None) -> bool:
+    return any((color is None or o["color"] == color) and (shape is None or o["shape"] == shape)
+               for o in g["scene"]["objects"])
+
+
+@torch.no_grad()
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("checkpoint")
+    ap.add_argument("--set", default=".cache/evalset")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model, cfg = load(args.checkpoint, torch.device("cpu"))
+    model.eval()
+    ev = json.load(open(f"{args.set}/evalset.json"))
+    gallery = ev["gallery"]
+    tok, _ = make_tokenizer()
+    r = model.retrieval
+    pix = torch.from_numpy(np.stack([to_pixels(Image.open(f"{args.set}/{g['file']}"), cfg.vision.image_size)
+                                     for g in gallery]))
+    embs = torch.cat([r.vision_model(pix[i:i + 100]) for i in range(0, len(pix), 100)])
+    feats = r.image_feat(embs)
+
+    def itc(text: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ids, mask = pad([tok.encode(text, 35)])
+        return feats @ r.text_feat(ids, mask)[0], ids, mask
+
+    stats = {h: {"itm_true": [], "itm_false": [], "recall_50": []} for h in (False, True)}
+    for q in ev["queries"]:
+        s, ids, mask = itc(q["text"])
+        order = s.argsort(descending=True).tolist()
+        rel = set(q["relevant"])
+        pos = [i for i in order if i in rel][:10]
+        neg = [i for i in order if i not in rel][:10]
+        p = torch.softmax(r.itm_logits(ids.expand(len(pos + neg), -1), mask.expand(len(pos + neg), -1),
+                                       embs[pos + neg]), -1)[:, 1]
+        st = stats[q["heldOut"]]
+        st["itm_true"].append(float(p[:len(pos)].mean()))
+        st["itm_false"].append(float(p[len(pos):].mean()))
+        st["recall_50"].append(sum(i in rel for i in order[:50]) / min(len(rel), 50))
+    for h in (False, True):
+        print(f"{'held-out' if h else 'seen':8s} queries {len(stats[h]['itm_true']):3d}: " +
+              "  ".join(f"{k} {np.mean(v):.3f}" for k, v in stats[h].items()))
+
+    def ranks(text: str, rel: list[int], held) -> str:
+        rank = (-itc(text)[0]).argsort().argsort().numpy()
+        a = [rank[i] for i in rel if held(gallery[i])]
+        b = [rank[i] for i in rel if not held(gallery[i])]
+        return f"'{text}': median rank held-out {np.median(a):.0f} (n={len(a)}), others {np.median(b):.0f} (n={len(b)})"
+
+    white = lambda g: g["scene"]["background"] == "white"
+    for shape in scenes.SHAPES:
+        print(ranks(f"a yellow {shape}", [i for i, g in enumerate(gallery) if has(g, "yellow", shape)], white))
+    print(ranks("a triangle", [i for i, g in enumerate(gallery) if has(g, shape="triangle")],
+                lambda g: has(g, "purple", "triangle")))
+
+
+if __name__ == "__main__":
+    main()
