@@ -10,6 +10,8 @@ Prints, for held-out queries and for the rest:
 and, for "a yellow SHAPE" and "a COLOR triangle", the median ITC rank of the relevant images whose
 combination is held out (on white / purple) against the others: a text that names no held-out
 combination still misses such images when their ITC feature does not encode what they show.
+For a checkpoint trained with `tools.train --aux-bag`, also what its attribute-bag head reads from
+the ITC features of held-out images against others of the same colour or shape.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from PIL import Image
 
 from tools.blip import scenes
 from tools.quick_eval import load
-from tools.train import make_tokenizer, pad, to_pixels
+from tools.train import BAG, make_tokenizer, pad, to_pixels
 
 
 def has(g: dict, color: str | None = None, shape: str | None = None) -> bool:
@@ -81,6 +83,28 @@ def main() -> None:
         print(ranks(f"a yellow {shape}", [i for i, g in enumerate(gallery) if has(g, "yellow", shape)], white))
     print(ranks("a triangle", [i for i, g in enumerate(gallery) if has(g, shape="triangle")],
                 lambda g: has(g, "purple", "triangle")))
+
+    bag = torch.load(args.checkpoint, map_location="cpu").get("bag_head")
+    if bag is None:
+        return
+    head = torch.nn.Linear(feats.shape[1], len(BAG))
+    head.load_state_dict(bag)
+    p = torch.sigmoid(head(feats * feats.shape[1] ** 0.5))  # as tools.train.bag_loss scales them
+    col = {a: i for i, a in enumerate(BAG)}
+    shapes = lambda g: [o["shape"] for o in g["scene"]["objects"]]
+    groups = {  # images whose other objects cannot explain the attributes read
+        "yellow on white": lambda g: has(g, "yellow") and white(g) and not has(g, "orange"),
+        "yellow on gray or black": lambda g: has(g, "yellow") and not white(g) and not has(g, "orange"),
+        "one triangle, purple, no star": lambda g: has(g, "purple", "triangle") and shapes(g).count("triangle") == 1
+        and "star" not in shapes(g),
+        "triangles of other colours, no star": lambda g: has(g, shape="triangle") and not has(g, "purple", "triangle")
+        and "star" not in shapes(g),
+    }
+    shown = [("color", "yellow"), ("color", "orange"), ("background", "white"), ("shape", "triangle"), ("shape", "star")]
+    print("attribute-bag head, mean probability: " + " ".join(v for _, v in shown))
+    for name, keep in groups.items():
+        idx = [i for i, g in enumerate(gallery) if keep(g)]
+        print(f"  {name:36s} n={len(idx):3d} " + " ".join(f"{float(p[idx, col[a]].mean()):.2f}" for a in shown))
 
 
 if __name__ == "__main__":
