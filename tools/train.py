@@ -277,7 +277,7 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     # Training-only (not exported): each single attribute must be linearly readable from the ITC
     # features. ITC alone let an image's feature encode conjunctions it was trained on: "a yellow
     # star" ranked yellow stars on white (held out) at a median of 586 of 1200, those on other
-    # backgrounds at 47, although the image encoder's patches read their colour and shape.
+    # backgrounds at 47 (docs/models.md, stages 13-14, has what that did and did not fix).
     bag = bag_loss(bag_head, img_feat, txt_feat, batch) if bag_head is not None else torch.zeros((), device=dev)
 
     # ITM: positives, one negative image per text and one negative text per image (hard: sampled
