@@ -422,11 +422,11 @@ class TrainingLabels(unittest.TestCase):
         texts = [words(t) for t in b["text"][0].tolist()]
         complete = b["complete"].tolist()
         self.assertTrue(5 < sum(complete) < 40)  # about 30% of retrieval texts are (paraphrased) captions
-        for t, c, scene in zip(texts, complete, b["scenes"]):
+        for i, (t, c, scene) in enumerate(zip(texts, complete, b["scenes"])):
             objs_named = sum(f"{o.size} {o.color} {o.shape}" in t for o in scene.objects)
             # a complete text names every object in full and the background; a partial one does not
             self.assertEqual(c, objs_named == len(scene.objects) and f"{scene.background} background" in t, t)
-            self.assertTrue(torch.equal(b["bag"][texts.index(t)], torch.from_numpy(bag_labels(scene))))
+            self.assertTrue(torch.equal(b["bag"][i], torch.from_numpy(bag_labels(scene))))
 
     def test_a_resumed_stage_keeps_the_attribute_bag_head(self):
         with tempfile.TemporaryDirectory() as d:
