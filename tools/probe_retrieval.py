@@ -24,7 +24,7 @@ from PIL import Image
 
 from tools.blip import scenes
 from tools.quick_eval import load
-from tools.train import BAG, make_tokenizer, pad, to_pixels
+from tools.train import BAG, bag_logits, make_tokenizer, pad, to_pixels
 
 
 def has(g: dict, color: str | None = None, shape: str | None = None) -> bool:
@@ -89,7 +89,7 @@ def main() -> None:
         return
     head = torch.nn.Linear(feats.shape[1], len(BAG))
     head.load_state_dict(bag)
-    p = torch.sigmoid(head(feats * feats.shape[1] ** 0.5))  # as tools.train.bag_loss scales them
+    p = torch.sigmoid(bag_logits(head, feats))
     col = {a: i for i, a in enumerate(BAG)}
     shapes = lambda g: [o["shape"] for o in g["scene"]["objects"]]
     groups = {  # images whose other objects cannot explain the attributes read

@@ -244,14 +244,19 @@ def lm_loss(decoder, ids, mask, enc, enc_mask, smoothing=0.1, noise=0.0, word_id
                            label_smoothing=smoothing)
 
 
+def bag_logits(bag_head, feats: torch.Tensor) -> torch.Tensor:
+    """The BAG attributes' logits read from normalised ITC features, scaled by sqrt(dim): unit vectors
+    have coordinates of about 1/16, too small for a linear head that starts from the usual
+    initialisation to reach confident logits within a stage."""
+    return bag_head(feats * feats.shape[1] ** 0.5)
+
+
 def bag_loss(bag_head, img_feat: torch.Tensor, txt_feat: torch.Tensor, batch) -> torch.Tensor:
     """Multi-label cross-entropy of the BAG attributes read linearly from the normalised ITC features:
     of every image, and of every text that is a complete caption of its image."""
-    # scaled by sqrt(dim): unit vectors have coordinates of about 1/16, too small for a linear head
-    # that starts from the usual initialisation to reach confident logits within a stage
-    feats = torch.cat([img_feat, txt_feat[batch["complete"]]]) * img_feat.shape[1] ** 0.5
+    feats = torch.cat([img_feat, txt_feat[batch["complete"]]])
     labels = torch.cat([batch["bag"], batch["bag"][batch["complete"]]])
-    return F.binary_cross_entropy_with_logits(bag_head(feats), labels)
+    return F.binary_cross_entropy_with_logits(bag_logits(bag_head, feats), labels)
 
 
 def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, word_noise: float,
