@@ -14,10 +14,12 @@ Then `python3 -m tools.export_scenes` writes models/blip-scenes/.
 from __future__ import annotations
 
 import argparse
+import colorsys
 import copy
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -155,8 +157,81 @@ def pick_questions(items: list[tuple[str, str, str]], rng: random.Random, n: int
     return [rng.choice([x for x in items if x[0] == t]) for t in chosen]
 
 
+@dataclass
+class VisionAugment:
+    """How the images of vision-only batches (and of --vision-mix images) leave the grammar's palette.
+    Per object: `decolor` a random gray, `rehue` a random hue away from the named ones (colour label
+    ignored for both); per image: `gray` grayscale (colour labels ignored), `relight` a random gray
+    background level (backgrounds carry no per-patch label, so none is ignored)."""
+    gray: float = 0.0
+    decolor: float = 0.0
+    rehue: float = 0.0
+    relight: float = 0.0
+
+
+def _hue(rgb) -> float:
+    return colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[0] * 360
+
+
+NAMED_HUES = [_hue(rgb) for rgb in scenes.COLORS.values()]
+# Hues this far (degrees) from every named colour's are unambiguously "none of the six": the
+# grammar's colours are jittered by +-20 per channel, which moves their hue by up to about 20
+# (purple and green, the least saturated). What is left: yellow-greens, cyans, violets, magentas.
+HUE_MARGIN = 25
+
+
+def random_hue_rgb(rng: random.Random) -> tuple:
+    while True:
+        h = rng.uniform(0, 360)
+        if min(min(abs(h - n), 360 - abs(h - n)) for n in NAMED_HUES) >= HUE_MARGIN:
+            r, g, b = colorsys.hsv_to_rgb(h / 360, rng.uniform(0.55, 1.0), rng.uniform(0.5, 1.0))
+            return round(r * 255), round(g * 255), round(b * 255)
+
+
+def recolor(scene: scenes.Scene, rng: random.Random, gray: float, hue: float = 0.0) -> tuple[scenes.Scene, list[int]]:
+    """A copy of the scene in which each object, with probability `gray`, is filled with a random
+    gray level (kept apart from the background's) or, with probability `hue`, with a random hue
+    away from the six named ones; and the ranks from the left of those objects. Their shape must
+    then be read from geometry alone: a held-out purple triangle otherwise looks, to an encoder
+    that never saw one, more like the purple stars it did see (a shape that colour predicts in
+    training is partly learned from colour). Recoloured objects show no held-out combination."""
+    scene = copy.deepcopy(scene)
+    bg = sum(scene.bg_rgb) / 3
+    ranks = []
+    for r, o in enumerate(scene.sorted_objects(), start=1):
+        u = rng.random()  # one draw per object: with hue = 0 the draws of the gray-only stages repeat
+        if u < gray:
+            v = rng.choice([x for x in range(0, 256, 4) if abs(x - bg) > 50])
+            o.rgb = (v, v, v)
+            ranks.append(r)
+        elif u < gray + hue:
+            o.rgb = random_hue_rgb(rng)
+            ranks.append(r)
+    return scene, ranks
+
+
+# Brightest background behind a yellow object when relighting: the grammar's white is 245 +- 12,
+# and yellow on white is held out.
+YELLOW_MAX_BACKGROUND = 215
+
+
+def relight(scene: scenes.Scene, rng: random.Random) -> scenes.Scene:
+    """A copy of the scene on a gray background of random level. In the grammar yellow is always
+    brighter than its background (yellow on white is held out), orange is darker than white: an
+    encoder learns "warm and darker than the ground = orange" and reads held-out yellow-on-white
+    objects as orange (docs/models.md, stages 13-14). Levels up to 215 put yellow (luminance
+    about 200) on grounds as bright as itself and brighter, never on white."""
+    scene = copy.deepcopy(scene)
+    top = YELLOW_MAX_BACKGROUND if any(o.color == "yellow" for o in scene.objects) else 255
+    v = rng.randint(0, top)
+    scene.bg_rgb = (v, v, v)
+    return scene
+
+
 def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int, grid: int,
-               questions: int = 1):
+               questions: int = 1, mix: int = 0, aug: VisionAugment | None = None):
+    """A joint batch of bsz scenes; with mix > 0, also `mix` images drawn as make_vision_batch draws
+    them (augmented as `aug` says) that train only the per-patch head's labels (--vision-mix)."""
     sc = [scenes.sample_scene(rng, train=True) for _ in range(bsz)]
     pix = torch.from_numpy(np.stack([to_pixels(scenes.render_augmented(s, rng), size) for s in sc]))
     texts, queries = zip(*[retrieval_text(s, rng) for s in sc])
@@ -170,7 +245,7 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
         picked = pick_questions(scenes.questions(s, rng, train=True), rng, questions)
         qa += picked
         qa_image += [i] * len(picked)
-    return {
+    batch = {
         "scenes": sc, "pixels": pix, "match": match,
         "patches": torch.from_numpy(np.stack([patch_labels(s, grid) for s in sc])).long(),
         "bag": torch.from_numpy(np.stack([bag_labels(s) for s in sc])), "complete": complete,
@@ -181,40 +256,26 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
         "question_image": torch.tensor(qa_image),
         "answer": pad([[dec] + tok.encode(a, max_len)[1:] for _, _, a in qa]),
     }
+    if mix > 0:  # drawn last: without a mix the draws of the earlier stages repeat
+        v = make_vision_batch(rng, size, mix, grid, aug or VisionAugment())
+        batch["mix_pixels"], batch["mix_patches"] = v["pixels"], v["patches"]
+    return batch
 
 
-def decolor(scene: scenes.Scene, rng: random.Random, p: float) -> tuple[scenes.Scene, list[int]]:
-    """A copy of the scene in which each object, with probability p, is filled with a random gray
-    level (kept apart from the background's), and the ranks from the left of those objects. Their
-    shape must then be read from geometry alone: a held-out purple triangle otherwise looks, to an
-    encoder that never saw one, more like the purple stars it did see (a shape that colour predicts
-    in training is partly learned from colour). Gray objects show no held-out combination."""
-    scene = copy.deepcopy(scene)
-    bg = sum(scene.bg_rgb) / 3
-    ranks = []
-    for r, o in enumerate(scene.sorted_objects(), start=1):
-        if rng.random() < p:
-            v = rng.choice([x for x in range(0, 256, 4) if abs(x - bg) > 50])
-            o.rgb = (v, v, v)
-            ranks.append(r)
-    return scene, ranks
-
-
-def make_vision_batch(rng: random.Random, size: int, bsz: int, grid: int, gray: float = 0.0,
-                      decolored: float = 0.0):
-    """Images and per-patch labels only, for --vision-only. With probability `gray` an image is
-    converted to grayscale and its colour labels ignored (-100); with probability `decolored`
-    each object is drawn in a random gray (see decolor) and its colour labels ignored."""
+def make_vision_batch(rng: random.Random, size: int, bsz: int, grid: int, aug: VisionAugment = VisionAugment()):
+    """Images and per-patch labels only, for --vision-only and --vision-mix, augmented as `aug` says."""
     pix, labels = [], []
     for _ in range(bsz):
         s = scenes.sample_scene(rng, train=True)
         lab = patch_labels(s, grid)
-        if decolored > 0:
-            s, ranks = decolor(s, rng, decolored)
+        if aug.decolor > 0 or aug.rehue > 0:
+            s, ranks = recolor(s, rng, aug.decolor, aug.rehue)
             for r in ranks:
                 lab[lab[:, 3] == r, 0] = -100
+        if aug.relight > 0 and rng.random() < aug.relight:
+            s = relight(s, rng)
         img = scenes.render_augmented(s, rng)
-        if rng.random() < gray:
+        if rng.random() < aug.gray:
             img, lab[:, 0] = img.convert("L"), -100
         pix.append(to_pixels(img, size))
         labels.append(lab)
@@ -262,15 +323,21 @@ def bag_loss(bag_head, img_feat: torch.Tensor, txt_feat: torch.Tensor, batch) ->
 def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, word_noise: float,
                 aux_head=None, aux_classes: list[int] = AUX_CLASSES, bag_head=None):
     r = model.retrieval
-    emb = r.vision_model(batch["pixels"])  # shared vision encoder
+    B = batch["pixels"].shape[0]
+    mixed = "mix_pixels" in batch
+    pixels = torch.cat([batch["pixels"], batch["mix_pixels"]]) if mixed else batch["pixels"]
+    emb_all = r.vision_model(pixels)  # shared vision encoder, one pass for the scenes and the mix
+    emb = emb_all[:B]
     dev = emb.device
     aux = torch.zeros((), device=dev)
     if aux_head is not None:
         # Training-only auxiliary loss (not exported): each patch token predicts the colour, shape
         # and size of the object under it. A ViT trained from scratch on 2 CPU cores otherwise
         # spends most of its budget discovering objects; this dense signal gets it there sooner.
-        aux = aux_loss(aux_head, emb, batch["patches"], aux_classes)
-    B = emb.shape[0]
+        # The --vision-mix images (recoloured, relit) train only this loss: the joint losses
+        # would otherwise undo what vision-only stages teach the encoder (stages 8-12).
+        labels = torch.cat([batch["patches"], batch["mix_patches"]]) if mixed else batch["patches"]
+        aux = aux_loss(aux_head, emb_all, labels, aux_classes)
     ids, mask = batch["text"]
     img_feat = r.image_feat(emb)
     txt_feat = r.text_feat(ids, mask)
@@ -338,10 +405,10 @@ class BatchStream(torch.utils.data.IterableDataset):
     """Endless training batches. Each DataLoader worker draws from its own seeded stream, so the
     scenes are drawn and rendered in other processes while the model trains."""
 
-    def __init__(self, seed: int, size: int, bsz: int, grid: int, vision_only: bool = False, gray: float = 0.0,
-                 questions: int = 1, decolored: float = 0.0):
+    def __init__(self, seed: int, size: int, bsz: int, grid: int, vision_only: bool = False,
+                 aug: VisionAugment = VisionAugment(), questions: int = 1, mix: int = 0):
         self.seed, self.size, self.bsz, self.grid = seed, size, bsz, grid
-        self.vision_only, self.gray, self.questions, self.decolored = vision_only, gray, questions, decolored
+        self.vision_only, self.aug, self.questions, self.mix = vision_only, aug, questions, mix
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -349,9 +416,10 @@ class BatchStream(torch.utils.data.IterableDataset):
         tok, _ = make_tokenizer()
         while True:
             if self.vision_only:
-                yield make_vision_batch(rng, self.size, self.bsz, self.grid, self.gray, self.decolored)
+                yield make_vision_batch(rng, self.size, self.bsz, self.grid, self.aug)
             else:
-                yield make_batch(rng, tok, self.size, self.bsz, 35, tok.added["[DEC]"], self.grid, self.questions)
+                yield make_batch(rng, tok, self.size, self.bsz, 35, tok.added["[DEC]"], self.grid, self.questions,
+                                 self.mix, self.aug)
 
 
 def _identity(x):
@@ -360,7 +428,7 @@ def _identity(x):
 
 def to_device(batch: dict, dev: torch.device) -> dict:
     out = dict(batch)
-    for k in ("pixels", "match", "patches", "bag", "complete", "question_image"):
+    for k in ("pixels", "match", "patches", "bag", "complete", "question_image", "mix_pixels", "mix_patches"):
         if k in batch:
             out[k] = batch[k].to(dev, non_blocking=True)
     for k in ("text", "caption", "question", "answer"):
@@ -400,10 +468,19 @@ def main() -> None:
                          "output (with --questions 9, every question type of each scene): the other tasks are "
                          "saved unchanged")
     ap.add_argument("--gray", type=float, default=0.0,
-                    help="--vision-only: fraction of images shown in grayscale, their colour labels ignored")
+                    help="vision-only images: fraction shown in grayscale, their colour labels ignored")
     ap.add_argument("--decolor", type=float, default=0.0,
-                    help="--vision-only: probability that an object is drawn in a random gray, its colour label "
-                         "ignored, so that shape is learned apart from colour")
+                    help="vision-only images: probability that an object is drawn in a random gray, its colour "
+                         "label ignored")
+    ap.add_argument("--rehue", type=float, default=0.0,
+                    help="vision-only images: probability that an object is drawn in a random hue away from the "
+                         "six named ones, its colour label ignored")
+    ap.add_argument("--relight", type=float, default=0.0,
+                    help="vision-only images: probability that the background is a random gray level (never "
+                         "near-white behind a yellow object)")
+    ap.add_argument("--vision-mix", type=int, default=0,
+                    help="joint stages: images per step drawn as --vision-only draws them (with the options "
+                         "above) that train only the per-patch head's loss, beside the joint batch")
     ap.add_argument("--questions", type=int, default=1,
                     help="VQA questions per scene, of distinct types: more answers per image encoded (the question "
                          "stack is small next to the image encoder and ITM), so rarer skills such as left/right "
@@ -446,8 +523,13 @@ def main() -> None:
         args.aux_patch = 0.0  # the image encoder is frozen: no per-patch head to train
     if args.vision_only and args.aux_patch <= 0:
         raise SystemExit("--vision-only trains on the per-patch labels: --aux-patch must be > 0")
-    if args.decolor > 0 and not args.vision_only:
-        raise SystemExit("--decolor draws objects without their named colour: only --vision-only trains on that")
+    aug = VisionAugment(args.gray, args.decolor, args.rehue, args.relight)
+    if aug != VisionAugment() and not (args.vision_only or args.vision_mix > 0):
+        raise SystemExit("--gray, --decolor, --rehue and --relight draw images that texts would describe wrongly: "
+                         "they apply to --vision-only or --vision-mix images only")
+    if args.vision_mix > 0 and (args.vision_only or args.vqa_only or args.aux_patch <= 0):
+        raise SystemExit("--vision-mix adds per-patch-labelled images to joint steps: it needs a joint stage "
+                         "with --aux-patch > 0")
     aux_head = torch.nn.Linear(cfg.vision.hidden_size, sum(aux_classes)).to(dev) if args.aux_patch > 0 else None
     if aux_head is not None and resumed.get("aux_head") is not None and resumed.get("aux_labels") == args.aux_labels:
         # The per-patch head is training-only (never exported), but a stage that restarts it from
@@ -475,18 +557,18 @@ def main() -> None:
     print(f"params {n_params/1e6:.2f}M  vocab {V}  batch {args.batch}  image {cfg.vision.image_size}  "
           f"patch {cfg.vision.patch_size} ({grid * grid + 1} tokens)  device {dev}", flush=True)
     if args.workers > 0:
-        stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, args.gray,
-                             args.questions, args.decolor)
+        stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, aug,
+                             args.questions, args.vision_mix)
         loader = torch.utils.data.DataLoader(stream,
                                              batch_size=None, num_workers=args.workers, collate_fn=_identity,
                                              prefetch_factor=4, persistent_workers=True)
         batches = iter(loader)
         next_batch = lambda: next(batches)
     elif args.vision_only:
-        next_batch = lambda: make_vision_batch(rng, cfg.vision.image_size, args.batch, grid, args.gray, args.decolor)
+        next_batch = lambda: make_vision_batch(rng, cfg.vision.image_size, args.batch, grid, aug)
     else:
         next_batch = lambda: make_batch(rng, tok, cfg.vision.image_size, args.batch, 35, tok.added["[DEC]"], grid,
-                                        args.questions)
+                                        args.questions, args.vision_mix, aug)
     budget = args.minutes * 60 if args.minutes else float("inf")
     t0 = time.time()
     step, warm = 0, max(1, args.warmup)

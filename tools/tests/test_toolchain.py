@@ -239,7 +239,7 @@ class VisionProbe(unittest.TestCase):
         logits[0, 0, 2], logits[0, 1, 4] = 1.0, 3.0  # patch 0 says 2, patch 1 says 4 more strongly
         logits[0, 3, 3] = 1.0
         logits[0, 2, 1] = 9.0  # a background patch's logits must not count
-        self.assertEqual(per_object(logits, labels, 1), [(0, 2, 4), (0, 3, 3)])
+        self.assertEqual(per_object(logits, labels, 1), [(0, 1, 2, 4), (0, 2, 3, 3)])
 
 
 class ReferenceKeys(unittest.TestCase):
@@ -352,8 +352,8 @@ class TrainingLabels(unittest.TestCase):
         self.assertIn("is there a red circle?", asked)
 
     def test_decolored_objects_are_gray_and_their_colour_labels_ignored(self):
-        from tools.train import MEAN, SHAPE_IDS, STD, make_vision_batch
-        b = make_vision_batch(random.Random(5), 96, 40, 8, decolored=0.5)
+        from tools.train import MEAN, SHAPE_IDS, STD, VisionAugment, make_vision_batch
+        b = make_vision_batch(random.Random(5), 96, 40, 8, VisionAugment(decolor=0.5))
         lab = b["patches"].numpy()  # [B, 64, 6]
         on_object = lab[..., 3] > 0
         ignored = on_object & (lab[..., 0] == -100)
@@ -370,6 +370,103 @@ class TrainingLabels(unittest.TestCase):
         most = spread.reshape(40, 8, 12, 8, 12).max((2, 4)).reshape(40, 64)  # the most colourful pixel per patch
         self.assertLess(np.median(most[ignored]), 30)
         self.assertGreater(np.median(most[on_object & (lab[..., 0] > 0)]), 90)
+
+    def test_rehued_objects_take_hues_of_no_named_colour_and_lose_their_colour_labels(self):
+        import colorsys
+        from tools.train import HUE_MARGIN, NAMED_HUES, SHAPE_IDS, VisionAugment, make_vision_batch, recolor
+        hue = lambda rgb: colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[0] * 360
+        gap = lambda h: min(min(abs(h - n), 360 - abs(h - n)) for n in NAMED_HUES)
+        # the named colours, jittered as the grammar draws them, stay within the margin of their hue
+        rng = random.Random(0)
+        drawn = [scenes.sample_scene(rng, train=True) for _ in range(300)]
+        self.assertLess(max(gap(hue(o.rgb)) for s in drawn for o in s.objects), HUE_MARGIN)
+        hues, n_objects = [], 0
+        for s in drawn:
+            out, ranks = recolor(s, rng, 0.0, 0.5)
+            n_objects += len(s.objects)
+            for r in ranks:
+                o = out.sorted_objects()[r - 1]
+                self.assertGreaterEqual(gap(hue(o.rgb)), HUE_MARGIN - 1)  # -1: rounding to whole channel values
+                hues.append(hue(o.rgb))
+            unchanged = [o.rgb for k, o in enumerate(out.sorted_objects(), 1) if k not in ranks]
+            self.assertEqual(unchanged, [o.rgb for k, o in enumerate(s.sorted_objects(), 1) if k not in ranks])
+        self.assertTrue(0.4 < len(hues) / n_objects < 0.6)
+        self.assertGreater(np.ptp(hues), 250)  # all round the wheel, not one stand-in colour
+        b = make_vision_batch(random.Random(5), 96, 40, 8, VisionAugment(rehue=0.5))
+        lab = b["patches"].numpy()
+        on_object = lab[..., 3] > 0
+        ignored = on_object & (lab[..., 0] == -100)
+        self.assertTrue(0.3 < ignored.sum() / on_object.sum() < 0.7)
+        self.assertTrue(np.isin(lab[ignored][:, 1], list(SHAPE_IDS.values())).all())  # shape labels stay
+
+    def test_relit_backgrounds_vary_but_never_put_yellow_on_white(self):
+        from tools.train import MEAN, STD, YELLOW_MAX_BACKGROUND, VisionAugment, make_vision_batch, relight
+        rng = random.Random(3)
+        with_yellow, without = [], []
+        for _ in range(3000):
+            s = scenes.sample_scene(rng, train=True)
+            out = relight(s, rng)
+            self.assertEqual([o.rgb for o in out.objects], [o.rgb for o in s.objects])
+            self.assertEqual(len(set(out.bg_rgb)), 1)  # a gray
+            (with_yellow if s.has(color="yellow") else without).append(out.bg_rgb[0])
+        self.assertLessEqual(max(with_yellow), YELLOW_MAX_BACKGROUND)
+        self.assertLess(YELLOW_MAX_BACKGROUND, scenes.BACKGROUNDS["white"][0] - 12 - 15)  # well below white's jitter
+        self.assertGreater(max(without), 240)
+        self.assertLess(min(with_yellow), 15)
+        # yellow objects do meet grounds as bright as they are (luminance about 200)
+        self.assertGreater(sum(v > 190 for v in with_yellow), 0.05 * len(with_yellow))
+        # in batches: about the asked share of images shows a ground of none of the three levels
+        def off_grammar(aug):
+            pix = make_vision_batch(random.Random(5), 96, 200, 8, aug)["pixels"][:, :, 1, 1].numpy()
+            level = (pix * np.array(STD) + np.array(MEAN)).mean(1) * 255  # the ground next to a corner
+            return np.mean([min(abs(v - b[0]) for b in scenes.BACKGROUNDS.values()) > 25 for v in level])
+        self.assertLess(off_grammar(VisionAugment()), 0.02)
+        self.assertTrue(0.2 < off_grammar(VisionAugment(relight=0.5)) < 0.5)
+
+    def test_vision_mix_images_train_only_the_per_patch_loss(self):
+        from tools.blip.bundle import scenes_config
+        from tools.train import AUX_CLASSES, VisionAugment, make_batch, make_tokenizer, step_losses
+        tok, _ = make_tokenizer()
+        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
+        size, grid = cfg.vision.image_size, cfg.vision.image_size // cfg.vision.patch_size
+        draw = lambda mix: make_batch(random.Random(7), tok, size, 6, 35, tok.added["[DEC]"], grid, 1, mix,
+                                      VisionAugment(rehue=0.5, relight=0.5))
+        plain, mixed = draw(0), draw(5)
+        # the joint part is drawn as without a mix (earlier stages' commands still reproduce)
+        for k in ("pixels", "match", "patches", "bag"):
+            self.assertTrue(torch.equal(plain[k], mixed[k]), k)
+        self.assertNotIn("mix_pixels", plain)
+        self.assertEqual(tuple(mixed["mix_pixels"].shape), (5, 3, size, size))
+        self.assertEqual(tuple(mixed["mix_patches"].shape), (5, grid * grid, 6))
+        torch.manual_seed(0)
+        model = BlipBundle(cfg).eval()  # eval: no dropout, so the losses are comparable
+        head = torch.nn.Linear(cfg.vision.hidden_size, sum(AUX_CLASSES))
+        def losses(b):
+            torch.manual_seed(1)  # the same ITM negatives each time
+            return [float(x) for x in step_losses(model, b, torch.tensor(0.07), random.Random(1), 0.0, head)]
+        base = losses(plain)
+        ignored = dict(mixed, mix_patches=torch.full_like(mixed["mix_patches"], -100))
+        # mix images whose labels are all ignored change nothing; labelled ones change the per-patch
+        # loss and only it (ITC, ITM, captions and VQA see the joint scenes alone)
+        for a, b in zip(base, losses(ignored)):
+            self.assertAlmostEqual(a, b, places=4)
+        with_mix = losses(mixed)
+        self.assertNotAlmostEqual(with_mix[4], base[4], places=3)
+        for k in (0, 1, 2, 3):
+            self.assertAlmostEqual(with_mix[k], base[k], places=4)
+
+    def test_palette_options_apply_only_to_images_that_no_text_describes(self):
+        with tempfile.TemporaryDirectory() as d:
+            start, _ = self.random_start(Path(d))
+            with self.assertRaises(subprocess.CalledProcessError) as refused:
+                self.train("--steps", "1", "--rehue", "0.5", resume=start, out=Path(d) / "x.pt")
+            self.assertIn("--vision-mix images only", refused.exception.stderr)
+            # through the DataLoader workers, with the attribute-bag head beside the mix
+            out = self.train("--steps", "2", "--log-every", "1", "--workers", "1", "--vision-mix", "2", "--rehue", "0.5",
+                             "--relight", "0.5", "--decolor", "0.2", "--aux-bag", "1", resume=start, out=Path(d) / "x.pt")
+            self.assertIn("step 2 ", out)
+            self.assertEqual(torch.load(Path(d) / "x.pt")["step"], 2)
+
 
     def test_word_noise_replaces_only_teacher_forced_scene_words(self):
         from tools.train import lm_loss
