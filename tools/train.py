@@ -258,28 +258,41 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
     }
     if mix > 0:  # drawn last: without a mix the draws of the earlier stages repeat
         v = make_vision_batch(rng, size, mix, grid, aug or VisionAugment())
-        batch["mix_pixels"], batch["mix_patches"] = v["pixels"], v["patches"]
+        batch.update(mix_pixels=v["pixels"], mix_patches=v["patches"], mix_bag=v["bag"], mix_bag_mask=v["bag_mask"])
     return batch
 
 
 def make_vision_batch(rng: random.Random, size: int, bsz: int, grid: int, aug: VisionAugment = VisionAugment()):
-    """Images and per-patch labels only, for --vision-only and --vision-mix, augmented as `aug` says."""
-    pix, labels = [], []
+    """Images and their labels, for --vision-only and --vision-mix, augmented as `aug` says: per patch
+    (patch_labels), and the attribute bag (bag_labels) with a mask of the columns that still hold:
+    recoloured objects have none of the named colours, a relit ground none of the named
+    backgrounds, a grayscale image no colours that can be seen."""
+    pix, labels, bags, masks = [], [], [], []
     for _ in range(bsz):
         s = scenes.sample_scene(rng, train=True)
         lab = patch_labels(s, grid)
+        ranks, relit = [], False
         if aug.decolor > 0 or aug.rehue > 0:
             s, ranks = recolor(s, rng, aug.decolor, aug.rehue)
             for r in ranks:
                 lab[lab[:, 3] == r, 0] = -100
         if aug.relight > 0 and rng.random() < aug.relight:
-            s = relight(s, rng)
+            s, relit = relight(s, rng), True
         img = scenes.render_augmented(s, rng)
-        if rng.random() < aug.gray:
+        grayscale = rng.random() < aug.gray
+        if grayscale:
             img, lab[:, 0] = img.convert("L"), -100
+        named = [o for r, o in enumerate(s.sorted_objects(), start=1) if r not in ranks]
+        bag = bag_labels(s)
+        bag[:len(scenes.COLORS)] = [float(any(o.color == c for o in named)) for c in scenes.COLORS]
+        mask = np.ones(len(BAG), dtype=np.float32)
+        mask[[k for k, (kind, _) in enumerate(BAG) if (kind == "background" and relit) or (kind == "color" and grayscale)]] = 0
         pix.append(to_pixels(img, size))
         labels.append(lab)
-    return {"pixels": torch.from_numpy(np.stack(pix)), "patches": torch.from_numpy(np.stack(labels)).long()}
+        bags.append(bag)
+        masks.append(mask)
+    return {"pixels": torch.from_numpy(np.stack(pix)), "patches": torch.from_numpy(np.stack(labels)).long(),
+            "bag": torch.from_numpy(np.stack(bags)), "bag_mask": torch.from_numpy(np.stack(masks))}
 
 
 def aux_loss(aux_head, emb: torch.Tensor, labels: torch.Tensor, aux_classes: list[int]) -> torch.Tensor:
@@ -312,16 +325,25 @@ def bag_logits(bag_head, feats: torch.Tensor) -> torch.Tensor:
     return bag_head(feats * feats.shape[1] ** 0.5)
 
 
-def bag_loss(bag_head, img_feat: torch.Tensor, txt_feat: torch.Tensor, batch) -> torch.Tensor:
+def bag_loss(bag_head, img_feat: torch.Tensor, txt_feat: torch.Tensor, batch,
+             mix_feat: torch.Tensor | None = None) -> torch.Tensor:
     """Multi-label cross-entropy of the BAG attributes read linearly from the normalised ITC features:
-    of every image, and of every text that is a complete caption of its image."""
-    feats = torch.cat([img_feat, txt_feat[batch["complete"]]])
-    labels = torch.cat([batch["bag"], batch["bag"][batch["complete"]]])
-    return F.binary_cross_entropy_with_logits(bag_logits(bag_head, feats), labels)
+    of every image, of every text that is a complete caption of its image, and (--aux-bag-mix) of
+    the --vision-mix images, over the columns their mask keeps."""
+    complete = batch["complete"]
+    feats, labels = [img_feat, txt_feat[complete]], [batch["bag"], batch["bag"][complete]]
+    masks = [torch.ones_like(batch["bag"]), torch.ones_like(batch["bag"][complete])]
+    if mix_feat is not None:
+        feats.append(mix_feat)
+        labels.append(batch["mix_bag"])
+        masks.append(batch["mix_bag_mask"])
+    mask = torch.cat(masks)
+    loss = F.binary_cross_entropy_with_logits(bag_logits(bag_head, torch.cat(feats)), torch.cat(labels), reduction="none")
+    return (loss * mask).sum() / mask.sum()
 
 
 def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, word_noise: float,
-                aux_head=None, aux_classes: list[int] = AUX_CLASSES, bag_head=None):
+                aux_head=None, aux_classes: list[int] = AUX_CLASSES, bag_head=None, bag_mix: bool = False):
     r = model.retrieval
     B = batch["pixels"].shape[0]
     mixed = "mix_pixels" in batch
@@ -350,7 +372,11 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     # features. ITC alone let an image's feature encode conjunctions it was trained on: "a yellow
     # star" ranked yellow stars on white (held out) at a median of 586 of 1200, those on other
     # backgrounds at 47 (docs/models.md, stages 13-14, has what that did and did not fix).
-    bag = bag_loss(bag_head, img_feat, txt_feat, batch) if bag_head is not None else torch.zeros((), device=dev)
+    # With --aux-bag-mix the recoloured, relit --vision-mix images train it too: the patch tokens
+    # learnt to name yellow on a bright ground from them, yet the ITC feature (the CLS token, pooled
+    # by attention the joint scenes trained) still read yellow on white as orange (stage 16).
+    mix_feat = r.image_feat(emb_all[B:]) if mixed and bag_mix else None
+    bag = bag_loss(bag_head, img_feat, txt_feat, batch, mix_feat) if bag_head is not None else torch.zeros((), device=dev)
 
     # ITM: positives, one negative image per text and one negative text per image (hard: sampled
     # by ITC similarity among true non-matches, or a one-attribute perturbation of the true text)
@@ -428,7 +454,8 @@ def _identity(x):
 
 def to_device(batch: dict, dev: torch.device) -> dict:
     out = dict(batch)
-    for k in ("pixels", "match", "patches", "bag", "complete", "question_image", "mix_pixels", "mix_patches"):
+    for k in ("pixels", "match", "patches", "bag", "complete", "question_image", "mix_pixels", "mix_patches",
+              "mix_bag", "mix_bag_mask"):
         if k in batch:
             out[k] = batch[k].to(dev, non_blocking=True)
     for k in ("text", "caption", "question", "answer"):
@@ -478,6 +505,8 @@ def main() -> None:
     ap.add_argument("--relight", type=float, default=0.0,
                     help="vision-only images: probability that the background is a random gray level (never "
                          "near-white behind a yellow object)")
+    ap.add_argument("--aux-bag-mix", action="store_true",
+                    help="the attribute-bag head reads the --vision-mix images' ITC features too")
     ap.add_argument("--vision-mix", type=int, default=0,
                     help="joint stages: images per step drawn as --vision-only draws them (with the options "
                          "above) that train only the per-patch head's loss, beside the joint batch")
@@ -527,6 +556,8 @@ def main() -> None:
     if aug != VisionAugment() and not (args.vision_only or args.vision_mix > 0):
         raise SystemExit("--gray, --decolor, --rehue and --relight draw images that texts would describe wrongly: "
                          "they apply to --vision-only or --vision-mix images only")
+    if args.aux_bag_mix and (args.vision_mix <= 0 or args.aux_bag <= 0):
+        raise SystemExit("--aux-bag-mix needs --vision-mix images and the --aux-bag head")
     if args.vision_mix > 0 and (args.vision_only or args.vqa_only or args.aux_patch <= 0):
         raise SystemExit("--vision-mix adds per-patch-labelled images to joint steps: it needs a joint stage "
                          "with --aux-patch > 0")
@@ -602,7 +633,7 @@ def main() -> None:
             loss = vqa
         else:
             itc, itm, lm, vqa, aux, bag = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, args.word_noise,
-                                                      aux_head, aux_classes, bag_head)
+                                                      aux_head, aux_classes, bag_head, args.aux_bag_mix)
             loss = itc + itm + lm + vqa + args.aux_patch * aux + args.aux_bag * bag
         opt.zero_grad()
         loss.backward()

@@ -452,8 +452,46 @@ class TrainingLabels(unittest.TestCase):
             self.assertAlmostEqual(a, b, places=4)
         with_mix = losses(mixed)
         self.assertNotAlmostEqual(with_mix[4], base[4], places=3)
-        for k in (0, 1, 2, 3):
+        for k in (0, 1, 2, 3, 5):
             self.assertAlmostEqual(with_mix[k], base[k], places=4)
+        # with --aux-bag-mix the attribute-bag loss reads the mix images' ITC features too, over
+        # the columns their mask keeps (none kept: as without the mix)
+        bag_head = torch.nn.Linear(cfg.image_text_hidden_size, 15)
+
+        def bag(b, on):
+            torch.manual_seed(1)
+            return float(step_losses(model, b, torch.tensor(0.07), random.Random(1), 0.0, head, bag_head=bag_head,
+                                     bag_mix=on)[5])
+        self.assertAlmostEqual(bag(mixed, False), bag(plain, False), places=5)
+        self.assertAlmostEqual(bag(dict(mixed, mix_bag_mask=torch.zeros_like(mixed["mix_bag_mask"])), True),
+                               bag(plain, False), places=5)
+        self.assertNotAlmostEqual(bag(mixed, True), bag(plain, False), places=3)
+
+    def test_vision_batch_attribute_bags_keep_only_what_still_holds(self):
+        from tools.train import BAG, VisionAugment, bag_labels, make_vision_batch
+        aug = VisionAugment(gray=0.2, decolor=0.2, rehue=0.3, relight=0.5)
+        b = make_vision_batch(random.Random(11), 32, 300, 4, aug)
+        color = [k for k, (kind, _) in enumerate(BAG) if kind == "color"]
+        background = [k for k, (kind, _) in enumerate(BAG) if kind == "background"]
+        others = [k for k in range(len(BAG)) if k not in color + background]
+        seen = {"relit": 0, "gray": 0, "recoloured": 0}
+        for i in range(300):
+            lab, mask = b["bag"][i].numpy(), b["bag_mask"][i].numpy()
+            cols, ranks = b["patches"][i, :, 0].numpy(), b["patches"][i, :, 3].numpy()
+            grayscale, relit = mask[color].sum() == 0, mask[background].sum() == 0
+            self.assertTrue((mask[color] == 1).all() or grayscale)  # all colour columns, or none
+            self.assertTrue((mask[background] == 1).all() or relit)
+            self.assertTrue((mask[others] == 1).all())  # shapes and sizes always hold
+            seen["gray"] += grayscale
+            seen["relit"] += relit
+            if not grayscale:
+                # the colours in the bag are those of the objects that kept their colour label
+                # (colour id k is bag column k - 1): a recoloured object adds none
+                kept = {int(k) - 1 for k in cols[cols > 0]}
+                self.assertEqual({c for c in color if lab[c] == 1}, kept, i)
+                seen["recoloured"] += bool(((cols == -100) & (ranks > 0)).any())
+        self.assertGreater(seen["recoloured"], 50)
+        self.assertTrue(60 < seen["gray"] < 100 and 100 < seen["relit"] < 200, seen)
 
     def test_palette_options_apply_only_to_images_that_no_text_describes(self):
         with tempfile.TemporaryDirectory() as d:
@@ -463,7 +501,7 @@ class TrainingLabels(unittest.TestCase):
             self.assertIn("--vision-mix images only", refused.exception.stderr)
             # through the DataLoader workers, with the attribute-bag head beside the mix
             out = self.train("--steps", "2", "--log-every", "1", "--workers", "1", "--vision-mix", "2", "--rehue", "0.5",
-                             "--relight", "0.5", "--decolor", "0.2", "--aux-bag", "1", resume=start, out=Path(d) / "x.pt")
+                             "--relight", "0.5", "--decolor", "0.2", "--aux-bag", "1", "--aux-bag-mix", resume=start, out=Path(d) / "x.pt")
             self.assertIn("step 2 ", out)
             self.assertEqual(torch.load(Path(d) / "x.pt")["step"], 2)
 
