@@ -4,7 +4,7 @@ in a batch are all positives), ITM with hard negatives mined from ITC similarity
 one-attribute perturbations of the true description), captioning LM, and VQA (question encoder
 with cross-attention to the image, answer decoder).
 
-The exact commands of the committed model (two stages on one GPU) are in docs/models.md; the
+The exact commands of the committed model (stages on one GPU and on 2 CPU cores) are in docs/models.md; the
 same script runs on CPUs (`--device cpu`, the default), about 2.4 s per step of 48 scenes (three
 questions each) on an idle 2-core machine with `--threads 1 --workers 1`. `--workers N` draws and
 renders scenes in N DataLoader processes.
