@@ -16,7 +16,7 @@ from tools.blip.bundle import BlipBundle
 from tools.blip.export import export_folder
 from tools.blip.golden import make_goldens
 from tools.blip.model import BlipConfig
-from tools.train import make_tokenizer
+from tools.batches import make_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 

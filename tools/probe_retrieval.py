@@ -24,7 +24,8 @@ from PIL import Image
 
 from tools.blip import scenes
 from tools.quick_eval import load
-from tools.train import BAG, bag_logits, make_tokenizer, pad, to_pixels
+from tools.batches import BAG, make_tokenizer, pad, to_pixels
+from tools.train import bag_logits
 
 
 def has(g: dict, color: str | None = None, shape: str | None = None) -> bool:

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 
 from tools.blip import scenes
 from tools.quick_eval import load
-from tools.train import AUX_CLASSES, patch_labels, to_pixels
+from tools.batches import AUX_CLASSES, patch_labels, to_pixels
 
-# Columns of train.patch_labels probed here (rank from the left identifies the object).
+# Columns of batches.patch_labels probed here (rank from the left identifies the object).
 PROBED = {"color": 0, "shape": 1, "size": 2, "third": 4, "vthird": 5}
 RANK = 3
 

@@ -19,7 +19,7 @@ from tools.blip import scenes
 from tools.blip.bundle import BlipBundle
 from tools.blip.model import BlipConfig
 from tools.make_evalset import held_out_query
-from tools.train import make_tokenizer, pad, to_pixels
+from tools.batches import make_tokenizer, pad, to_pixels
 
 OBJ = re.compile(r"(small|large) (red|green|blue|yellow|purple|orange) (circle|square|triangle|star)")
 BG = re.compile(r"on a (white|gray|black) background")

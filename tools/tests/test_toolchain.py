@@ -293,7 +293,7 @@ class ReferenceKeys(unittest.TestCase):
 
 class TrainingLabels(unittest.TestCase):
     def test_patch_labels_name_the_object_under_each_patch(self):
-        from tools.train import COLOR_IDS, SHAPE_IDS, SIZE_IDS, patch_labels
+        from tools.batches import COLOR_IDS, SHAPE_IDS, SIZE_IDS, patch_labels
         scene = scenes.Scene("white", scenes.BACKGROUNDS["white"])
         big = scenes.Obj("square", "blue", "large", 0.75, 0.5, 0.22, 0, scenes.COLORS["blue"])
         small = scenes.Obj("circle", "red", "small", 0.2, 0.2, 0.12, 0, scenes.COLORS["red"])
@@ -308,7 +308,7 @@ class TrainingLabels(unittest.TestCase):
 
 
     def test_several_questions_per_scene_are_of_distinct_types_and_point_at_their_image(self):
-        from tools.train import make_batch, make_tokenizer
+        from tools.batches import make_batch, make_tokenizer
         tok, _ = make_tokenizer()
         inv = {i: w for w, i in tok.vocab.items()}
         words = lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
@@ -331,7 +331,7 @@ class TrainingLabels(unittest.TestCase):
         """Not even as non-matches: a text seen only as an ITM negative or a question answered "no"
         teaches the text side that the combination never holds (4.9% of perturbed negatives did)."""
         import re
-        from tools.train import make_batch, make_tokenizer
+        from tools.batches import make_batch, make_tokenizer
         tok, _ = make_tokenizer()
         inv = {i: w for w, i in tok.vocab.items()}
         words = lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
@@ -352,7 +352,8 @@ class TrainingLabels(unittest.TestCase):
         self.assertIn("is there a red circle?", asked)
 
     def test_decolored_objects_are_gray_and_their_colour_labels_ignored(self):
-        from tools.train import MEAN, SHAPE_IDS, STD, VisionAugment, make_vision_batch
+        from tools.augment import VisionAugment
+        from tools.batches import MEAN, SHAPE_IDS, STD, make_vision_batch
         b = make_vision_batch(random.Random(5), 96, 40, 8, VisionAugment(decolor=0.5))
         lab = b["patches"].numpy()  # [B, 64, 6]
         on_object = lab[..., 3] > 0
@@ -373,7 +374,8 @@ class TrainingLabels(unittest.TestCase):
 
     def test_rehued_objects_take_hues_of_no_named_colour_and_lose_their_colour_labels(self):
         import colorsys
-        from tools.train import HUE_MARGIN, NAMED_HUES, SHAPE_IDS, VisionAugment, make_vision_batch, recolor
+        from tools.augment import HUE_MARGIN, NAMED_HUES, VisionAugment, recolor
+        from tools.batches import SHAPE_IDS, make_vision_batch
         hue = lambda rgb: colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[0] * 360
         gap = lambda h: min(min(abs(h - n), 360 - abs(h - n)) for n in NAMED_HUES)
         # the named colours, jittered as the grammar draws them, stay within the margin of their hue
@@ -400,7 +402,8 @@ class TrainingLabels(unittest.TestCase):
         self.assertTrue(np.isin(lab[ignored][:, 1], list(SHAPE_IDS.values())).all())  # shape labels stay
 
     def test_relit_backgrounds_vary_but_never_put_yellow_on_white(self):
-        from tools.train import MEAN, STD, YELLOW_MAX_BACKGROUND, VisionAugment, make_vision_batch, relight
+        from tools.augment import YELLOW_MAX_BACKGROUND, VisionAugment, relight
+        from tools.batches import MEAN, STD, make_vision_batch
         rng = random.Random(3)
         with_yellow, without = [], []
         for _ in range(3000):
@@ -425,7 +428,9 @@ class TrainingLabels(unittest.TestCase):
 
     def test_vision_mix_images_train_only_the_per_patch_loss(self):
         from tools.blip.bundle import scenes_config
-        from tools.train import AUX_CLASSES, VisionAugment, make_batch, make_tokenizer, step_losses
+        from tools.augment import VisionAugment
+        from tools.batches import AUX_CLASSES, make_batch, make_tokenizer
+        from tools.train import step_losses
         tok, _ = make_tokenizer()
         cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
         size, grid = cfg.vision.image_size, cfg.vision.image_size // cfg.vision.patch_size
@@ -468,7 +473,8 @@ class TrainingLabels(unittest.TestCase):
         self.assertNotAlmostEqual(bag(mixed, True), bag(plain, False), places=3)
 
     def test_vision_batch_attribute_bags_keep_only_what_still_holds(self):
-        from tools.train import BAG, VisionAugment, bag_labels, make_vision_batch
+        from tools.augment import VisionAugment
+        from tools.batches import BAG, bag_labels, make_vision_batch
         aug = VisionAugment(gray=0.2, decolor=0.2, rehue=0.3, relight=0.5)
         b = make_vision_batch(random.Random(11), 32, 300, 4, aug)
         color = [k for k, (kind, _) in enumerate(BAG) if kind == "color"]
@@ -545,7 +551,7 @@ class TrainingLabels(unittest.TestCase):
             self.assertNotIn("head resumed", run(first, second, "--aux-labels", "order"))
 
     def test_attribute_bag_labels_and_which_texts_share_them(self):
-        from tools.train import BAG, bag_labels, make_batch, make_tokenizer
+        from tools.batches import BAG, bag_labels, make_batch, make_tokenizer
         s = scenes.Scene("white", (245, 245, 245), [obj("star", "green", "large", cx=0.2), obj("circle", "red", cx=0.8)])
         held = {BAG[i] for i, v in enumerate(bag_labels(s)) if v == 1}
         self.assertEqual(held, {("color", "green"), ("color", "red"), ("shape", "star"), ("shape", "circle"),
@@ -580,7 +586,7 @@ class TrainingLabels(unittest.TestCase):
     def random_start(d: Path) -> tuple[Path, dict]:
         """A checkpoint of a randomly initialised bundle in d, as tools.train --resume reads it."""
         from tools.blip.bundle import scenes_config
-        from tools.train import make_tokenizer
+        from tools.batches import make_tokenizer
         tok, _ = make_tokenizer()
         cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
         torch.manual_seed(0)

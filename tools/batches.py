@@ -1,0 +1,239 @@
+"""Training batches drawn from the scene grammar: the texts (retrieval queries and their paraphrases,
+one-attribute ITM negatives, captions, questions), the training-only labels (per patch and the
+attribute bag), joint and vision-only batches, and the stream that draws them in DataLoader
+worker processes while the model trains (tools.train)."""
+from __future__ import annotations
+
+import copy
+import random
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from tools.augment import VisionAugment, recolor, relight
+from tools.blip import scenes
+from tools.blip.export import CLIP_MEAN, CLIP_STD
+from tools.blip.tokenizer import WordPieceTokenizer, scenes_vocab, tokenizer_json
+
+MEAN = np.array(CLIP_MEAN, dtype=np.float32)
+STD = np.array(CLIP_STD, dtype=np.float32)
+
+
+def make_tokenizer() -> tuple[WordPieceTokenizer, dict]:
+    tj = tokenizer_json(scenes_vocab(scenes.WORDS))
+    added = {a["content"]: a["id"] for a in tj["added_tokens"]}
+    return WordPieceTokenizer(tj["model"]["vocab"], added), tj
+
+
+def to_pixels(img: Image.Image, size: int) -> np.ndarray:
+    img = img.convert("RGB").resize((size, size), resample=Image.BICUBIC)
+    a = (np.asarray(img, dtype=np.float32) / 255.0 - MEAN) / STD
+    return a.transpose(2, 0, 1)
+
+
+def caption_query(scene: scenes.Scene) -> dict:
+    return {"objects": [{"size": o.size, "color": o.color, "shape": o.shape} for o in scene.objects],
+            "counts": [{"n": len(scene.objects)}], "background": scene.background}
+
+
+PREFIXES = ["", "", "", "", "a picture of ", "an image of ", "a photo of "]
+
+
+def retrieval_text(scene: scenes.Scene, rng: random.Random) -> tuple[str, dict]:
+    r = rng.random()
+    if r < 0.15:
+        return scenes.caption(scene), caption_query(scene)
+    if r < 0.3:
+        return scenes.caption_paraphrase(scene, rng), caption_query(scene)
+    q = scenes.sample_query(scene, rng)
+    return rng.choice(PREFIXES) + scenes.query_text(q, rng), q
+
+
+def perturb(query: dict, scene: scenes.Scene, rng: random.Random) -> tuple[str, dict] | None:
+    """Change one attribute so that the description no longer holds (a very hard ITM negative)."""
+    for _ in range(10):
+        q = copy.deepcopy(query)
+        choices = []
+        if q.get("objects"):
+            choices += ["obj"] * 3
+        if q.get("counts"):
+            choices.append("count")
+        choices.append("bg")
+        kind = rng.choice(choices)
+        if kind == "obj":
+            spec = rng.choice(q["objects"])
+            keys = [k for k in ("color", "shape", "size", "hpos") if spec.get(k)] or ["color"]
+            k = rng.choice(keys)
+            pool = {"color": list(scenes.COLORS), "shape": scenes.SHAPES, "size": list(scenes.SIZES),
+                    "hpos": ["left", "right"]}[k]
+            spec[k] = rng.choice([v for v in pool if v != spec.get(k)])
+        elif kind == "count":
+            c = rng.choice(q["counts"])
+            c["n"] = rng.choice([n for n in (1, 2, 3) if n != c["n"]])
+        else:
+            q["background"] = rng.choice([b for b in scenes.BACKGROUNDS if b != scene.background])
+        # a held-out combination would only ever be seen as a non-match: skip it
+        if not scenes.satisfies(scene, q) and not scenes.mentions_held_out(q):
+            return scenes.query_text(q, rng), q
+    return None
+
+
+COLOR_IDS = {c: i + 1 for i, c in enumerate(scenes.COLORS)}
+SHAPE_IDS = {s: i + 1 for i, s in enumerate(scenes.SHAPES)}
+SIZE_IDS = {s: i + 1 for i, s in enumerate(scenes.SIZES)}
+# Classes of each per-patch label (0 = background): colour, shape, size, rank from the left,
+# horizontal third, vertical third.
+AUX_CLASSES = [len(COLOR_IDS) + 1, len(SHAPE_IDS) + 1, len(SIZE_IDS) + 1, 4, 4, 4]
+# How many of those columns each --aux-labels choice trains.
+AUX_LABEL_SETS = {"attributes": 3, "order": 5, "position": 6}
+
+
+# Columns of the attribute-bag labels: each colour, shape and size present, and the background.
+BAG = ([("color", c) for c in scenes.COLORS] + [("shape", s) for s in scenes.SHAPES] +
+       [("size", s) for s in scenes.SIZES] + [("background", b) for b in scenes.BACKGROUNDS])
+
+
+def bag_labels(scene: scenes.Scene) -> np.ndarray:
+    """Which of the BAG attributes the scene holds (1) or not (0). Single attributes only: a pair
+    such as (purple, triangle) would be 0 in every training scene for the held-out ones."""
+    have = {("background", scene.background)}
+    for o in scene.objects:
+        have |= {("color", o.color), ("shape", o.shape), ("size", o.size)}
+    return np.array([float(a in have) for a in BAG], dtype=np.float32)
+
+
+def patch_labels(scene: scenes.Scene, grid: int, sub: int = 4) -> np.ndarray:
+    """Per patch (row-major, as the ViT flattens them), of the object that covers most of the patch
+    (0 = background), by majority over a sub x sub raster of the patch: colour, shape, size, the
+    object's rank from the left (what caption order and "left or right" questions need), and the
+    horizontal and vertical thirds its centre lies in."""
+    W = grid * sub
+    mask = Image.new("L", (W, W), 0)
+    scenes.draw_objects(ImageDraw.Draw(mask), scene, W, lambda k, o: k + 1)
+    m = np.asarray(mask).reshape(grid, sub, grid, sub).transpose(0, 2, 1, 3).reshape(grid * grid, sub * sub)
+    counts = np.stack([(m == k).sum(1) for k in range(len(scene.objects) + 1)], 1)
+    counts[:, 0] = np.where(counts[:, 1:].sum(1) > 0, -1, counts[:, 0])  # any object pixels: not background
+    winner = counts.argmax(1)
+    rank = {id(o): i + 1 for i, o in enumerate(scene.sorted_objects())}
+    table = np.array([[0] * len(AUX_CLASSES)] + [[COLOR_IDS[o.color], SHAPE_IDS[o.shape], SIZE_IDS[o.size], rank[id(o)],
+                                                  min(2, int(o.cx * 3)) + 1, min(2, int(o.cy * 3)) + 1]
+                                                 for o in scene.objects])
+    return table[winner]
+
+
+def pad(seqs: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    n = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+    return ids, (ids != pad_id).long()
+
+
+def pick_questions(items: list[tuple[str, str, str]], rng: random.Random, n: int) -> list[tuple[str, str, str]]:
+    """Up to n questions of distinct types (each type equally likely, whatever its number of forms)."""
+    types = sorted({t for t, _, _ in items})
+    # n == 1 keeps the random draws of the committed stages, so their commands reproduce them
+    chosen = [rng.choice(types)] if n == 1 else rng.sample(types, min(n, len(types)))
+    return [rng.choice([x for x in items if x[0] == t]) for t in chosen]
+
+
+def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int, grid: int,
+               questions: int = 1, mix: int = 0, aug: VisionAugment | None = None):
+    """A joint batch of bsz scenes; with mix > 0, also `mix` images drawn as make_vision_batch draws
+    them (augmented as `aug` says), for the training-only heads alone (--vision-mix): no text
+    describes them."""
+    sc = [scenes.sample_scene(rng, train=True) for _ in range(bsz)]
+    pix = torch.from_numpy(np.stack([to_pixels(scenes.render_augmented(s, rng), size) for s in sc]))
+    texts, queries = zip(*[retrieval_text(s, rng) for s in sc])
+    # full captions (and their paraphrases) state every attribute: the bag labels hold for them too
+    complete = torch.tensor([q == caption_query(s) for q, s in zip(queries, sc)])
+    match = torch.tensor([[float(scenes.satisfies(s, q)) for q in queries] for s in sc])  # [img, txt]
+    perturbed = [perturb(q, s, rng) for q, s in zip(queries, sc)]
+    caps = [[dec] + tok.encode(scenes.caption(s), max_len)[1:] for s in sc]
+    qa, qa_image = [], []
+    for i, s in enumerate(sc):
+        picked = pick_questions(scenes.questions(s, rng, train=True), rng, questions)
+        qa += picked
+        qa_image += [i] * len(picked)
+    batch = {
+        "scenes": sc, "pixels": pix, "match": match,
+        "patches": torch.from_numpy(np.stack([patch_labels(s, grid) for s in sc])).long(),
+        "bag": torch.from_numpy(np.stack([bag_labels(s) for s in sc])), "complete": complete,
+        "text": pad([tok.encode(t, max_len) for t in texts]),
+        "perturbed": [None if p is None else tok.encode(p[0], max_len) for p in perturbed],
+        "caption": pad(caps),
+        "question": pad([tok.encode(q, max_len) for _, q, _ in qa]),
+        "question_image": torch.tensor(qa_image),
+        "answer": pad([[dec] + tok.encode(a, max_len)[1:] for _, _, a in qa]),
+    }
+    if mix > 0:  # drawn last: without a mix the draws of the earlier stages repeat
+        v = make_vision_batch(rng, size, mix, grid, aug or VisionAugment())
+        batch.update(mix_pixels=v["pixels"], mix_patches=v["patches"], mix_bag=v["bag"], mix_bag_mask=v["bag_mask"])
+    return batch
+
+
+def make_vision_batch(rng: random.Random, size: int, bsz: int, grid: int, aug: VisionAugment = VisionAugment()):
+    """Images and their labels, for --vision-only and --vision-mix, augmented as `aug` says: per patch
+    (patch_labels), and the attribute bag (bag_labels) with a mask of the columns that still hold:
+    recoloured objects have none of the named colours, a relit ground none of the named
+    backgrounds, a grayscale image no colours that can be seen."""
+    pix, labels, bags, masks = [], [], [], []
+    for _ in range(bsz):
+        s = scenes.sample_scene(rng, train=True)
+        lab = patch_labels(s, grid)
+        ranks, relit = [], False
+        if aug.decolor > 0 or aug.rehue > 0:
+            s, ranks = recolor(s, rng, aug.decolor, aug.rehue)
+            for r in ranks:
+                lab[lab[:, 3] == r, 0] = -100
+        if aug.relight > 0 and rng.random() < aug.relight:
+            s, relit = relight(s, rng), True
+        img = scenes.render_augmented(s, rng)
+        grayscale = rng.random() < aug.gray
+        if grayscale:
+            img, lab[:, 0] = img.convert("L"), -100
+        named = [o for r, o in enumerate(s.sorted_objects(), start=1) if r not in ranks]
+        bag = bag_labels(s)
+        bag[:len(scenes.COLORS)] = [float(any(o.color == c for o in named)) for c in scenes.COLORS]
+        mask = np.ones(len(BAG), dtype=np.float32)
+        mask[[k for k, (kind, _) in enumerate(BAG) if (kind == "background" and relit) or (kind == "color" and grayscale)]] = 0
+        pix.append(to_pixels(img, size))
+        labels.append(lab)
+        bags.append(bag)
+        masks.append(mask)
+    return {"pixels": torch.from_numpy(np.stack(pix)), "patches": torch.from_numpy(np.stack(labels)).long(),
+            "bag": torch.from_numpy(np.stack(bags)), "bag_mask": torch.from_numpy(np.stack(masks))}
+
+
+class BatchStream(torch.utils.data.IterableDataset):
+    """Endless training batches. Each DataLoader worker draws from its own seeded stream, so the
+    scenes are drawn and rendered in other processes while the model trains."""
+
+    def __init__(self, seed: int, size: int, bsz: int, grid: int, vision_only: bool = False,
+                 aug: VisionAugment = VisionAugment(), questions: int = 1, mix: int = 0):
+        self.seed, self.size, self.bsz, self.grid = seed, size, bsz, grid
+        self.vision_only, self.aug, self.questions, self.mix = vision_only, aug, questions, mix
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = random.Random(self.seed * 1000 + (info.id if info else 0))
+        tok, _ = make_tokenizer()
+        while True:
+            if self.vision_only:
+                yield make_vision_batch(rng, self.size, self.bsz, self.grid, self.aug)
+            else:
+                yield make_batch(rng, tok, self.size, self.bsz, 35, tok.added["[DEC]"], self.grid, self.questions,
+                                 self.mix, self.aug)
+
+
+def to_device(batch: dict, dev: torch.device) -> dict:
+    out = dict(batch)
+    for k in ("pixels", "match", "patches", "bag", "complete", "question_image", "mix_pixels", "mix_patches",
+              "mix_bag", "mix_bag_mask"):
+        if k in batch:
+            out[k] = batch[k].to(dev, non_blocking=True)
+    for k in ("text", "caption", "question", "answer"):
+        if k in batch:
+            out[k] = tuple(t.to(dev, non_blocking=True) for t in batch[k])
+    return out
