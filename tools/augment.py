@@ -18,7 +18,8 @@ class VisionAugment:
     """How the images of vision-only batches (and of --vision-mix images) leave the grammar's palette.
     Per object: `decolor` a random gray, `rehue` a random hue away from the named ones (colour label
     ignored for both); per image: `gray` grayscale (colour labels ignored), `relight` a random gray
-    background level (backgrounds carry no per-patch label, so none is ignored)."""
+    background level (per-patch labels stay, as backgrounds have none; the attribute bag drops its
+    background columns)."""
     gray: float = 0.0
     decolor: float = 0.0
     rehue: float = 0.0
@@ -32,7 +33,8 @@ def _hue(rgb) -> float:
 NAMED_HUES = [_hue(rgb) for rgb in scenes.COLORS.values()]
 # Hues this far (degrees) from every named colour's are unambiguously "none of the six": the
 # grammar's colours are jittered by +-20 per channel, which moves their hue by up to about 20
-# (purple and green, the least saturated). What is left: yellow-greens, cyans, violets, magentas.
+# (purple and green, the least saturated). What is left: yellow-greens, green-cyans and cyans,
+# a sliver of blue-violet, magentas and pinks.
 HUE_MARGIN = 25
 
 
