@@ -196,8 +196,10 @@ def make_vision_batch(rng: random.Random, size: int, bsz: int, grid: int, aug: V
         named = [o for r, o in enumerate(s.sorted_objects(), start=1) if r not in ranks]
         bag = bag_labels(s)
         bag[:len(scenes.COLORS)] = [float(any(o.color == c for o in named)) for c in scenes.COLORS]
-        mask = np.ones(len(BAG), dtype=np.float32)
-        mask[[k for k, (kind, _) in enumerate(BAG) if (kind == "background" and relit) or (kind == "color" and grayscale)]] = 0
+        dropped = {"background"} if relit else set()
+        if grayscale:
+            dropped.add("color")
+        mask = np.array([0.0 if kind in dropped else 1.0 for kind, _ in BAG], dtype=np.float32)
         pix.append(to_pixels(img, size))
         labels.append(lab)
         bags.append(bag)

@@ -100,7 +100,8 @@ def main() -> None:
             kind = held_out_kind(drawn[b], drawn[b].sorted_objects()[r - 1])
             if kind:
                 kinds.setdefault(kind, []).append(t == p)
-        print("        held-out objects: " + ", ".join(f"{k} {np.mean(v):.3f} ({len(v)})" for k, v in sorted(kinds.items())))
+        scores = ", ".join(f"{k} {np.mean(v):.3f} ({len(v)})" for k, v in sorted(kinds.items()))
+        print(f"        held-out objects: {scores}")
         if name == "shape":
             sizes = [t for _, _, t, _ in per_object(logits, l_te, PROBED["size"])]  # same object order
             conf = np.zeros((2, n - 1, n - 1), dtype=int)  # objects probed as background are left out
