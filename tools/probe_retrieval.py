@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from tools.batches import BAG, make_tokenizer, pad, to_pixels
 from tools.blip import scenes
 from tools.quick_eval import load
-from tools.batches import BAG, make_tokenizer, pad, to_pixels
 from tools.train import bag_logits
 
 

@@ -51,15 +51,6 @@ def encode(vision, n: int, seed: int, train: bool, size: int, grid: int):
     return emb, labels, drawn
 
 
-def held_out_kind(scene: scenes.Scene, o: scenes.Obj) -> str | None:
-    """Which held-out combination (scenes.md) the object itself makes, if any."""
-    if o.color == "yellow" and scene.background == "white":
-        return "yellow on white"
-    if not scenes.mentions_held_out({"objects": [{"color": o.color, "shape": o.shape, "size": o.size}]}):
-        return None
-    return "purple triangle" if o.shape == "triangle" else "large orange star"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint")
@@ -97,7 +88,9 @@ def main() -> None:
         # objects there hid that the encoder misreads these (docs/models.md, stages 13-14).
         kinds: dict[str, list[bool]] = {}
         for b, r, t, p in objs:
-            kind = held_out_kind(drawn[b], drawn[b].sorted_objects()[r - 1])
+            o = drawn[b].sorted_objects()[r - 1]
+            spec = {"color": o.color, "shape": o.shape, "size": o.size}
+            kind = scenes.held_out_combination(spec, drawn[b].background)
             if kind:
                 kinds.setdefault(kind, []).append(t == p)
         scores = ", ".join(f"{k} {np.mean(v):.3f} ({len(v)})" for k, v in sorted(kinds.items()))

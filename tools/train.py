@@ -95,8 +95,9 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
         # Training-only auxiliary loss (not exported): each patch token predicts the colour, shape
         # and size of the object under it. A ViT trained from scratch on 2 CPU cores otherwise
         # spends most of its budget discovering objects; this dense signal gets it there sooner.
-        # The --vision-mix images (recoloured, relit) train only this loss: the joint losses
-        # would otherwise undo what vision-only stages teach the encoder (stages 8-12).
+        # The --vision-mix images (recoloured, relit) train only the training-only heads: this loss,
+        # and the attribute bag's with --aux-bag-mix. Vision-only stages taught the encoder things
+        # the joint stages after them undid (stages 8-12); mixed in, they keep being taught.
         labels = torch.cat([batch["patches"], batch["mix_patches"]]) if mixed else batch["patches"]
         aux = aux_loss(aux_head, emb_all, labels, aux_classes)
     ids, mask = batch["text"]

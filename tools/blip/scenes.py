@@ -69,23 +69,27 @@ class Scene:
 
 # Held-out combinations (scenes.md): never in a training image.
 def is_held_out(scene: Scene) -> bool:
-    """Whether the scene holds a held-out combination (the rule itself is mentions_held_out's)."""
+    """Whether the scene holds a held-out combination (the rule itself is held_out_combination's)."""
     return mentions_held_out({"objects": [{"color": o.color, "shape": o.shape, "size": o.size} for o in scene.objects],
                               "background": scene.background})
+
+
+def held_out_combination(spec: dict, background: str | None) -> str | None:
+    """The held-out combination (scenes.md) that one object spec makes on the background, if any."""
+    if spec.get("color") == "purple" and spec.get("shape") == "triangle":
+        return "purple triangle"
+    if spec.get("color") == "orange" and spec.get("shape") == "star" and spec.get("size") == "large":
+        return "large orange star"
+    if spec.get("color") == "yellow" and background == "white":
+        return "yellow on white"
+    return None
 
 
 def mentions_held_out(query: dict) -> bool:
     """Whether a query's words compose a held-out combination. Training texts must not: a text that
     only ever appears as a non-match (an ITM negative, a question answered "no") teaches the text
     side that the combination never holds, whatever the image shows."""
-    for s in query.get("objects", []):
-        if s.get("color") == "purple" and s.get("shape") == "triangle":
-            return True
-        if s.get("color") == "orange" and s.get("shape") == "star" and s.get("size") == "large":
-            return True
-        if s.get("color") == "yellow" and query.get("background") == "white":
-            return True
-    return False
+    return any(held_out_combination(s, query.get("background")) for s in query.get("objects", []))
 
 
 def _jitter(rgb, amount, rng):
