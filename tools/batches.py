@@ -50,8 +50,9 @@ def retrieval_text(scene: scenes.Scene, rng: random.Random) -> tuple[str, dict]:
     return rng.choice(PREFIXES) + scenes.query_text(q, rng), q
 
 
-def perturb(query: dict, scene: scenes.Scene, rng: random.Random) -> tuple[str, dict] | None:
-    """Change one attribute so that the description no longer holds (a very hard ITM negative)."""
+def perturb(query: dict, scene: scenes.Scene, rng: random.Random, background: bool = True) -> tuple[str, dict] | None:
+    """Change one attribute so that the description no longer holds (a very hard ITM negative).
+    background=False never names a background (a relit scene's is unknown)."""
     for _ in range(10):
         q = copy.deepcopy(query)
         choices = []
@@ -59,7 +60,8 @@ def perturb(query: dict, scene: scenes.Scene, rng: random.Random) -> tuple[str, 
             choices += ["obj"] * 3
         if q.get("counts"):
             choices.append("count")
-        choices.append("bg")
+        if background:
+            choices.append("bg")
         kind = rng.choice(choices)
         if kind == "obj":
             spec = rng.choice(q["objects"])
@@ -139,30 +141,51 @@ def pick_questions(items: list[tuple[str, str, str]], rng: random.Random, n: int
 
 
 def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int, grid: int,
-               questions: int = 1, mix: int = 0, aug: VisionAugment | None = None):
+               questions: int = 1, mix: int = 0, aug: VisionAugment | None = None, relit: float = 0.0):
     """A joint batch of bsz scenes; with mix > 0, also `mix` images drawn as make_vision_batch draws
     them (augmented as `aug` says), for the training-only heads alone (--vision-mix): no text
-    describes them."""
+    describes them. With relit > 0, that fraction of the scenes is shown on a random gray ground
+    (augment.relight) and described only by what it still shows (--joint-relight): retrieval texts
+    that name no background, no caption (every caption names one), no background question, no
+    background column in the attribute bag. A relit image and a text that names a background are
+    neither a match nor a non-match (`known` is False): ITC and ITM leave the pair out."""
     sc = [scenes.sample_scene(rng, train=True) for _ in range(bsz)]
-    pix = torch.from_numpy(np.stack([to_pixels(scenes.render_augmented(s, rng), size) for s in sc]))
-    texts, queries = zip(*[retrieval_text(s, rng) for s in sc])
+    # no draw at all when relit == 0: the draws of the earlier stages repeat
+    is_relit = [relit > 0 and rng.random() < relit for _ in sc]
+    shown = [relight(s, rng) if r else s for s, r in zip(sc, is_relit)]
+    pix = torch.from_numpy(np.stack([to_pixels(scenes.render_augmented(s, rng), size) for s in shown]))
+    texts, queries = [], []
+    for s, r in zip(sc, is_relit):
+        t, q = retrieval_text(s, rng)
+        if r and q.get("background"):
+            q = {k: v for k, v in q.items() if k != "background"}
+            t = scenes.query_text(q, rng)
+        texts.append(t)
+        queries.append(q)
     # full captions (and their paraphrases) state every attribute: the bag labels hold for them too
     complete = torch.tensor([q == caption_query(s) for q, s in zip(queries, sc)])
     match = torch.tensor([[float(scenes.satisfies(s, q)) for q in queries] for s in sc])  # [img, txt]
-    perturbed = [perturb(q, s, rng) for q, s in zip(queries, sc)]
-    caps = [[dec] + tok.encode(scenes.caption(s), max_len)[1:] for s in sc]
+    names_bg = torch.tensor([bool(q.get("background")) for q in queries])
+    known = ~(torch.tensor(is_relit)[:, None] & names_bg[None, :])
+    perturbed = [perturb(q, s, rng, background=not r) for q, s, r in zip(queries, sc, is_relit)]
+    captioned = [i for i, r in enumerate(is_relit) if not r]
+    caps = [[dec] + tok.encode(scenes.caption(sc[i]), max_len)[1:] for i in captioned]
     qa, qa_image = [], []
-    for i, s in enumerate(sc):
-        picked = pick_questions(scenes.questions(s, rng, train=True), rng, questions)
+    for i, (s, r) in enumerate(zip(sc, is_relit)):
+        items = [x for x in scenes.questions(s, rng, train=True) if not (r and x[0] == "background")]
+        picked = pick_questions(items, rng, questions)
         qa += picked
         qa_image += [i] * len(picked)
+    bag_mask = np.ones((bsz, len(BAG)), dtype=np.float32)
+    bag_mask[np.ix_(np.flatnonzero(is_relit), [k for k, (kind, _) in enumerate(BAG) if kind == "background"])] = 0.0
     batch = {
-        "scenes": sc, "pixels": pix, "match": match,
+        "scenes": sc, "pixels": pix, "match": match * known, "known": known,
         "patches": torch.from_numpy(np.stack([patch_labels(s, grid) for s in sc])).long(),
-        "bag": torch.from_numpy(np.stack([bag_labels(s) for s in sc])), "complete": complete,
+        "bag": torch.from_numpy(np.stack([bag_labels(s) for s in sc])), "bag_mask": torch.from_numpy(bag_mask),
+        "complete": complete,
         "text": pad([tok.encode(t, max_len) for t in texts]),
         "perturbed": [None if p is None else tok.encode(p[0], max_len) for p in perturbed],
-        "caption": pad(caps),
+        "caption": pad(caps), "caption_image": torch.tensor(captioned, dtype=torch.long),
         "question": pad([tok.encode(q, max_len) for _, q, _ in qa]),
         "question_image": torch.tensor(qa_image),
         "answer": pad([[dec] + tok.encode(a, max_len)[1:] for _, _, a in qa]),
@@ -213,9 +236,9 @@ class BatchStream(torch.utils.data.IterableDataset):
     scenes are drawn and rendered in other processes while the model trains."""
 
     def __init__(self, seed: int, size: int, bsz: int, grid: int, vision_only: bool = False,
-                 aug: VisionAugment = VisionAugment(), questions: int = 1, mix: int = 0):
+                 aug: VisionAugment = VisionAugment(), questions: int = 1, mix: int = 0, relit: float = 0.0):
         self.seed, self.size, self.bsz, self.grid = seed, size, bsz, grid
-        self.vision_only, self.aug, self.questions, self.mix = vision_only, aug, questions, mix
+        self.vision_only, self.aug, self.questions, self.mix, self.relit = vision_only, aug, questions, mix, relit
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -226,13 +249,13 @@ class BatchStream(torch.utils.data.IterableDataset):
                 yield make_vision_batch(rng, self.size, self.bsz, self.grid, self.aug)
             else:
                 yield make_batch(rng, tok, self.size, self.bsz, 35, tok.added["[DEC]"], self.grid, self.questions,
-                                 self.mix, self.aug)
+                                 self.mix, self.aug, self.relit)
 
 
 def to_device(batch: dict, dev: torch.device) -> dict:
     out = dict(batch)
-    for k in ("pixels", "match", "patches", "bag", "complete", "question_image", "mix_pixels", "mix_patches",
-              "mix_bag", "mix_bag_mask"):
+    for k in ("pixels", "match", "known", "patches", "bag", "bag_mask", "complete", "caption_image", "question_image",
+              "mix_pixels", "mix_patches", "mix_bag", "mix_bag_mask"):
         if k in batch:
             out[k] = batch[k].to(dev, non_blocking=True)
     for k in ("text", "caption", "question", "answer"):

@@ -31,6 +31,9 @@ from tools.blip import scenes
 from tools.blip.bundle import BlipBundle, scenes_config
 
 
+# Learning rate of the training-only heads while --head-warmup freezes the model: a linear probe's.
+HEAD_WARMUP_LR = 1e-3
+
 # Token id range of the whole-word scene vocabulary (after specials and punctuation).
 WORD_RANGE = (0, 0)
 
@@ -71,7 +74,8 @@ def bag_loss(bag_head, img_feat: torch.Tensor, txt_feat: torch.Tensor, batch,
     the --vision-mix images, over the columns their mask keeps."""
     complete = batch["complete"]
     feats, labels = [img_feat, txt_feat[complete]], [batch["bag"], batch["bag"][complete]]
-    masks = [torch.ones_like(batch["bag"]), torch.ones_like(batch["bag"][complete])]
+    # relit scenes (--joint-relight) drop their background column; complete texts are never relit
+    masks = [batch.get("bag_mask", torch.ones_like(batch["bag"])), torch.ones_like(batch["bag"][complete])]
     if mix_feat is not None:
         feats.append(mix_feat)
         labels.append(batch["mix_bag"])
@@ -79,6 +83,30 @@ def bag_loss(bag_head, img_feat: torch.Tensor, txt_feat: torch.Tensor, batch,
     mask = torch.cat(masks)
     loss = F.binary_cross_entropy_with_logits(bag_logits(bag_head, torch.cat(feats)), torch.cat(labels), reduction="none")
     return (loss * mask).sum() / mask.sum()
+
+
+def itc_loss(sim: torch.Tensor, match: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+    """Contrastive loss over the [image, text] similarities: every text that holds for an image is a
+    positive (targets spread evenly over them), both ways. Pairs that are not `known` (a relit
+    image, --joint-relight, and a text that names a background) are neither match nor non-match:
+    left out of both softmaxes (by a finite logit, so that 0 * log p stays 0)."""
+    if known is not None:
+        sim = sim.masked_fill(~known, -1e4)
+    i2t = -(F.log_softmax(sim, 1) * (match / match.sum(1, keepdim=True))).sum(1).mean()
+    t2i = -(F.log_softmax(sim.t(), 1) * (match.t() / match.t().sum(1, keepdim=True))).sum(1).mean()
+    return (i2t + t2i) / 2
+
+
+@torch.no_grad()
+def negative_weights(sim: torch.Tensor, match: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+    """ITM hard-negative sampling weights [image, text], on the CPU: ITC softmax over each image's
+    texts, zero for matches and for pairs that are not known. Mining runs on the CPU: one transfer
+    instead of a device sync per sampled negative."""
+    M, sim = match.cpu(), sim.detach().float().cpu()
+    if known is not None:
+        sim = sim.masked_fill(~known.cpu(), float("-inf"))  # each image's own text is known: no empty row
+    w = torch.softmax(sim, dim=1).masked_fill(M > 0, 0) + 1e-9 * (M == 0)
+    return w * known.cpu() if known is not None else w
 
 
 def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, word_noise: float,
@@ -104,10 +132,8 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     img_feat = r.image_feat(emb)
     txt_feat = r.text_feat(ids, mask)
     sim = img_feat @ txt_feat.t() / temp
-    M = batch["match"]
-    i2t = -(F.log_softmax(sim, 1) * (M / M.sum(1, keepdim=True))).sum(1).mean()
-    t2i = -(F.log_softmax(sim.t(), 1) * (M.t() / M.t().sum(1, keepdim=True))).sum(1).mean()
-    itc = (i2t + t2i) / 2
+    M, known = batch["match"], batch.get("known")
+    itc = itc_loss(sim, M, known)
     # Training-only (not exported): each single attribute must be linearly readable from the ITC
     # features. ITC alone let an image's feature encode conjunctions it was trained on: "a yellow
     # star" ranked yellow stars on white (held out) at a median of 586 of 1200, those on other
@@ -120,10 +146,7 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
 
     # ITM: positives, one negative image per text and one negative text per image (hard: sampled
     # by ITC similarity among true non-matches, or a one-attribute perturbation of the true text)
-    # Mining runs on the CPU: one transfer instead of a device sync per sampled negative.
-    with torch.no_grad():
-        M = M.cpu()
-        w = torch.softmax(sim.detach().float().cpu(), dim=1).masked_fill(M > 0, 0) + 1e-9 * (M == 0)
+    w, M = negative_weights(sim, M, known), M.cpu()
     neg_img, neg_txt_ids = [], []
     ids_cpu, mask_cpu = ids.cpu(), mask.cpu()
     for j in range(B):  # negative image for text j
@@ -152,9 +175,11 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     labels = torch.cat([torch.ones(B), torch.zeros(len(t_idx) + len(i_idx))]).long().to(dev)
     itm = F.cross_entropy(r.itm_logits(all_ids, all_mask, emb, image_index=pair_image), labels)
 
-    ones = torch.ones(B, emb.shape[1], dtype=torch.long, device=dev)
     cap_ids, cap_mask = batch["caption"]
-    lm = lm_loss(model.caption.text_decoder, cap_ids, cap_mask, emb, ones, noise=word_noise, word_ids=WORD_RANGE)
+    # relit scenes have no caption (every caption names the background)
+    cap_emb = emb[batch["caption_image"]] if "caption_image" in batch else emb
+    ones = torch.ones(cap_emb.shape[:2], dtype=torch.long, device=dev)
+    lm = lm_loss(model.caption.text_decoder, cap_ids, cap_mask, cap_emb, ones, noise=word_noise, word_ids=WORD_RANGE)
 
     return itc, itm, lm, vqa_loss(model, batch, emb), aux, bag
 
@@ -212,6 +237,15 @@ def main() -> None:
     ap.add_argument("--relight", type=float, default=0.0,
                     help="vision-only images: probability that the background is a random gray level (never "
                          "near-white behind a yellow object)")
+    ap.add_argument("--joint-relight", type=float, default=0.0,
+                    help="joint stages: probability that a scene is shown on a random gray ground (never near-white "
+                         "behind yellow) and described only by texts that name no background (no caption, no "
+                         "background question): ITC itself then sees yellow on bright grounds")
+    ap.add_argument("--head-warmup", type=int, default=0,
+                    help="first steps train only the training-only heads (per-patch, attribute bag) at lr "
+                         f"{HEAD_WARMUP_LR}, the model frozen: for a stage resumed from a checkpoint without them "
+                         "(tools.recover_checkpoint), whose fresh heads would otherwise send large gradients into "
+                         "the trained encoder")
     ap.add_argument("--aux-bag-mix", action="store_true",
                     help="the attribute-bag head reads the --vision-mix images' ITC features too")
     ap.add_argument("--vision-mix", type=int, default=0,
@@ -265,6 +299,9 @@ def main() -> None:
                          "they apply to --vision-only or --vision-mix images only")
     if args.aux_bag_mix and (args.vision_mix <= 0 or args.aux_bag <= 0):
         raise SystemExit("--aux-bag-mix needs --vision-mix images and the --aux-bag head")
+    if args.joint_relight > 0 and (args.vision_only or args.vqa_only):
+        raise SystemExit("--joint-relight relights joint scenes: not with --vision-only or --vqa-only (--relight is "
+                         "the vision-only images' option)")
     if args.vision_mix > 0 and (args.vision_only or args.vqa_only or args.aux_patch <= 0):
         raise SystemExit("--vision-mix adds per-patch-labelled images to joint steps: it needs a joint stage "
                          "with --aux-patch > 0")
@@ -288,15 +325,19 @@ def main() -> None:
         trained = list(model.vqa.text_encoder.parameters()) + list(model.vqa.text_decoder.parameters())
     else:
         trained = list(model.parameters()) + [temp]
-    params = trained + (list(aux_head.parameters()) if aux_head else []) + (list(bag_head.parameters()) if bag_head else [])
+    heads = (list(aux_head.parameters()) if aux_head else []) + (list(bag_head.parameters()) if bag_head else [])
+    if args.head_warmup > 0 and not heads:
+        raise SystemExit("--head-warmup trains the per-patch and attribute-bag heads: this stage has neither")
+    params = trained + heads
     grid = cfg.vision.image_size // cfg.vision.patch_size
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.02)
+    opt = torch.optim.AdamW([{"params": trained}] + ([{"params": heads}] if heads else []), lr=args.lr,
+                            weight_decay=0.02)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params {n_params/1e6:.2f}M  vocab {V}  batch {args.batch}  image {cfg.vision.image_size}  "
           f"patch {cfg.vision.patch_size} ({grid * grid + 1} tokens)  device {dev}", flush=True)
     if args.workers > 0:
         stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, aug,
-                             args.questions, args.vision_mix)
+                             args.questions, args.vision_mix, args.joint_relight)
         loader = torch.utils.data.DataLoader(stream,
                                              batch_size=None, num_workers=args.workers, collate_fn=_identity,
                                              prefetch_factor=4, persistent_workers=True)
@@ -306,7 +347,7 @@ def main() -> None:
         next_batch = lambda: make_vision_batch(rng, cfg.vision.image_size, args.batch, grid, aug)
     else:
         next_batch = lambda: make_batch(rng, tok, cfg.vision.image_size, args.batch, 35, tok.added["[DEC]"], grid,
-                                        args.questions, args.vision_mix, aug)
+                                        args.questions, args.vision_mix, aug, args.joint_relight)
     budget = args.minutes * 60 if args.minutes else float("inf")
     t0 = time.time()
     step, warm = 0, max(1, args.warmup)
@@ -323,9 +364,14 @@ def main() -> None:
         if elapsed > budget or step >= args.steps:
             break
         frac = max(step / args.steps, elapsed / budget)
-        lr = args.lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+        frozen = step < args.head_warmup
+        if step == 0 or step == args.head_warmup:
+            for p in trained:
+                p.requires_grad_(not frozen)
+        lr = args.lr * min(1.0, (max(0, step - args.head_warmup) + 1) / warm) * \
+            (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for k, g in enumerate(opt.param_groups):
+            g["lr"] = HEAD_WARMUP_LR if frozen and k == 1 else lr
         batch = to_device(next_batch(), dev)
         model.train()
         if args.vision_only:

@@ -499,6 +499,93 @@ class TrainingLabels(unittest.TestCase):
         self.assertGreater(seen["recoloured"], 50)
         self.assertTrue(60 < seen["gray"] < 100 and 100 < seen["relit"] < 200, seen)
 
+    def test_relit_joint_scenes_are_described_only_by_what_they_still_show(self):
+        from tools.batches import BAG, make_batch, make_tokenizer
+        tok, _ = make_tokenizer()
+        inv = {i: w for w, i in tok.vocab.items()}
+        words = lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
+        draw = lambda relit: make_batch(random.Random(9), tok, 16, 64, 35, tok.added["[DEC]"], 4, 3, relit=relit)
+        plain = draw(0.0)
+        self.assertTrue(plain["known"].all() and (plain["bag_mask"] == 1).all())
+        self.assertEqual(plain["caption_image"].tolist(), list(range(64)))
+        b = draw(0.4)
+        relit = sorted(set(range(64)) - set(b["caption_image"].tolist()))  # relit scenes have no caption
+        self.assertTrue(12 < len(relit) < 40, len(relit))
+        self.assertEqual(b["caption"][0].shape[0], 64 - len(relit))
+        texts = [words(t) for t in b["text"][0].tolist()]
+        names_bg = torch.tensor(["background" in t for t in texts])
+        self.assertTrue(names_bg.any())
+        background = [k for k, (kind, _) in enumerate(BAG) if kind == "background"]
+        questions = [words(q) for q in b["question"][0].tolist()]
+        asked = {i: [q for q, j in zip(questions, b["question_image"].tolist()) if j == i] for i in range(64)}
+        self.assertTrue(any("background" in q for i in range(64) if i not in relit for q in asked[i]))
+        for i in range(64):
+            if i in relit:
+                # its texts name no background; it and a text that does are neither match nor non-match
+                self.assertFalse(names_bg[i], texts[i])
+                self.assertTrue(torch.equal(b["known"][i], ~names_bg))
+                self.assertEqual(float(b["match"][i][names_bg].sum()), 0.0)
+                self.assertTrue(b["perturbed"][i] is None or "background" not in words(b["perturbed"][i]))
+                self.assertFalse(any("background" in q for q in asked[i]), asked[i])
+                self.assertEqual(b["bag_mask"][i, background].tolist(), [0.0] * len(background))
+                self.assertEqual(float(b["bag_mask"][i].sum()), len(BAG) - len(background))
+            else:
+                self.assertTrue(b["known"][i].all() and (b["bag_mask"][i] == 1).all())
+            self.assertEqual(float(b["match"][i, i]), 1.0)  # every scene's own text holds
+
+    def test_relit_scenes_train_no_caption_and_no_background_in_the_attribute_bag(self):
+        from tools.blip.bundle import scenes_config
+        from tools.batches import BAG, AUX_CLASSES, make_batch, make_tokenizer
+        from tools.train import lm_loss, step_losses
+        tok, _ = make_tokenizer()
+        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
+        b = make_batch(random.Random(4), tok, cfg.vision.image_size, 8, 35, tok.added["[DEC]"],
+                       cfg.vision.image_size // cfg.vision.patch_size, relit=0.5)
+        relit = sorted(set(range(8)) - set(b["caption_image"].tolist()))
+        self.assertTrue(0 < len(relit) < 8)
+        torch.manual_seed(0)
+        model = BlipBundle(cfg).eval()
+        bag_head = torch.nn.Linear(cfg.image_text_hidden_size, len(BAG))
+
+        def losses(batch):
+            torch.manual_seed(1)
+            return [float(x) for x in step_losses(model, batch, torch.tensor(0.07), random.Random(1), 0.0,
+                                                  torch.nn.Linear(cfg.vision.hidden_size, sum(AUX_CLASSES)), bag_head=bag_head)]
+        base = losses(b)
+        # the captioning loss is that of the captioned (not relit) images alone
+        emb = model.retrieval.vision_model(b["pixels"][b["caption_image"]])
+        ones = torch.ones(emb.shape[:2], dtype=torch.long)
+        self.assertAlmostEqual(base[2], float(lm_loss(model.caption.text_decoder, *b["caption"], emb, ones)), places=4)
+        # a relit image's background labels are not trained; another image's are
+        background = [k for k, (kind, _) in enumerate(BAG) if kind == "background"]
+        flip = lambda rows: dict(b, bag=b["bag"].clone().index_put_(
+            (torch.tensor(rows)[:, None], torch.tensor(background)[None, :]), 1 - b["bag"][rows][:, background]))
+        self.assertAlmostEqual(losses(flip(relit))[5], base[5], places=5)
+        self.assertNotAlmostEqual(losses(flip(b["caption_image"][:1].tolist()))[5], base[5], places=3)
+
+    def test_contrastive_loss_and_negatives_leave_unknown_pairs_out(self):
+        from tools.train import itc_loss, negative_weights
+        torch.manual_seed(0)
+        n = 8
+        match = torch.eye(n)
+        match[0, 3] = match[3, 0] = 1.0
+        known = torch.ones(n, n, dtype=torch.bool)
+        known[2, 5] = known[6, 1] = known[6, 4] = False
+        sim = torch.randn(n, n) * 3
+        base = itc_loss(sim, match, known)
+        self.assertTrue(torch.isfinite(base))
+        moved = sim.clone()
+        moved[~known] += torch.tensor([40.0, -40.0, 25.0])
+        self.assertAlmostEqual(float(itc_loss(moved, match, known)), float(base), places=5)
+        moved = sim.clone()
+        moved[2, 4] += 5.0  # a known non-match does count
+        self.assertGreater(float(itc_loss(moved, match, known)), float(base) + 1e-3)
+        self.assertAlmostEqual(float(itc_loss(sim, match)), float(itc_loss(sim, match, torch.ones_like(known))), places=6)
+        w = negative_weights(sim, match, known)
+        self.assertTrue((w[~known] == 0).all() and (w[match > 0] == 0).all())
+        self.assertTrue((w[known & (match == 0)] > 0).all())
+        self.assertTrue(torch.allclose(w[6], negative_weights(moved, match, known)[6]))  # row 6 untouched by moved
+
     def test_palette_options_apply_only_to_images_that_no_text_describes(self):
         with tempfile.TemporaryDirectory() as d:
             start, _ = self.random_start(Path(d))
@@ -511,6 +598,27 @@ class TrainingLabels(unittest.TestCase):
             self.assertIn("step 2 ", out)
             self.assertEqual(torch.load(Path(d) / "x.pt")["step"], 2)
 
+
+    def test_joint_relight_runs_through_the_workers_and_the_head_warmup_leaves_the_model_alone(self):
+        with tempfile.TemporaryDirectory() as d:
+            start, before = self.random_start(Path(d))
+            out = Path(d) / "x.pt"
+            with self.assertRaises(subprocess.CalledProcessError) as refused:
+                self.train("--steps", "1", "--vision-only", "--joint-relight", "0.5", resume=start, out=out)
+            self.assertIn("not with --vision-only", refused.exception.stderr)
+            with self.assertRaises(subprocess.CalledProcessError) as refused:
+                self.train("--steps", "1", "--vqa-only", "--head-warmup", "1", resume=start, out=out)
+            self.assertIn("has neither", refused.exception.stderr)
+            flags = ("--workers", "1", "--joint-relight", "0.5", "--aux-bag", "1", "--log-every", "1")
+            self.assertIn("step 2 ", self.train("--steps", "2", "--head-warmup", "2", *flags, resume=start, out=out))
+            saved = torch.load(out)
+            # two steps of heads alone: the model (and so every exported graph) is as it was
+            self.assertEqual([k for k in before if not torch.equal(before[k], saved["model"][k])], [])
+            self.assertIsNotNone(saved["bag_head"])
+            self.train("--steps", "2", "--head-warmup", "1", *flags, resume=start, out=out)
+            after = torch.load(out)["model"]
+            self.assertIn("retrieval.vision_model.encoder.layers.0.self_attn.qkv.weight",
+                          [k for k in before if not torch.equal(before[k], after[k])])
 
     def test_word_noise_replaces_only_teacher_forced_scene_words(self):
         from tools.train import lm_loss
