@@ -1,8 +1,9 @@
 """Training images outside the grammar's palette, which no text describes: objects recoloured in
 grays or in hues of no named colour, grounds relit to any gray (never near-white behind yellow).
 They teach the image encoder colour apart from the ground's lightness, and shape apart from
-colour, without showing a held-out combination (docs/models.md, stages 8-10 and 15-16). Only
-vision-only batches and the --vision-mix images of joint batches use them (tools.batches)."""
+colour, without showing a held-out combination (docs/models.md, stages 8-10 and 15-16). Vision-only
+batches and the --vision-mix images of joint batches use them with no text; joint scenes
+(--joint-relight, --joint-recolor) with texts kept to what still holds (tools.batches)."""
 from __future__ import annotations
 
 import colorsys
@@ -66,6 +67,11 @@ def recolor(scene: scenes.Scene, rng: random.Random, gray: float, hue: float = 0
             o.rgb = random_hue_rgb(rng)
             ranks.append(r)
     return scene, ranks
+
+
+# The colour of a recoloured object in a scene that texts still describe (--joint-recolor): none of
+# the named ones, so "a purple triangle" is false of a triangle in a hue beside purple.
+OFF_PALETTE = "off-palette"
 
 
 # Brightest background behind a yellow object when relighting: the grammar's white is 245 +- 12,

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from tools.augment import VisionAugment, recolor, relight
+from tools.augment import OFF_PALETTE, VisionAugment, recolor, relight
 from tools.blip import scenes
 from tools.blip.export import CLIP_MEAN, CLIP_STD
 from tools.blip.tokenizer import WordPieceTokenizer, scenes_vocab, tokenizer_json
@@ -81,6 +81,22 @@ def perturb(query: dict, scene: scenes.Scene, rng: random.Random, background: bo
     return None
 
 
+def without_colors(query: dict, scene: scenes.Scene) -> dict:
+    """The query with every colour left out: object specs lose theirs (still true of the scene, as
+    fewer conditions), a count of one colour becomes a count of all shapes (exact again)."""
+    q = copy.deepcopy(query)
+    for spec in q.get("objects", []):
+        if spec.pop("color", None) and not spec.get("shape"):
+            spec.setdefault("noun", "shape")
+    q["counts"] = [{"n": len(scene.objects), "noun": c.get("noun", "shape")} if c.get("color") else c
+                   for c in q.get("counts", [])]
+    return q
+
+
+# Question types that name no colour, in question or answer: what a scene whose objects were
+# recoloured out of the palette (--joint-recolor) is asked.
+COLORLESS_QUESTIONS = {"count_all", "count_shape", "background", "size_of_shape"}
+
 COLOR_IDS = {c: i + 1 for i, c in enumerate(scenes.COLORS)}
 SHAPE_IDS = {s: i + 1 for i, s in enumerate(scenes.SHAPES)}
 SIZE_IDS = {s: i + 1 for i, s in enumerate(scenes.SIZES)}
@@ -141,47 +157,73 @@ def pick_questions(items: list[tuple[str, str, str]], rng: random.Random, n: int
 
 
 def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int, grid: int,
-               questions: int = 1, mix: int = 0, aug: VisionAugment | None = None, relit: float = 0.0):
+               questions: int = 1, mix: int = 0, aug: VisionAugment | None = None, relit: float = 0.0,
+               recolored: float = 0.0):
     """A joint batch of bsz scenes; with mix > 0, also `mix` images drawn as make_vision_batch draws
     them (augmented as `aug` says), for the training-only heads alone (--vision-mix): no text
-    describes them. With relit > 0, that fraction of the scenes is shown on a random gray ground
-    (augment.relight) and described only by what it still shows (--joint-relight): retrieval texts
-    that name no background, no caption (every caption names one), no background question, no
-    background column in the attribute bag. A relit image and a text that names a background are
-    neither a match nor a non-match (`known` is False): ITC and ITM leave the pair out."""
+    describes them.
+
+    With relit > 0, that fraction of the scenes is shown on a random gray ground (augment.relight)
+    and described only by what it still shows (--joint-relight): retrieval texts that name no
+    background, no caption (every caption names one), no background question, no background
+    column in the attribute bag. A relit image and a text that names a background are neither a
+    match nor a non-match (`known` is False): ITC and ITM leave the pair out.
+
+    With recolored > 0, that fraction of the scenes has objects recoloured as `aug` says
+    (augment.recolor: a gray, or a hue of no named colour; --joint-recolor). Such an object has
+    none of the named colours (OFF_PALETTE), so every text is still true or false of the image:
+    its own text names no colour (without_colors), no caption, only colourless questions, its
+    colour patches ignored. Held-out purple triangles are read as stars partly because shape is
+    learnt from colour; triangles in hues beside purple, named by shape alone, teach ITC otherwise."""
     sc = [scenes.sample_scene(rng, train=True) for _ in range(bsz)]
-    # no draw at all when relit == 0: the draws of the earlier stages repeat
+    # no draw at all when relit == 0 (nor when recolored == 0): the draws of earlier stages repeat
     is_relit = [relit > 0 and rng.random() < relit for _ in sc]
     shown = [relight(s, rng) if r else s for s, r in zip(sc, is_relit)]
+    ranks = [[] for _ in sc]  # ranks from the left of the recoloured objects of each scene
+    if recolored > 0:
+        aug = aug or VisionAugment()
+        for i in range(bsz):
+            if rng.random() < recolored:
+                shown[i], ranks[i] = recolor(shown[i], rng, aug.decolor, aug.rehue)
+                for r, o in enumerate(shown[i].sorted_objects(), start=1):
+                    if r in ranks[i]:
+                        o.color = OFF_PALETTE
     pix = torch.from_numpy(np.stack([to_pixels(scenes.render_augmented(s, rng), size) for s in shown]))
     texts, queries = [], []
-    for s, r in zip(sc, is_relit):
+    for s, r, k in zip(sc, is_relit, ranks):
         t, q = retrieval_text(s, rng)
         if r and q.get("background"):
-            q = {k: v for k, v in q.items() if k != "background"}
+            q = {key: v for key, v in q.items() if key != "background"}
+            t = scenes.query_text(q, rng)
+        if k:
+            q = without_colors(q, s)
             t = scenes.query_text(q, rng)
         texts.append(t)
         queries.append(q)
     # full captions (and their paraphrases) state every attribute: the bag labels hold for them too
     complete = torch.tensor([q == caption_query(s) for q, s in zip(queries, sc)])
-    match = torch.tensor([[float(scenes.satisfies(s, q)) for q in queries] for s in sc])  # [img, txt]
+    match = torch.tensor([[float(scenes.satisfies(s, q)) for q in queries] for s in shown])  # [img, txt]
     names_bg = torch.tensor([bool(q.get("background")) for q in queries])
     known = ~(torch.tensor(is_relit)[:, None] & names_bg[None, :])
-    perturbed = [perturb(q, s, rng, background=not r) for q, s, r in zip(queries, sc, is_relit)]
-    captioned = [i for i, r in enumerate(is_relit) if not r]
+    perturbed = [perturb(q, s, rng, background=not r) for q, s, r in zip(queries, shown, is_relit)]
+    captioned = [i for i, (r, k) in enumerate(zip(is_relit, ranks)) if not r and not k]
     caps = [[dec] + tok.encode(scenes.caption(sc[i]), max_len)[1:] for i in captioned]
     qa, qa_image = [], []
-    for i, (s, r) in enumerate(zip(sc, is_relit)):
-        items = [x for x in scenes.questions(s, rng, train=True) if not (r and x[0] == "background")]
+    for i, (s, r, k) in enumerate(zip(sc, is_relit, ranks)):  # colourless answers are those of the scene drawn
+        items = [x for x in scenes.questions(s, rng, train=True)
+                 if not (r and x[0] == "background") and not (k and x[0] not in COLORLESS_QUESTIONS)]
         picked = pick_questions(items, rng, questions)
         qa += picked
         qa_image += [i] * len(picked)
     bag_mask = np.ones((bsz, len(BAG)), dtype=np.float32)
     bag_mask[np.ix_(np.flatnonzero(is_relit), [k for k, (kind, _) in enumerate(BAG) if kind == "background"])] = 0.0
+    patches = np.stack([patch_labels(s, grid) for s in sc])
+    for i, k in enumerate(ranks):
+        patches[i][np.isin(patches[i][:, 3], k) & (patches[i][:, 3] > 0), 0] = -100
     batch = {
-        "scenes": sc, "pixels": pix, "match": match * known, "known": known,
-        "patches": torch.from_numpy(np.stack([patch_labels(s, grid) for s in sc])).long(),
-        "bag": torch.from_numpy(np.stack([bag_labels(s) for s in sc])), "bag_mask": torch.from_numpy(bag_mask),
+        "scenes": shown, "pixels": pix, "match": match * known, "known": known,
+        "patches": torch.from_numpy(patches).long(),
+        "bag": torch.from_numpy(np.stack([bag_labels(s) for s in shown])), "bag_mask": torch.from_numpy(bag_mask),
         "complete": complete,
         "text": pad([tok.encode(t, max_len) for t in texts]),
         "perturbed": [None if p is None else tok.encode(p[0], max_len) for p in perturbed],
@@ -236,9 +278,11 @@ class BatchStream(torch.utils.data.IterableDataset):
     scenes are drawn and rendered in other processes while the model trains."""
 
     def __init__(self, seed: int, size: int, bsz: int, grid: int, vision_only: bool = False,
-                 aug: VisionAugment = VisionAugment(), questions: int = 1, mix: int = 0, relit: float = 0.0):
+                 aug: VisionAugment = VisionAugment(), questions: int = 1, mix: int = 0, relit: float = 0.0,
+                 recolored: float = 0.0):
         self.seed, self.size, self.bsz, self.grid = seed, size, bsz, grid
-        self.vision_only, self.aug, self.questions, self.mix, self.relit = vision_only, aug, questions, mix, relit
+        self.vision_only, self.aug, self.questions, self.mix = vision_only, aug, questions, mix
+        self.relit, self.recolored = relit, recolored
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -249,7 +293,7 @@ class BatchStream(torch.utils.data.IterableDataset):
                 yield make_vision_batch(rng, self.size, self.bsz, self.grid, self.aug)
             else:
                 yield make_batch(rng, tok, self.size, self.bsz, 35, tok.added["[DEC]"], self.grid, self.questions,
-                                 self.mix, self.aug, self.relit)
+                                 self.mix, self.aug, self.relit, self.recolored)
 
 
 def to_device(batch: dict, dev: torch.device) -> dict:

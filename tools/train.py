@@ -241,6 +241,10 @@ def main() -> None:
                     help="joint stages: probability that a scene is shown on a random gray ground (never near-white "
                          "behind yellow) and described only by texts that name no background (no caption, no "
                          "background question): ITC itself then sees yellow on bright grounds")
+    ap.add_argument("--joint-recolor", type=float, default=0.0,
+                    help="joint stages: probability that a scene's objects are recoloured as --decolor and --rehue "
+                         "say (per object), the texts then naming no colour (no caption, colourless questions): "
+                         "ITC sees shapes in hues beside the named ones, named by shape alone")
     ap.add_argument("--head-warmup", type=int, default=0,
                     help="first steps train only the training-only heads (per-patch, attribute bag) at lr "
                          f"{HEAD_WARMUP_LR}, the model frozen: for a stage resumed from a checkpoint without them "
@@ -294,9 +298,12 @@ def main() -> None:
     if args.vision_only and args.aux_patch <= 0:
         raise SystemExit("--vision-only trains on the per-patch labels: --aux-patch must be > 0")
     aug = VisionAugment(args.gray, args.decolor, args.rehue, args.relight)
-    if aug != VisionAugment() and not (args.vision_only or args.vision_mix > 0):
+    if aug != VisionAugment() and not (args.vision_only or args.vision_mix > 0 or args.joint_recolor > 0):
         raise SystemExit("--gray, --decolor, --rehue and --relight draw images that texts would describe wrongly: "
-                         "they apply to --vision-only or --vision-mix images only")
+                         "they apply to --vision-only or --vision-mix images only (and --decolor, --rehue to the "
+                         "scenes --joint-recolor picks)")
+    if args.joint_recolor > 0 and (args.vision_only or args.vqa_only or aug.decolor + aug.rehue <= 0):
+        raise SystemExit("--joint-recolor recolours joint scenes' objects: a joint stage, with --decolor or --rehue")
     if args.aux_bag_mix and (args.vision_mix <= 0 or args.aux_bag <= 0):
         raise SystemExit("--aux-bag-mix needs --vision-mix images and the --aux-bag head")
     if args.joint_relight > 0 and (args.vision_only or args.vqa_only):
@@ -337,7 +344,7 @@ def main() -> None:
           f"patch {cfg.vision.patch_size} ({grid * grid + 1} tokens)  device {dev}", flush=True)
     if args.workers > 0:
         stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, aug,
-                             args.questions, args.vision_mix, args.joint_relight)
+                             args.questions, args.vision_mix, args.joint_relight, args.joint_recolor)
         loader = torch.utils.data.DataLoader(stream,
                                              batch_size=None, num_workers=args.workers, collate_fn=_identity,
                                              prefetch_factor=4, persistent_workers=True)
@@ -347,7 +354,7 @@ def main() -> None:
         next_batch = lambda: make_vision_batch(rng, cfg.vision.image_size, args.batch, grid, aug)
     else:
         next_batch = lambda: make_batch(rng, tok, cfg.vision.image_size, args.batch, 35, tok.added["[DEC]"], grid,
-                                        args.questions, args.vision_mix, aug, args.joint_relight)
+                                        args.questions, args.vision_mix, aug, args.joint_relight, args.joint_recolor)
     budget = args.minutes * 60 if args.minutes else float("inf")
     t0 = time.time()
     step, warm = 0, max(1, args.warmup)

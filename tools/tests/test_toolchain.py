@@ -533,6 +533,45 @@ class TrainingLabels(unittest.TestCase):
                 self.assertTrue(b["known"][i].all() and (b["bag_mask"][i] == 1).all())
             self.assertEqual(float(b["match"][i, i]), 1.0)  # every scene's own text holds
 
+    def test_recolored_joint_scenes_are_described_without_colours(self):
+        from tools.augment import OFF_PALETTE, VisionAugment
+        from tools.batches import BAG, make_batch, make_tokenizer, without_colors
+        tok, _ = make_tokenizer()
+        inv = {i: w for w, i in tok.vocab.items()}
+        words = lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
+        colour_words = set(scenes.COLORS)
+        b = make_batch(random.Random(12), tok, 16, 64, 35, tok.added["[DEC]"], 4, 3,
+                       aug=VisionAugment(decolor=0.2, rehue=0.3), recolored=0.5)
+        recolored = [i for i, s in enumerate(b["scenes"]) if any(o.color == OFF_PALETTE for o in s.objects)]
+        self.assertTrue(10 < len(recolored) < 40, len(recolored))
+        texts = [words(t) for t in b["text"][0].tolist()]
+        qs = [(words(q), words(a), j) for q, a, j in zip(b["question"][0].tolist(), b["answer"][0].tolist(),
+                                                          b["question_image"].tolist())]
+        self.assertTrue(any(colour_words & set(q.split()) for q, _, j in qs if j not in recolored))
+        color_cols = [k for k, (kind, _) in enumerate(BAG) if kind == "color"]
+        for i in recolored:
+            s = b["scenes"][i]
+            self.assertFalse(colour_words & set(texts[i].split()), texts[i])
+            self.assertNotIn(i, b["caption_image"].tolist())
+            for q, a, j in qs:
+                if j == i:
+                    self.assertFalse(colour_words & set((q + " " + a).split()), (q, a))
+            # colour patches of a recoloured object are ignored; those of the others stay
+            ranks = [r for r, o in enumerate(s.sorted_objects(), start=1) if o.color == OFF_PALETTE]
+            lab = b["patches"][i].numpy()
+            on_recolored = np.isin(lab[:, 3], ranks)
+            self.assertTrue((lab[on_recolored, 0] == -100).all() and (lab[~on_recolored, 0] >= 0).all())
+            named = {o.color for o in s.objects if o.color != OFF_PALETTE}
+            self.assertEqual({BAG[k][1] for k in color_cols if b["bag"][i, k] == 1}, named)
+            self.assertEqual(float(b["match"][i, i]), 1.0)
+        # a text that names a colour is false of an object recoloured out of the palette
+        s = scenes.Scene("gray", (128, 128, 128), [obj("triangle", "orange")])
+        s.objects[0].color = OFF_PALETTE
+        self.assertFalse(scenes.satisfies(s, {"objects": [{"color": "orange", "shape": "triangle"}]}))
+        q = without_colors({"objects": [{"color": "orange", "noun": "object"}], "counts": [{"n": 1, "color": "orange"}]}, s)
+        self.assertTrue(scenes.satisfies(s, q))
+        self.assertEqual(scenes.query_text(q), "one shape and a object")
+
     def test_relit_scenes_train_no_caption_and_no_background_in_the_attribute_bag(self):
         from tools.blip.bundle import scenes_config
         from tools.batches import BAG, AUX_CLASSES, make_batch, make_tokenizer
@@ -599,7 +638,7 @@ class TrainingLabels(unittest.TestCase):
             self.assertEqual(torch.load(Path(d) / "x.pt")["step"], 2)
 
 
-    def test_joint_relight_runs_through_the_workers_and_the_head_warmup_leaves_the_model_alone(self):
+    def test_joint_relight_and_recolor_run_through_the_workers_and_the_head_warmup_leaves_the_model_alone(self):
         with tempfile.TemporaryDirectory() as d:
             start, before = self.random_start(Path(d))
             out = Path(d) / "x.pt"
@@ -609,7 +648,11 @@ class TrainingLabels(unittest.TestCase):
             with self.assertRaises(subprocess.CalledProcessError) as refused:
                 self.train("--steps", "1", "--vqa-only", "--head-warmup", "1", resume=start, out=out)
             self.assertIn("has neither", refused.exception.stderr)
-            flags = ("--workers", "1", "--joint-relight", "0.5", "--aux-bag", "1", "--log-every", "1")
+            with self.assertRaises(subprocess.CalledProcessError) as refused:
+                self.train("--steps", "1", "--joint-recolor", "0.5", resume=start, out=out)
+            self.assertIn("with --decolor or --rehue", refused.exception.stderr)
+            flags = ("--workers", "1", "--joint-relight", "0.5", "--joint-recolor", "0.5", "--rehue", "0.5",
+                     "--aux-bag", "1", "--log-every", "1")
             self.assertIn("step 2 ", self.train("--steps", "2", "--head-warmup", "2", *flags, resume=start, out=out))
             saved = torch.load(out)
             # two steps of heads alone: the model (and so every exported graph) is as it was
