@@ -50,9 +50,11 @@ def retrieval_text(scene: scenes.Scene, rng: random.Random) -> tuple[str, dict]:
     return rng.choice(PREFIXES) + scenes.query_text(q, rng), q
 
 
-def perturb(query: dict, scene: scenes.Scene, rng: random.Random, background: bool = True) -> tuple[str, dict] | None:
+def perturb(query: dict, scene: scenes.Scene, rng: random.Random, background: bool = True,
+            confounded: bool = True) -> tuple[str, dict] | None:
     """Change one attribute so that the description no longer holds (a very hard ITM negative).
-    background=False never names a background (a relit scene's is unknown)."""
+    background=False never names a background (a relit scene's is unknown); confounded=False never
+    makes a held-out combination with the scene's ground (see make_batch)."""
     for _ in range(10):
         q = copy.deepcopy(query)
         choices = []
@@ -76,6 +78,8 @@ def perturb(query: dict, scene: scenes.Scene, rng: random.Random, background: bo
         else:
             q["background"] = rng.choice([b for b in scenes.BACKGROUNDS if b != scene.background])
         # a held-out combination would only ever be seen as a non-match: skip it
+        if not confounded and (scenes.held_out_on(q, scene.background) or scenes.held_out_on(q, q.get("background"))):
+            continue
         if not scenes.satisfies(scene, q) and not scenes.mentions_held_out(q):
             return scenes.query_text(q, rng), q
     return None
@@ -158,7 +162,7 @@ def pick_questions(items: list[tuple[str, str, str]], rng: random.Random, n: int
 
 def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int, grid: int,
                questions: int = 1, mix: int = 0, aug: VisionAugment | None = None, relit: float = 0.0,
-               recolored: float = 0.0):
+               recolored: float = 0.0, confounded: bool = True):
     """A joint batch of bsz scenes; with mix > 0, also `mix` images drawn as make_vision_batch draws
     them (augmented as `aug` says), for the training-only heads alone (--vision-mix): no text
     describes them.
@@ -174,7 +178,14 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
     none of the named colours (OFF_PALETTE), so every text is still true or false of the image:
     its own text names no colour (without_colors), no caption, only colourless questions, its
     colour patches ignored. Held-out purple triangles are read as stars partly because shape is
-    learnt from colour; triangles in hues beside purple, named by shape alone, teach ITC otherwise."""
+    learnt from colour; triangles in hues beside purple, named by shape alone, teach ITC otherwise.
+
+    With confounded=False (--no-confounded-negatives), a text and an image on whose ground the text
+    would make a held-out combination ("a yellow star", a white image) are neither match nor
+    non-match either, and the attribute bag does not train that colour on that ground: no training
+    image shows yellow on white, so every white image is a true non-match of every text naming
+    yellow, and ITC learnt "white ground, not yellow" from exactly those pairs (docs/models.md,
+    stage 19)."""
     sc = [scenes.sample_scene(rng, train=True) for _ in range(bsz)]
     # no draw at all when relit == 0 (nor when recolored == 0): the draws of earlier stages repeat
     is_relit = [relit > 0 and rng.random() < relit for _ in sc]
@@ -205,7 +216,10 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
     match = torch.tensor([[float(scenes.satisfies(s, q)) for q in queries] for s in shown])  # [img, txt]
     names_bg = torch.tensor([bool(q.get("background")) for q in queries])
     known = ~(torch.tensor(is_relit)[:, None] & names_bg[None, :])
-    perturbed = [perturb(q, s, rng, background=not r) for q, s, r in zip(queries, shown, is_relit)]
+    if not confounded:
+        known &= torch.tensor([[not scenes.held_out_on(q, s.background) for q in queries] for s in sc])
+    perturbed = [perturb(q, s, rng, background=not r, confounded=confounded)
+                 for q, s, r in zip(queries, shown, is_relit)]
     captioned = [i for i, (r, k) in enumerate(zip(is_relit, ranks)) if not r and not k]
     caps = [[dec] + tok.encode(scenes.caption(sc[i]), max_len)[1:] for i in captioned]
     qa, qa_image = [], []
@@ -217,6 +231,10 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
         qa_image += [i] * len(picked)
     bag_mask = np.ones((bsz, len(BAG)), dtype=np.float32)
     bag_mask[np.ix_(np.flatnonzero(is_relit), [k for k, (kind, _) in enumerate(BAG) if kind == "background"])] = 0.0
+    if not confounded:
+        for i, s in enumerate(sc):
+            bag_mask[i, [k for k, (kind, v) in enumerate(BAG)
+                         if kind == "color" and scenes.held_out_combination({"color": v}, s.background)]] = 0.0
     patches = np.stack([patch_labels(s, grid) for s in sc])
     for i, k in enumerate(ranks):
         patches[i][np.isin(patches[i][:, 3], k) & (patches[i][:, 3] > 0), 0] = -100
@@ -279,10 +297,10 @@ class BatchStream(torch.utils.data.IterableDataset):
 
     def __init__(self, seed: int, size: int, bsz: int, grid: int, vision_only: bool = False,
                  aug: VisionAugment = VisionAugment(), questions: int = 1, mix: int = 0, relit: float = 0.0,
-                 recolored: float = 0.0):
+                 recolored: float = 0.0, confounded: bool = True):
         self.seed, self.size, self.bsz, self.grid = seed, size, bsz, grid
         self.vision_only, self.aug, self.questions, self.mix = vision_only, aug, questions, mix
-        self.relit, self.recolored = relit, recolored
+        self.relit, self.recolored, self.confounded = relit, recolored, confounded
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -293,7 +311,7 @@ class BatchStream(torch.utils.data.IterableDataset):
                 yield make_vision_batch(rng, self.size, self.bsz, self.grid, self.aug)
             else:
                 yield make_batch(rng, tok, self.size, self.bsz, 35, tok.added["[DEC]"], self.grid, self.questions,
-                                 self.mix, self.aug, self.relit, self.recolored)
+                                 self.mix, self.aug, self.relit, self.recolored, self.confounded)
 
 
 def to_device(batch: dict, dev: torch.device) -> dict:

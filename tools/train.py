@@ -74,8 +74,10 @@ def bag_loss(bag_head, img_feat: torch.Tensor, txt_feat: torch.Tensor, batch,
     the --vision-mix images, over the columns their mask keeps."""
     complete = batch["complete"]
     feats, labels = [img_feat, txt_feat[complete]], [batch["bag"], batch["bag"][complete]]
-    # relit scenes (--joint-relight) drop their background column; complete texts are never relit
-    masks = [batch.get("bag_mask", torch.ones_like(batch["bag"])), torch.ones_like(batch["bag"][complete])]
+    # relit scenes (--joint-relight) drop their background column (complete texts are never relit),
+    # --no-confounded-negatives the held-out colour on its ground
+    mask = batch.get("bag_mask", torch.ones_like(batch["bag"]))
+    masks = [mask, mask[complete]]
     if mix_feat is not None:
         feats.append(mix_feat)
         labels.append(batch["mix_bag"])
@@ -245,6 +247,10 @@ def main() -> None:
                     help="joint stages: probability that a scene's objects are recoloured as --decolor and --rehue "
                          "say (per object), the texts then naming no colour (no caption, colourless questions): "
                          "ITC sees shapes in hues beside the named ones, named by shape alone")
+    ap.add_argument("--no-confounded-negatives", action="store_true",
+                    help="joint stages: a text and an image on whose ground it would make a held-out combination "
+                         "(a text naming yellow, a white image) are neither match nor non-match in ITC and ITM, and "
+                         "the attribute bag leaves yellow out on white images")
     ap.add_argument("--head-warmup", type=int, default=0,
                     help="first steps train only the training-only heads (per-patch, attribute bag) at lr "
                          f"{HEAD_WARMUP_LR}, the model frozen: for a stage resumed from a checkpoint without them "
@@ -309,6 +315,8 @@ def main() -> None:
     if args.joint_relight > 0 and (args.vision_only or args.vqa_only):
         raise SystemExit("--joint-relight relights joint scenes: not with --vision-only or --vqa-only (--relight is "
                          "the vision-only images' option)")
+    if args.no_confounded_negatives and (args.vision_only or args.vqa_only):
+        raise SystemExit("--no-confounded-negatives changes ITC, ITM and the attribute bag: a joint stage only")
     if args.vision_mix > 0 and (args.vision_only or args.vqa_only or args.aux_patch <= 0):
         raise SystemExit("--vision-mix adds per-patch-labelled images to joint steps: it needs a joint stage "
                          "with --aux-patch > 0")
@@ -344,7 +352,8 @@ def main() -> None:
           f"patch {cfg.vision.patch_size} ({grid * grid + 1} tokens)  device {dev}", flush=True)
     if args.workers > 0:
         stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, aug,
-                             args.questions, args.vision_mix, args.joint_relight, args.joint_recolor)
+                             args.questions, args.vision_mix, args.joint_relight, args.joint_recolor,
+                             not args.no_confounded_negatives)
         loader = torch.utils.data.DataLoader(stream,
                                              batch_size=None, num_workers=args.workers, collate_fn=_identity,
                                              prefetch_factor=4, persistent_workers=True)
@@ -354,7 +363,8 @@ def main() -> None:
         next_batch = lambda: make_vision_batch(rng, cfg.vision.image_size, args.batch, grid, aug)
     else:
         next_batch = lambda: make_batch(rng, tok, cfg.vision.image_size, args.batch, 35, tok.added["[DEC]"], grid,
-                                        args.questions, args.vision_mix, aug, args.joint_relight, args.joint_recolor)
+                                        args.questions, args.vision_mix, aug, args.joint_relight, args.joint_recolor,
+                                        not args.no_confounded_negatives)
     budget = args.minutes * 60 if args.minutes else float("inf")
     t0 = time.time()
     step, warm = 0, max(1, args.warmup)

@@ -85,6 +85,16 @@ def held_out_combination(spec: dict, background: str | None) -> str | None:
     return None
 
 
+def held_out_on(query: dict, background: str | None) -> str | None:
+    """The held-out combination that one of a query's object specs or counts makes on `background`
+    (the query's own, or an image's), if any: "a yellow star" on a white image's ground."""
+    for s in query.get("objects", []) + query.get("counts", []):
+        combination = held_out_combination(s, background)
+        if combination:
+            return combination
+    return None
+
+
 def mentions_held_out(query: dict) -> bool:
     """Whether a query's words compose a held-out combination. Training texts must not: a text that
     only ever appears as a non-match (an ITM negative, a question answered "no") teaches the text

@@ -602,6 +602,35 @@ class TrainingLabels(unittest.TestCase):
         self.assertAlmostEqual(losses(flip(relit))[5], base[5], places=5)
         self.assertNotAlmostEqual(losses(flip(b["caption_image"][:1].tolist()))[5], base[5], places=3)
 
+    def test_texts_that_would_make_a_held_out_combination_with_an_images_ground_are_no_negatives_of_it(self):
+        from tools.batches import BAG, make_batch, make_tokenizer
+        tok, _ = make_tokenizer()
+        inv = {i: w for w, i in tok.vocab.items()}
+        words = lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
+        draw = lambda confounded: make_batch(random.Random(21), tok, 16, 64, 35, tok.added["[DEC]"], 4,
+                                             confounded=confounded)
+        plain, b = draw(True), draw(False)
+        self.assertTrue(plain["known"].all() and (plain["bag_mask"] == 1).all())
+        self.assertTrue(torch.equal(plain["text"][0], b["text"][0]))  # the same scenes and texts
+        white = torch.tensor([s.background == "white" for s in b["scenes"]])
+        yellow = torch.tensor(["yellow" in words(t) for t in b["text"][0].tolist()])
+        self.assertTrue(white.any() and yellow.any())
+        self.assertTrue(torch.equal(b["known"], ~(white[:, None] & yellow[None, :])))
+        self.assertEqual(float(b["match"][~b["known"]].sum()), 0.0)  # they were non-matches: no yellow on white
+        col = BAG.index(("color", "yellow"))
+        self.assertTrue(torch.equal(b["bag_mask"][:, col] == 0, white))
+        self.assertEqual(float((b["bag_mask"] == 0).sum()), float(white.sum()))  # nothing else is left out
+        for i in range(64):
+            p = b["perturbed"][i]
+            if white[i] and p is not None:
+                self.assertNotIn("yellow", words(p))
+        self.assertTrue(any(p is not None and "yellow" in words(p)
+                            for i, p in enumerate(plain["perturbed"]) if white[i]))
+        q = {"objects": [{"shape": "star"}], "counts": [{"n": 2, "color": "yellow", "noun": "shape"}]}
+        self.assertEqual(scenes.held_out_on(q, "white"), "yellow on white")
+        self.assertIsNone(scenes.held_out_on(q, "gray"))
+        self.assertIsNone(scenes.mentions_held_out(q) or None)
+
     def test_contrastive_loss_and_negatives_leave_unknown_pairs_out(self):
         from tools.train import itc_loss, negative_weights
         torch.manual_seed(0)
@@ -652,7 +681,7 @@ class TrainingLabels(unittest.TestCase):
                 self.train("--steps", "1", "--joint-recolor", "0.5", resume=start, out=out)
             self.assertIn("with --decolor or --rehue", refused.exception.stderr)
             flags = ("--workers", "1", "--joint-relight", "0.5", "--joint-recolor", "0.5", "--rehue", "0.5",
-                     "--aux-bag", "1", "--log-every", "1")
+                     "--no-confounded-negatives", "--aux-bag", "1", "--log-every", "1")
             self.assertIn("step 2 ", self.train("--steps", "2", "--head-warmup", "2", *flags, resume=start, out=out))
             saved = torch.load(out)
             # two steps of heads alone: the model (and so every exported graph) is as it was
