@@ -107,8 +107,8 @@ def negative_weights(sim: torch.Tensor, match: torch.Tensor, known: torch.Tensor
     M, sim = match.cpu(), sim.detach().float().cpu()
     if known is not None:
         sim = sim.masked_fill(~known.cpu(), float("-inf"))  # each image's own text is known: no empty row
-    w = torch.softmax(sim, dim=1).masked_fill(M > 0, 0) + 1e-9 * (M == 0)
-    return w * known.cpu() if known is not None else w
+    w = torch.softmax(sim, dim=1).masked_fill(M > 0, 0) + 1e-9 * (M == 0)  # every true non-match stays drawable
+    return w * known.cpu() if known is not None else w  # ... but not an unknown pair
 
 
 def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, word_noise: float,

@@ -30,6 +30,12 @@ def obj(shape, color, size="small", cx=0.5, cy=0.5):
     return scenes.Obj(shape, color, size, cx, cy, 0.12, 0, scenes.COLORS[color])
 
 
+def word_decoder(tok):
+    """Token ids -> their words, without [PAD], [CLS] and [SEP] (for reading training texts)."""
+    inv = {i: w for w, i in tok.vocab.items()}
+    return lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
+
+
 def tiny_config(vocab=150):
     return BlipConfig(VisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                                    image_size=16, patch_size=8),
@@ -310,8 +316,7 @@ class TrainingLabels(unittest.TestCase):
     def test_several_questions_per_scene_are_of_distinct_types_and_point_at_their_image(self):
         from tools.batches import make_batch, make_tokenizer
         tok, _ = make_tokenizer()
-        inv = {i: w for w, i in tok.vocab.items()}
-        words = lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
+        words = word_decoder(tok)
         spelled = lambda text: words(tok.encode(text, 35))
         b = make_batch(random.Random(3), tok, 96, 6, 35, tok.added["[DEC]"], 8, questions=3)
         q_ids, _ = b["question"]
@@ -333,8 +338,7 @@ class TrainingLabels(unittest.TestCase):
         import re
         from tools.batches import make_batch, make_tokenizer
         tok, _ = make_tokenizer()
-        inv = {i: w for w, i in tok.vocab.items()}
-        words = lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
+        words = word_decoder(tok)
         held = re.compile(r"purple triangle|large orange star|yellow .*white background")
         texts = []
         for k in range(12):
@@ -502,8 +506,7 @@ class TrainingLabels(unittest.TestCase):
     def test_relit_joint_scenes_are_described_only_by_what_they_still_show(self):
         from tools.batches import BAG, make_batch, make_tokenizer
         tok, _ = make_tokenizer()
-        inv = {i: w for w, i in tok.vocab.items()}
-        words = lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
+        words = word_decoder(tok)
         draw = lambda relit: make_batch(random.Random(9), tok, 16, 64, 35, tok.added["[DEC]"], 4, 3, relit=relit)
         plain = draw(0.0)
         self.assertTrue(plain["known"].all() and (plain["bag_mask"] == 1).all())
@@ -537,8 +540,7 @@ class TrainingLabels(unittest.TestCase):
         from tools.augment import OFF_PALETTE, VisionAugment
         from tools.batches import BAG, make_batch, make_tokenizer, without_colors
         tok, _ = make_tokenizer()
-        inv = {i: w for w, i in tok.vocab.items()}
-        words = lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
+        words = word_decoder(tok)
         colour_words = set(scenes.COLORS)
         b = make_batch(random.Random(12), tok, 16, 64, 35, tok.added["[DEC]"], 4, 3,
                        aug=VisionAugment(decolor=0.2, rehue=0.3), recolored=0.5)
@@ -605,8 +607,7 @@ class TrainingLabels(unittest.TestCase):
     def test_texts_that_would_make_a_held_out_combination_with_an_images_ground_are_no_negatives_of_it(self):
         from tools.batches import BAG, make_batch, make_tokenizer
         tok, _ = make_tokenizer()
-        inv = {i: w for w, i in tok.vocab.items()}
-        words = lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
+        words = word_decoder(tok)
         draw = lambda confounded: make_batch(random.Random(21), tok, 16, 64, 35, tok.added["[DEC]"], 4,
                                              confounded=confounded)
         plain, b = draw(True), draw(False)
@@ -737,8 +738,7 @@ class TrainingLabels(unittest.TestCase):
         self.assertEqual(held, {("color", "green"), ("color", "red"), ("shape", "star"), ("shape", "circle"),
                                 ("size", "large"), ("size", "small"), ("background", "white")})
         tok, _ = make_tokenizer()
-        inv = {i: w for w, i in tok.vocab.items()}
-        words = lambda ids: " ".join(inv[i] for i in ids if i not in (tok.pad, tok.cls, tok.sep) and i in inv)
+        words = word_decoder(tok)
         b = make_batch(random.Random(5), tok, 16, 64, 35, tok.added["[DEC]"], 4)
         texts = [words(t) for t in b["text"][0].tolist()]
         complete = b["complete"].tolist()
