@@ -296,11 +296,10 @@ class BatchStream(torch.utils.data.IterableDataset):
     scenes are drawn and rendered in other processes while the model trains."""
 
     def __init__(self, seed: int, size: int, bsz: int, grid: int, vision_only: bool = False,
-                 aug: VisionAugment = VisionAugment(), questions: int = 1, mix: int = 0, relit: float = 0.0,
-                 recolored: float = 0.0, confounded: bool = True):
+                 aug: VisionAugment = VisionAugment(), **joint):
+        """`joint`: make_batch's options after `grid` (questions, mix, relit, ...), as keywords."""
         self.seed, self.size, self.bsz, self.grid = seed, size, bsz, grid
-        self.vision_only, self.aug, self.questions, self.mix = vision_only, aug, questions, mix
-        self.relit, self.recolored, self.confounded = relit, recolored, confounded
+        self.vision_only, self.aug, self.joint = vision_only, aug, joint
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -310,8 +309,8 @@ class BatchStream(torch.utils.data.IterableDataset):
             if self.vision_only:
                 yield make_vision_batch(rng, self.size, self.bsz, self.grid, self.aug)
             else:
-                yield make_batch(rng, tok, self.size, self.bsz, 35, tok.added["[DEC]"], self.grid, self.questions,
-                                 self.mix, self.aug, self.relit, self.recolored, self.confounded)
+                yield make_batch(rng, tok, self.size, self.bsz, 35, tok.added["[DEC]"], self.grid, aug=self.aug,
+                                 **self.joint)
 
 
 def to_device(batch: dict, dev: torch.device) -> dict:

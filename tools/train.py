@@ -308,15 +308,16 @@ def main() -> None:
         raise SystemExit("--gray, --decolor, --rehue and --relight draw images that texts would describe wrongly: "
                          "they apply to --vision-only or --vision-mix images only (and --decolor, --rehue to the "
                          "scenes --joint-recolor picks)")
-    if args.joint_recolor > 0 and (args.vision_only or args.vqa_only or aug.decolor + aug.rehue <= 0):
-        raise SystemExit("--joint-recolor recolours joint scenes' objects: a joint stage, with --decolor or --rehue")
+    if args.joint_recolor > 0 and aug.decolor + aug.rehue <= 0:
+        raise SystemExit("--joint-recolor recolours joint scenes' objects as --decolor and --rehue say: run it "
+                         "with --decolor or --rehue")
     if args.aux_bag_mix and (args.vision_mix <= 0 or args.aux_bag <= 0):
         raise SystemExit("--aux-bag-mix needs --vision-mix images and the --aux-bag head")
-    if args.joint_relight > 0 and (args.vision_only or args.vqa_only):
-        raise SystemExit("--joint-relight relights joint scenes: not with --vision-only or --vqa-only (--relight is "
-                         "the vision-only images' option)")
-    if args.no_confounded_negatives and (args.vision_only or args.vqa_only):
-        raise SystemExit("--no-confounded-negatives changes ITC, ITM and the attribute bag: a joint stage only")
+    joint_only = [flag for flag, on in (("--joint-relight", args.joint_relight > 0), ("--joint-recolor", args.joint_recolor > 0),
+                                        ("--no-confounded-negatives", args.no_confounded_negatives)) if on]
+    if joint_only and (args.vision_only or args.vqa_only):
+        raise SystemExit(f"{', '.join(joint_only)}: joint stages only, not with --vision-only or --vqa-only (--relight "
+                         "is the vision-only images' option)")
     if args.vision_mix > 0 and (args.vision_only or args.vqa_only or args.aux_patch <= 0):
         raise SystemExit("--vision-mix adds per-patch-labelled images to joint steps: it needs a joint stage "
                          "with --aux-patch > 0")
@@ -350,10 +351,11 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params {n_params/1e6:.2f}M  vocab {V}  batch {args.batch}  image {cfg.vision.image_size}  "
           f"patch {cfg.vision.patch_size} ({grid * grid + 1} tokens)  device {dev}", flush=True)
+    # make_batch's options, the same in the DataLoader workers and in the loop
+    joint = dict(questions=args.questions, mix=args.vision_mix, relit=args.joint_relight, recolored=args.joint_recolor,
+                 confounded=not args.no_confounded_negatives)
     if args.workers > 0:
-        stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, aug,
-                             args.questions, args.vision_mix, args.joint_relight, args.joint_recolor,
-                             not args.no_confounded_negatives)
+        stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, aug, **joint)
         loader = torch.utils.data.DataLoader(stream,
                                              batch_size=None, num_workers=args.workers, collate_fn=_identity,
                                              prefetch_factor=4, persistent_workers=True)
@@ -363,8 +365,7 @@ def main() -> None:
         next_batch = lambda: make_vision_batch(rng, cfg.vision.image_size, args.batch, grid, aug)
     else:
         next_batch = lambda: make_batch(rng, tok, cfg.vision.image_size, args.batch, 35, tok.added["[DEC]"], grid,
-                                        args.questions, args.vision_mix, aug, args.joint_relight, args.joint_recolor,
-                                        not args.no_confounded_negatives)
+                                        aug=aug, **joint)
     budget = args.minutes * 60 if args.minutes else float("inf")
     t0 = time.time()
     step, warm = 0, max(1, args.warmup)
