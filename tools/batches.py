@@ -125,6 +125,21 @@ def bag_labels(scene: scenes.Scene) -> np.ndarray:
     return np.array([float(a in have) for a in BAG], dtype=np.float32)
 
 
+def named_bag(query: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The BAG attributes a text names (1), and a mask of the columns it speaks to: of each kind it
+    names (colour, shape, size, background), the values it names are 1 and the others 0; kinds it
+    does not name are masked. "a yellow star" says nothing of sizes or grounds, but it does not ask
+    for red. A count of zero names what is absent, so it names nothing here."""
+    have, kinds = set(), set()
+    if query.get("background"):
+        have.add(("background", query["background"]))
+    for spec in query.get("objects", []) + [c for c in query.get("counts", []) if c.get("n", 1) > 0]:
+        have |= {(k, spec[k]) for k in ("color", "shape", "size") if spec.get(k)}
+    kinds = {kind for kind, _ in have}
+    labels = np.array([float(a in have) for a in BAG], dtype=np.float32)
+    return labels, np.array([float(kind in kinds) for kind, _ in BAG], dtype=np.float32)
+
+
 def patch_labels(scene: scenes.Scene, grid: int, sub: int = 4) -> np.ndarray:
     """Per patch (row-major, as the ViT flattens them), of the object that covers most of the patch
     (0 = background), by majority over a sub x sub raster of the patch: colour, shape, size, the
@@ -235,6 +250,7 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
         for i, s in enumerate(sc):
             bag_mask[i, [k for k, (kind, v) in enumerate(BAG)
                          if kind == "color" and scenes.held_out_combination({"color": v}, s.background)]] = 0.0
+    named = [named_bag(q) for q in queries]
     patches = np.stack([patch_labels(s, grid) for s in sc])
     for i, k in enumerate(ranks):
         patches[i][np.isin(patches[i][:, 3], k) & (patches[i][:, 3] > 0), 0] = -100
@@ -243,6 +259,8 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
         "patches": torch.from_numpy(patches).long(),
         "bag": torch.from_numpy(np.stack([bag_labels(s) for s in shown])), "bag_mask": torch.from_numpy(bag_mask),
         "complete": complete,
+        "text_bag": torch.from_numpy(np.stack([b for b, _ in named])),
+        "text_bag_mask": torch.from_numpy(np.stack([m for _, m in named])),
         "text": pad([tok.encode(t, max_len) for t in texts]),
         "perturbed": [None if p is None else tok.encode(p[0], max_len) for p in perturbed],
         "caption": pad(caps), "caption_image": torch.tensor(captioned, dtype=torch.long),
@@ -315,7 +333,8 @@ class BatchStream(torch.utils.data.IterableDataset):
 
 def to_device(batch: dict, dev: torch.device) -> dict:
     out = dict(batch)
-    for k in ("pixels", "match", "known", "patches", "bag", "bag_mask", "complete", "caption_image", "question_image",
+    for k in ("pixels", "match", "known", "patches", "bag", "bag_mask", "complete", "text_bag", "text_bag_mask",
+              "caption_image", "question_image",
               "mix_pixels", "mix_patches", "mix_bag", "mix_bag_mask"):
         if k in batch:
             out[k] = batch[k].to(dev, non_blocking=True)

@@ -68,16 +68,20 @@ def bag_logits(bag_head, feats: torch.Tensor) -> torch.Tensor:
 
 
 def bag_loss(bag_head, img_feat: torch.Tensor, txt_feat: torch.Tensor, batch,
-             mix_feat: torch.Tensor | None = None) -> torch.Tensor:
+             mix_feat: torch.Tensor | None = None, every_text: bool = False) -> torch.Tensor:
     """Multi-label cross-entropy of the BAG attributes read linearly from the normalised ITC features:
-    of every image, of every text that is a complete caption of its image, and (--aux-bag-mix) of
-    the --vision-mix images, over the columns their mask keeps."""
+    of every image, of every text that is a complete caption of its image (every_text: of every
+    text, over what it names, batches.named_bag), and (--aux-bag-mix) of the --vision-mix images,
+    over the columns their mask keeps."""
     complete = batch["complete"]
-    feats, labels = [img_feat, txt_feat[complete]], [batch["bag"], batch["bag"][complete]]
     # relit scenes (--joint-relight) drop their background column (complete texts are never relit),
     # --no-confounded-negatives the held-out colour on its ground
     mask = batch.get("bag_mask", torch.ones_like(batch["bag"]))
-    masks = [mask, mask[complete]]
+    if every_text:
+        feats, labels, masks = [img_feat, txt_feat], [batch["bag"], batch["text_bag"]], [mask, batch["text_bag_mask"]]
+    else:
+        feats, labels = [img_feat, txt_feat[complete]], [batch["bag"], batch["bag"][complete]]
+        masks = [mask, mask[complete]]
     if mix_feat is not None:
         feats.append(mix_feat)
         labels.append(batch["mix_bag"])
@@ -112,7 +116,8 @@ def negative_weights(sim: torch.Tensor, match: torch.Tensor, known: torch.Tensor
 
 
 def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, word_noise: float,
-                aux_head=None, aux_classes: list[int] = AUX_CLASSES, bag_head=None, bag_mix: bool = False):
+                aux_head=None, aux_classes: list[int] = AUX_CLASSES, bag_head=None, bag_mix: bool = False,
+                bag_text: bool = False):
     r = model.retrieval
     B = batch["pixels"].shape[0]
     mixed = "mix_pixels" in batch
@@ -144,7 +149,11 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     # learnt to name yellow on a bright ground from them, yet the ITC feature (the CLS token, pooled
     # by attention the joint scenes trained) still read yellow on white as orange (stage 16).
     mix_feat = r.image_feat(emb_all[B:]) if mixed and bag_mix else None
-    bag = bag_loss(bag_head, img_feat, txt_feat, batch, mix_feat) if bag_head is not None else torch.zeros((), device=dev)
+    # With --aux-bag-text every text trains it over the attributes it names: no training text
+    # names yellow with white, so "a yellow star on a white background" must be composed from
+    # "yellow" and "white" as each text names them; read by the same head as the images', the
+    # words and the pictures of an attribute point the same way (docs/models.md, stage 20).
+    bag = bag_loss(bag_head, img_feat, txt_feat, batch, mix_feat, bag_text) if bag_head is not None else torch.zeros((), device=dev)
 
     # ITM: positives, one negative image per text and one negative text per image (hard: sampled
     # by ITC similarity among true non-matches, or a one-attribute perturbation of the true text)
@@ -256,6 +265,9 @@ def main() -> None:
                          f"{HEAD_WARMUP_LR}, the model frozen: for a stage resumed from a checkpoint without them "
                          "(tools.recover_checkpoint), whose fresh heads would otherwise send large gradients into "
                          "the trained encoder")
+    ap.add_argument("--aux-bag-text", action="store_true",
+                    help="the attribute-bag head reads every text's ITC feature over the attributes it names, "
+                         "not only complete captions'")
     ap.add_argument("--aux-bag-mix", action="store_true",
                     help="the attribute-bag head reads the --vision-mix images' ITC features too")
     ap.add_argument("--vision-mix", type=int, default=0,
@@ -311,6 +323,8 @@ def main() -> None:
     if args.joint_recolor > 0 and aug.decolor + aug.rehue <= 0:
         raise SystemExit("--joint-recolor recolours joint scenes' objects as --decolor and --rehue say: run it "
                          "with --decolor or --rehue")
+    if args.aux_bag_text and args.aux_bag <= 0:
+        raise SystemExit("--aux-bag-text needs the --aux-bag head")
     if args.aux_bag_mix and (args.vision_mix <= 0 or args.aux_bag <= 0):
         raise SystemExit("--aux-bag-mix needs --vision-mix images and the --aux-bag head")
     joint_only = [flag for flag, on in (("--joint-relight", args.joint_relight > 0), ("--joint-recolor", args.joint_recolor > 0),
@@ -404,7 +418,8 @@ def main() -> None:
             loss = vqa
         else:
             itc, itm, lm, vqa, aux, bag = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, args.word_noise,
-                                                      aux_head, aux_classes, bag_head, args.aux_bag_mix)
+                                                      aux_head, aux_classes, bag_head, args.aux_bag_mix,
+                                                      args.aux_bag_text)
             loss = itc + itm + lm + vqa + args.aux_patch * aux + args.aux_bag * bag
         opt.zero_grad()
         loss.backward()
