@@ -68,17 +68,19 @@ def bag_logits(bag_head, feats: torch.Tensor) -> torch.Tensor:
 
 
 def bag_loss(bag_head, img_feat: torch.Tensor, txt_feat: torch.Tensor, batch,
-             mix_feat: torch.Tensor | None = None, every_text: bool = False) -> torch.Tensor:
+             mix_feat: torch.Tensor | None = None, every_text: str | None = None) -> torch.Tensor:
     """Multi-label cross-entropy of the BAG attributes read linearly from the normalised ITC features:
     of every image, of every text that is a complete caption of its image (every_text: of every
-    text, over what it names, batches.named_bag), and (--aux-bag-mix) of the --vision-mix images,
-    over the columns their mask keeps."""
+    text, batches.named_bag: "named" over the kinds of attribute it names, "all" over every column,
+    what it does not name being 0), and (--aux-bag-mix) of the --vision-mix images, over the columns
+    their mask keeps."""
     complete = batch["complete"]
     # relit scenes (--joint-relight) drop their background column (complete texts are never relit),
     # --no-confounded-negatives the held-out colour on its ground
     mask = batch.get("bag_mask", torch.ones_like(batch["bag"]))
     if every_text:
-        feats, labels, masks = [img_feat, txt_feat], [batch["bag"], batch["text_bag"]], [mask, batch["text_bag_mask"]]
+        text_mask = batch["text_bag_mask"] if every_text == "named" else torch.ones_like(batch["text_bag"])
+        feats, labels, masks = [img_feat, txt_feat], [batch["bag"], batch["text_bag"]], [mask, text_mask]
     else:
         feats, labels = [img_feat, txt_feat[complete]], [batch["bag"], batch["bag"][complete]]
         masks = [mask, mask[complete]]
@@ -117,7 +119,7 @@ def negative_weights(sim: torch.Tensor, match: torch.Tensor, known: torch.Tensor
 
 def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, word_noise: float,
                 aux_head=None, aux_classes: list[int] = AUX_CLASSES, bag_head=None, bag_mix: bool = False,
-                bag_text: bool = False):
+                bag_text: str | None = None):
     r = model.retrieval
     B = batch["pixels"].shape[0]
     mixed = "mix_pixels" in batch
@@ -265,9 +267,10 @@ def main() -> None:
                          f"{HEAD_WARMUP_LR}, the model frozen: for a stage resumed from a checkpoint without them "
                          "(tools.recover_checkpoint), whose fresh heads would otherwise send large gradients into "
                          "the trained encoder")
-    ap.add_argument("--aux-bag-text", action="store_true",
-                    help="the attribute-bag head reads every text's ITC feature over the attributes it names, "
-                         "not only complete captions'")
+    ap.add_argument("--aux-bag-text", choices=["named", "all"],
+                    help="the attribute-bag head reads every text's ITC feature, not only complete captions': "
+                         "over the kinds of attribute it names ('named'), or over all, what it does not name "
+                         "being absent ('all')")
     ap.add_argument("--aux-bag-mix", action="store_true",
                     help="the attribute-bag head reads the --vision-mix images' ITC features too")
     ap.add_argument("--vision-mix", type=int, default=0,

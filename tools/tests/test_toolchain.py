@@ -749,6 +749,51 @@ class TrainingLabels(unittest.TestCase):
             self.assertEqual(c, objs_named == len(scene.objects) and f"{scene.background} background" in t, t)
             self.assertTrue(torch.equal(b["bag"][i], torch.from_numpy(bag_labels(scene))))
 
+    def test_every_text_names_its_attributes_to_the_bag(self):
+        from tools.blip.bundle import scenes_config
+        from tools.batches import BAG, AUX_CLASSES, make_batch, make_tokenizer, named_bag
+        col = {a: k for k, a in enumerate(BAG)}
+        lab, mask = named_bag({"objects": [{"color": "yellow", "shape": "star"}], "counts": [{"n": 2, "color": "red"}]})
+        self.assertEqual({BAG[k] for k in np.flatnonzero(lab)}, {("color", "yellow"), ("color", "red"), ("shape", "star")})
+        self.assertEqual({BAG[k][0] for k in np.flatnonzero(mask)}, {"color", "shape"})  # sizes, grounds unsaid
+        lab, mask = named_bag({"objects": [], "counts": [{"n": 0, "color": "blue"}], "background": "gray"})
+        self.assertEqual(lab[col["background", "gray"]], 1.0)
+        self.assertEqual(float(lab.sum()), 1.0)  # "zero blue shapes" does not name blue as present
+        self.assertEqual({BAG[k][0] for k in np.flatnonzero(mask)}, {"background"})
+        tok, _ = make_tokenizer()
+        words = word_decoder(tok)
+        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
+        b = make_batch(random.Random(6), tok, cfg.vision.image_size, 12, 35, tok.added["[DEC]"],
+                       cfg.vision.image_size // cfg.vision.patch_size, relit=0.3, recolored=0.3)
+        for i, t in enumerate(b["text"][0].tolist()):
+            text = words(t)
+            for k in np.flatnonzero(b["text_bag"][i].numpy()):
+                self.assertIn(BAG[k][1], text)  # every attribute labelled present is named
+            for k in np.flatnonzero(b["text_bag_mask"][i].numpy() == 0):
+                kind = BAG[k][0]  # a masked kind is not named at all
+                self.assertFalse(any(v in text.split() for (kd, v) in BAG if kd == kind), (text, kind))
+            if b["complete"][i]:  # a complete caption names what its image holds
+                self.assertTrue(torch.equal(b["text_bag"][i], b["bag"][i]))
+        # with --aux-bag-text the loss reads every text, without it only the complete captions
+        torch.manual_seed(0)
+        model = BlipBundle(cfg).eval()
+        bag_head = torch.nn.Linear(cfg.image_text_hidden_size, len(BAG))
+        partial = (~b["complete"]).nonzero()[0, 0]
+
+        def bag(batch, on):
+            torch.manual_seed(1)
+            return float(step_losses(model, batch, torch.tensor(0.07), random.Random(1), 0.0,
+                                     torch.nn.Linear(cfg.vision.hidden_size, sum(AUX_CLASSES)), bag_head=bag_head,
+                                     bag_text=on)[5])
+        from tools.train import step_losses
+        flipped = dict(b, text_bag=b["text_bag"].clone().index_put_((partial,), 1 - b["text_bag"][partial]))
+        self.assertAlmostEqual(bag(flipped, None), bag(b, None), places=5)
+        self.assertNotAlmostEqual(bag(flipped, "named"), bag(b, "named"), places=3)
+        # "named" trains only the kinds a text names, "all" every column
+        unmasked = dict(b, text_bag_mask=torch.zeros_like(b["text_bag_mask"]))
+        self.assertAlmostEqual(bag(dict(unmasked, text_bag=1 - b["text_bag"]), "named"), bag(unmasked, "named"), places=5)
+        self.assertNotAlmostEqual(bag(dict(unmasked, text_bag=1 - b["text_bag"]), "all"), bag(unmasked, "all"), places=3)
+
     def test_a_resumed_stage_keeps_the_attribute_bag_head(self):
         with tempfile.TemporaryDirectory() as d:
             start, _ = self.random_start(Path(d))
