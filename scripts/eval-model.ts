@@ -24,7 +24,7 @@ interface EvalSet {
   /** How the images were drawn, when not by tools/make_evalset.py's own renderer. */
   renderer?: string;
   gallery: Array<{ id: number; file: string; heldOut: boolean; caption: string; scene: unknown }>;
-  queries: Array<{ text: string; relevant: number[]; heldOut: boolean }>;
+  queries: Array<{ text: string; relevant: number[]; heldOut: boolean; combination?: string }>;
   items: Array<{ id: number; heldOut: boolean; caption: string; questions: Array<{ type: string; question: string; answer: string }> }>;
 }
 
@@ -93,6 +93,8 @@ async function main() {
 
   const pAt10 = { itc: { all: [] as number[], held: [] as number[] }, itm: { all: [] as number[], held: [] as number[] } };
   const queryRows: string[] = [];
+  // held-out precision@10 (re-ranked) per held-out combination: the sets name it on each such query
+  const byCombination = new Map<string, number[]>();
   for (const q of set.queries) {
     const rel = new Set(q.relevant.filter((id) => inGallery.has(id)));
     if (rel.size === 0) continue;
@@ -102,13 +104,17 @@ async function main() {
       const p = hits / Math.min(10, rel.size);
       pAt10[mode].all.push(p);
       if (q.heldOut) pAt10[mode].held.push(p);
+      if (mode === 'itm' && q.heldOut && q.combination) {
+        byCombination.set(q.combination, [...(byCombination.get(q.combination) ?? []), p]);
+      }
       if (mode === 'itm' && p < 1 && queryRows.length < 15) queryRows.push(`| ${q.text} | ${rel.size} | ${p.toFixed(1)} |`);
     }
   }
   console.log(`queries done (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   if (args['retrieval-only']) {
     const m = (xs: number[]) => r4(mean(xs));
-    console.log(JSON.stringify({ candidates: K, fusion: args.fusion, itm: [m(pAt10.itm.all), m(pAt10.itm.held)], itc: [m(pAt10.itc.all), m(pAt10.itc.held)] }));
+    console.log(JSON.stringify({ candidates: K, fusion: args.fusion, itm: [m(pAt10.itm.all), m(pAt10.itm.held)], itc: [m(pAt10.itc.all), m(pAt10.itc.held)],
+      byCombination: Object.fromEntries([...byCombination].map(([k, v]) => [k, m(v)])) }));
     await engine.close();
     return;
   }
@@ -161,7 +167,8 @@ async function main() {
   const result = {
     modelId: manifest.modelId,
     evalSet: { seed: set.seed, renderer: set.renderer ?? 'tools/blip/scenes.py render_augmented', gallery: gallery.length, queries: pAt10.itm.all.length, heldOutQueries: pAt10.itm.held.length, captioned: capItems.length, heldOutImages: capAcc.held.length, questions: vqa.all.length },
-    precision_at_10: { overall: r4(mean(pAt10.itm.all)), held_out: r4(mean(pAt10.itm.held)), itc_only: { overall: r4(mean(pAt10.itc.all)), held_out: r4(mean(pAt10.itc.held)) }, rerank_candidates: K },
+    precision_at_10: { overall: r4(mean(pAt10.itm.all)), held_out: r4(mean(pAt10.itm.held)), itc_only: { overall: r4(mean(pAt10.itc.all)), held_out: r4(mean(pAt10.itc.held)) }, rerank_candidates: K,
+      held_out_by_combination: Object.fromEntries([...byCombination].sort().map(([k, v]) => [k, { precision_at_10: r4(mean(v)), queries: v.length }])) },
     caption_recall_at_1: { overall: r4(mean(r1.itm.all)), held_out: r4(mean(r1.itm.held)), itc_only: { overall: r4(mean(r1.itc.all)), held_out: r4(mean(r1.itc.held)) } },
     caption_accuracy: { overall: r4(mean(capAcc.all)), held_out: r4(mean(capAcc.held)), in_canonical_order: r4(mean(capAcc.ordered)) },
     vqa_accuracy: { overall: r4(mean(vqa.all)), held_out: r4(mean(vqa.held)), per_type: Object.fromEntries([...perType].sort().map(([k, v]) => [k, { accuracy: r4(mean(v)), n: v.length }])) },
@@ -189,7 +196,8 @@ ${set.renderer ?? 'with the augmenting renderer (other canvas sizes, aliased or 
 
 Gallery ${gallery.length} images (${result.evalSet.heldOutImages} of the ${capItems.length} captioned ones hold a held-out combination);
 ${result.evalSet.queries} partial-description queries (${result.evalSet.heldOutQueries} name a held-out combination);
-precision@10 divides by min(10, number of relevant images). Captions in canonical left-to-right
+precision@10 divides by min(10, number of relevant images). Held-out precision@10 (re-ranked) per
+combination: ${Object.entries(result.precision_at_10.held_out_by_combination).map(([k, v]) => `${k} ${v.precision_at_10} (${v.queries} queries)`).join(', ') || 'not recorded by this set'}. Captions in canonical left-to-right
 order: ${result.caption_accuracy.in_canonical_order}.
 
 ## VQA per question type

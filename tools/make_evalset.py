@@ -4,7 +4,10 @@ combinations allowed (purple triangles, large orange stars, yellow objects on wh
     /usr/bin/python3 -m tools.make_evalset --out .cache/evalset --seed 20261127
 
 Writes gallery PNGs, and evalset.json: each image's scene, partial-description queries with the
-ids of every gallery image that satisfies them, full captions, and questions with answers.
+ids of every gallery image that satisfies them (each held-out one naming its combination), full
+captions, and questions with answers. Held-out queries: the 25 or so that the first recipe drew
+(nine distinct texts of held_out_query, the rest sampled), then --extra-held-out more in the
+training queries' forms, as many per combination, so that the held-out figure rests on about 85.
 `npm run eval` (scripts/eval-model.ts) runs them through the ONNX graphs.
 """
 from __future__ import annotations
@@ -34,6 +37,53 @@ def held_out_query(rng: random.Random) -> dict:
     return {"objects": [spec], "counts": [], "background": "white"}
 
 
+COMBINATIONS = ["purple triangle", "large orange star", "yellow on white"]
+
+
+def other_object(rng: random.Random, background: str | None) -> dict:
+    """A second object spec of no held-out combination on that background."""
+    while True:
+        spec = {"color": rng.choice(list(scenes.COLORS)), "shape": rng.choice(scenes.SHAPES)}
+        if not scenes.held_out_combination(spec, background):
+            return spec
+
+
+def held_out_template(rng: random.Random, combination: str) -> dict:
+    """A query that names `combination` in the forms the training queries take (scenes.sample_query):
+    with or without size, position, a second object, a background, or as a count. held_out_query
+    draws from nine texts; these tell the combinations' figures apart (--extra-held-out)."""
+    if combination == "yellow on white":
+        spec = {"color": "yellow"}
+        if rng.random() < 0.7:
+            spec["shape"] = rng.choice(scenes.SHAPES)
+        else:
+            spec["noun"] = rng.choice(["shape", "object"])
+        if rng.random() < 0.3:
+            spec["size"] = rng.choice(list(scenes.SIZES))
+        background = "white"
+    else:
+        spec = ({"color": "purple", "shape": "triangle"} if combination == "purple triangle"
+                else {"size": "large", "color": "orange", "shape": "star"})
+        if combination == "purple triangle" and rng.random() < 0.3:
+            spec["size"] = rng.choice(list(scenes.SIZES))
+        background = rng.choice(list(scenes.BACKGROUNDS)) if rng.random() < 0.3 else None
+    q: dict = {"objects": [], "counts": []}
+    r = rng.random()
+    if r < 0.15:
+        q["counts"].append({"n": rng.choice([1, 2]), **spec})
+    elif r < 0.45:
+        q["objects"] += [spec, other_object(rng, background)]
+    else:
+        if rng.random() < 0.15:
+            spec["hpos"] = rng.choice(["left", "right"])
+        elif rng.random() < 0.15:
+            spec["vpos"] = rng.choice(["top", "bottom"])
+        q["objects"].append(spec)
+    if background:
+        q["background"] = background
+    return q
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=".cache/evalset")
@@ -41,6 +91,9 @@ def main() -> None:
     ap.add_argument("--gallery", type=int, default=1200)
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--held-out-queries", type=int, default=60)
+    ap.add_argument("--extra-held-out", type=int, default=60,
+                    help="more held-out queries, as many of each combination, of at least 3 relevant images each "
+                         "(drawn last, from their own seed: the rest of the set is what it was without them)")
     ap.add_argument("--captioned", type=int, default=400)
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -57,13 +110,17 @@ def main() -> None:
     queries = []
     seen = set()
 
-    def add_query(q: dict, held: bool) -> None:
+    def add_query(q: dict, held: bool, min_relevant: int = 1) -> bool:
         text = scenes.query_text(q)
+        if text in seen:
+            return False
         rel = [g["id"] for g in gallery if scenes.satisfies(g["_scene"], q)]
-        if text in seen or not rel:
-            return
+        if len(rel) < min_relevant:
+            return False
         seen.add(text)
-        queries.append({"text": text, "relevant": rel, "heldOut": held})
+        queries.append({"text": text, "relevant": rel, "heldOut": held} |
+                       ({"combination": scenes.held_out_on(q, q.get("background"))} if held else {}))
+        return True
 
     while sum(not q["heldOut"] for q in queries) < args.queries:
         g = rng.choice(gallery)
@@ -81,6 +138,11 @@ def main() -> None:
     for g in chosen:
         qs = [{"type": t, "question": q, "answer": a} for t, q, a in scenes.questions(g["_scene"], rng)]
         items.append({"id": g["id"], "heldOut": g["heldOut"], "caption": g["caption"], "questions": qs})
+    extra = random.Random(f"{args.seed}-held-out")
+    for k in range(args.extra_held_out):
+        for _ in range(2000):
+            if add_query(held_out_template(extra, COMBINATIONS[k % len(COMBINATIONS)]), True, min_relevant=3):
+                break
     for g in gallery:
         del g["_scene"]
     (out / "evalset.json").write_text(json.dumps({"seed": args.seed, "gallery": gallery, "queries": queries,

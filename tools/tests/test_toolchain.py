@@ -72,6 +72,27 @@ class SceneGrammar(unittest.TestCase):
             s = scenes.sample_scene(rng, train=False)
             self.assertTrue(scenes.satisfies(s, scenes.sample_query(s, rng)))
 
+    def test_extra_held_out_queries_name_their_combination_and_only_it(self):
+        from tools.make_evalset import COMBINATIONS, held_out_template
+        rng = random.Random(2)
+        forms = set()
+        for k in range(600):
+            want = COMBINATIONS[k % 3]
+            q = held_out_template(rng, want)
+            self.assertEqual(scenes.held_out_on(q, q.get("background")), want, q)
+            # a second object never makes another held-out combination
+            named = [c for s in q["objects"] + q["counts"] if (c := scenes.held_out_combination(s, q.get("background")))]
+            self.assertEqual(named, [want], q)
+            forms.add((want, bool(q["counts"]), len(q["objects"]), bool(q.get("background"))))
+            for s in q["objects"]:  # positions are those the renderer's thirds define
+                self.assertIn(s.get("hpos"), (None, "left", "right"))
+                self.assertIn(s.get("vpos"), (None, "top", "bottom"))
+            if want == "yellow on white":
+                self.assertEqual(q["background"], "white")
+        # counts, one and two objects, with and without a ground, for each combination
+        for want in COMBINATIONS[:2]:
+            self.assertTrue({(want, True, 0, False), (want, False, 1, False), (want, False, 2, True)} <= forms, forms)
+
     def test_answers_follow_the_table(self):
         s = scenes.Scene("gray", (128, 128, 128), [obj("circle", "red", "large", cx=0.15), obj("star", "red", cx=0.85)])
         qa = {q: a for _, q, a in scenes.questions(s, random.Random(0))}
