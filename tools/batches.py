@@ -177,7 +177,7 @@ def pick_questions(items: list[tuple[str, str, str]], rng: random.Random, n: int
 
 def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int, grid: int,
                questions: int = 1, mix: int = 0, aug: VisionAugment | None = None, relit: float = 0.0,
-               recolored: float = 0.0, confounded: bool = True):
+               recolored: float = 0.0, confounded: bool = True, text_only: int = 0):
     """A joint batch of bsz scenes; with mix > 0, also `mix` images drawn as make_vision_batch draws
     them (augmented as `aug` says), for the training-only heads alone (--vision-mix): no text
     describes them.
@@ -200,7 +200,11 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
     non-match either, and the attribute bag does not train that colour on that ground: no training
     image shows yellow on white, so every white image is a true non-match of every text naming
     yellow, and ITC learnt "white ground, not yellow" from exactly those pairs (docs/models.md,
-    stage 19)."""
+    stage 19).
+
+    With text_only > 0 (--text-only), that many more texts, of scenes drawn as test sets draw them
+    (held-out combinations allowed) and with no image at all, for the attribute bag alone: see
+    text_only_batch."""
     sc = [scenes.sample_scene(rng, train=True) for _ in range(bsz)]
     # no draw at all when relit == 0 (nor when recolored == 0): the draws of earlier stages repeat
     is_relit = [relit > 0 and rng.random() < relit for _ in sc]
@@ -271,7 +275,23 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
     if mix > 0:  # drawn last: without a mix the draws of the earlier stages repeat
         v = make_vision_batch(rng, size, mix, grid, aug or VisionAugment())
         batch.update(mix_pixels=v["pixels"], mix_patches=v["patches"], mix_bag=v["bag"], mix_bag_mask=v["bag_mask"])
+    if text_only > 0:  # drawn last, as the mix
+        batch.update(text_only_batch(rng, tok, text_only, max_len))
     return batch
+
+
+def text_only_batch(rng: random.Random, tok: WordPieceTokenizer, n: int, max_len: int) -> dict:
+    """Texts without images, of any scene (held-out combinations allowed), with the BAG attributes
+    they name (named_bag; what they do not name is absent). The text side's counterpart of BERT's
+    pre-training in the real BLIP: its text encoder had read "a purple triangle" in books long before
+    any image. No training text names a held-out combination beside an image, so the text encoder
+    learnt that "yellow" never comes with "white" ("a yellow star on a white background" read as
+    black 0.8, white under 0.1 by the attribute-bag head, stage 20) and composes nothing there.
+    Only the attribute-bag loss reads these: no ITC, no ITM, no image is shown with them, so no
+    image of a held-out combination is trained on and none is called a non-match."""
+    drawn = [retrieval_text(scenes.sample_scene(rng, train=False), rng) for _ in range(n)]
+    return {"text_only": pad([tok.encode(t, max_len) for t, _ in drawn]),
+            "text_only_bag": torch.from_numpy(np.stack([named_bag(q)[0] for _, q in drawn]))}
 
 
 def make_vision_batch(rng: random.Random, size: int, bsz: int, grid: int, aug: VisionAugment = VisionAugment()):
@@ -333,12 +353,12 @@ class BatchStream(torch.utils.data.IterableDataset):
 
 def to_device(batch: dict, dev: torch.device) -> dict:
     out = dict(batch)
-    for k in ("pixels", "match", "known", "patches", "bag", "bag_mask", "complete", "text_bag", "text_bag_mask",
+    for k in ("pixels", "match", "known", "patches", "bag", "bag_mask", "complete", "text_bag", "text_bag_mask", "text_only_bag",
               "caption_image", "question_image",
               "mix_pixels", "mix_patches", "mix_bag", "mix_bag_mask"):
         if k in batch:
             out[k] = batch[k].to(dev, non_blocking=True)
-    for k in ("text", "caption", "question", "answer"):
+    for k in ("text", "caption", "question", "answer", "text_only"):
         if k in batch:
             out[k] = tuple(t.to(dev, non_blocking=True) for t in batch[k])
     return out

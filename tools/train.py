@@ -68,12 +68,13 @@ def bag_logits(bag_head, feats: torch.Tensor) -> torch.Tensor:
 
 
 def bag_loss(bag_head, img_feat: torch.Tensor, txt_feat: torch.Tensor, batch,
-             mix_feat: torch.Tensor | None = None, every_text: str | None = None) -> torch.Tensor:
+             mix_feat: torch.Tensor | None = None, every_text: str | None = None,
+             text_only_feat: torch.Tensor | None = None) -> torch.Tensor:
     """Multi-label cross-entropy of the BAG attributes read linearly from the normalised ITC features:
     of every image, of every text that is a complete caption of its image (every_text: of every
     text, batches.named_bag: "named" over the kinds of attribute it names, "all" over every column,
-    what it does not name being 0), and (--aux-bag-mix) of the --vision-mix images, over the columns
-    their mask keeps."""
+    what it does not name being 0), (--aux-bag-mix) of the --vision-mix images, over the columns
+    their mask keeps, and (--text-only) of the texts without images, over every column."""
     complete = batch["complete"]
     # relit scenes (--joint-relight) drop their background column (complete texts are never relit),
     # --no-confounded-negatives the held-out colour on its ground
@@ -88,6 +89,10 @@ def bag_loss(bag_head, img_feat: torch.Tensor, txt_feat: torch.Tensor, batch,
         feats.append(mix_feat)
         labels.append(batch["mix_bag"])
         masks.append(batch["mix_bag_mask"])
+    if text_only_feat is not None:
+        feats.append(text_only_feat)
+        labels.append(batch["text_only_bag"])
+        masks.append(torch.ones_like(batch["text_only_bag"]))
     mask = torch.cat(masks)
     loss = F.binary_cross_entropy_with_logits(bag_logits(bag_head, torch.cat(feats)), torch.cat(labels), reduction="none")
     return (loss * mask).sum() / mask.sum()
@@ -155,7 +160,8 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     # names yellow with white, so "a yellow star on a white background" must be composed from
     # "yellow" and "white" as each text names them; read by the same head as the images', the
     # words and the pictures of an attribute point the same way (docs/models.md, stage 20).
-    bag = bag_loss(bag_head, img_feat, txt_feat, batch, mix_feat, bag_text) if bag_head is not None else torch.zeros((), device=dev)
+    text_only_feat = r.text_feat(*batch["text_only"]) if bag_head is not None and "text_only" in batch else None
+    bag = bag_loss(bag_head, img_feat, txt_feat, batch, mix_feat, bag_text, text_only_feat) if bag_head is not None else torch.zeros((), device=dev)
 
     # ITM: positives, one negative image per text and one negative text per image (hard: sampled
     # by ITC similarity among true non-matches, or a one-attribute perturbation of the true text)
@@ -271,6 +277,9 @@ def main() -> None:
                     help="the attribute-bag head reads every text's ITC feature, not only complete captions': "
                          "over the kinds of attribute it names ('named'), or over all, what it does not name "
                          "being absent ('all')")
+    ap.add_argument("--text-only", type=int, default=0,
+                    help="per step, this many texts of scenes with held-out combinations allowed, without images, "
+                         "train the attribute-bag head through the text encoder (batches.text_only_batch)")
     ap.add_argument("--aux-bag-mix", action="store_true",
                     help="the attribute-bag head reads the --vision-mix images' ITC features too")
     ap.add_argument("--vision-mix", type=int, default=0,
@@ -326,6 +335,8 @@ def main() -> None:
     if args.joint_recolor > 0 and aug.decolor + aug.rehue <= 0:
         raise SystemExit("--joint-recolor recolours joint scenes' objects as --decolor and --rehue say: run it "
                          "with --decolor or --rehue")
+    if args.text_only > 0 and args.aux_bag <= 0:
+        raise SystemExit("--text-only trains the attribute-bag head: it needs --aux-bag")
     if args.aux_bag_text and args.aux_bag <= 0:
         raise SystemExit("--aux-bag-text needs the --aux-bag head")
     if args.aux_bag_mix and (args.vision_mix <= 0 or args.aux_bag <= 0):
@@ -370,7 +381,7 @@ def main() -> None:
           f"patch {cfg.vision.patch_size} ({grid * grid + 1} tokens)  device {dev}", flush=True)
     # make_batch's options, the same in the DataLoader workers and in the loop
     joint = dict(questions=args.questions, mix=args.vision_mix, relit=args.joint_relight, recolored=args.joint_recolor,
-                 confounded=not args.no_confounded_negatives)
+                 confounded=not args.no_confounded_negatives, text_only=args.text_only)
     if args.workers > 0:
         stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, aug, **joint)
         loader = torch.utils.data.DataLoader(stream,

@@ -815,6 +815,41 @@ class TrainingLabels(unittest.TestCase):
         self.assertAlmostEqual(bag(dict(unmasked, text_bag=1 - b["text_bag"]), "named"), bag(unmasked, "named"), places=5)
         self.assertNotAlmostEqual(bag(dict(unmasked, text_bag=1 - b["text_bag"]), "all"), bag(unmasked, "all"), places=3)
 
+    def test_texts_without_images_name_any_combination_and_train_only_the_attribute_bag(self):
+        from tools.blip.bundle import scenes_config
+        from tools.batches import BAG, AUX_CLASSES, make_batch, make_tokenizer, text_only_batch
+        from tools.train import step_losses
+        tok, _ = make_tokenizer()
+        words = word_decoder(tok)
+        b = text_only_batch(random.Random(7), tok, 400, 35)
+        texts = [words(t) for t in b["text_only"][0].tolist()]
+        self.assertEqual(b["text_only_bag"].shape, (400, len(BAG)))
+        for t, lab in zip(texts, b["text_only_bag"]):
+            self.assertEqual({BAG[k][1] for k in np.flatnonzero(lab.numpy())},
+                             {v for _, v in BAG if v in t.split() or v + "s" in t.split()} - {"zero"}, t)
+        # test-set scenes: held-out combinations are named among them
+        self.assertTrue(any("purple triangle" in t for t in texts))
+        self.assertTrue(any("yellow" in t and "white background" in t for t in texts))
+        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
+        grid = cfg.vision.image_size // cfg.vision.patch_size
+        plain = make_batch(random.Random(8), tok, cfg.vision.image_size, 6, 35, tok.added["[DEC]"], grid)
+        both = make_batch(random.Random(8), tok, cfg.vision.image_size, 6, 35, tok.added["[DEC]"], grid, text_only=10)
+        self.assertTrue(torch.equal(plain["pixels"], both["pixels"]) and torch.equal(plain["text"][0], both["text"][0]))
+        self.assertEqual(both["text_only"][0].shape[0], 10)
+        torch.manual_seed(0)
+        model = BlipBundle(cfg).eval()
+        bag_head = torch.nn.Linear(cfg.image_text_hidden_size, len(BAG))
+
+        def losses(batch, head=bag_head):
+            torch.manual_seed(1)
+            return [float(x) for x in step_losses(model, batch, torch.tensor(0.07), random.Random(1), 0.0,
+                                                  torch.nn.Linear(cfg.vision.hidden_size, sum(AUX_CLASSES)), bag_head=head)]
+        a, c = losses(plain), losses(both)
+        self.assertEqual(a[:5], c[:5])  # ITC, ITM, captions, answers and the per-patch loss never see them
+        self.assertNotAlmostEqual(a[5], c[5], places=5)
+        flipped = dict(both, text_only_bag=1 - both["text_only_bag"])
+        self.assertNotAlmostEqual(losses(flipped)[5], c[5], places=3)
+
     def test_a_resumed_stage_keeps_the_attribute_bag_head(self):
         with tempfile.TemporaryDirectory() as d:
             start, _ = self.random_start(Path(d))
