@@ -15,6 +15,9 @@ the ITC features of held-out images against others of the same colour or shape.
 `--per-query` also lists each held-out query: its relevant images, the share of them among ITC's 50
 best, and precision@10 after re-ranking those 50 as the service does (ITM match logit + cosine;
 with 25 held-out queries per set, each one moves the set's figure by up to 0.04).
+`--text "a yellow star on a white background"` (repeatable) prints what the attribute-bag head
+reads from that text's ITC feature and the gallery's eight best images for it by ITC: whether
+the text encoder keeps each word it was given.
 """
 from __future__ import annotations
 
@@ -43,6 +46,8 @@ def main() -> None:
     ap.add_argument("--set", default=".cache/evalset")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--per-query", action="store_true", help="list each held-out query (re-ranks 50 candidates)")
+    ap.add_argument("--text", action="append", default=[],
+                    help="print the attribute-bag reading of this text and its best images by ITC")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, cfg = load(args.checkpoint, torch.device("cpu"))
@@ -111,6 +116,13 @@ def main() -> None:
         "triangles of other colours, no star": lambda g: has(g, shape="triangle") and not has(g, "purple", "triangle")
         and "star" not in shapes(g),
     }
+    for text in args.text:
+        s, ids, mask = itc(text)
+        read = torch.sigmoid(bag_logits(head, r.text_feat(ids, mask)))[0]
+        print(f"'{text}': " + " ".join(f"{v} {float(read[k]):.2f}" for k, (_, v) in enumerate(BAG) if read[k] > 0.1))
+        for i in s.argsort(descending=True)[:8].tolist():
+            objs = ", ".join(f"{o['size']} {o['color']} {o['shape']}" for o in gallery[i]["scene"]["objects"])
+            print(f"    {float(s[i]):.3f}  {gallery[i]['scene']['background']}: {objs}")
     shown = [("color", "yellow"), ("color", "orange"), ("background", "white"), ("shape", "triangle"), ("shape", "star")]
     print("attribute-bag head, mean probability: " + " ".join(v for _, v in shown))
     for name, keep in groups.items():
