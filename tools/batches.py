@@ -130,7 +130,7 @@ def named_bag(query: dict) -> tuple[np.ndarray, np.ndarray]:
     names (colour, shape, size, background), the values it names are 1 and the others 0; kinds it
     does not name are masked. "a yellow star" says nothing of sizes or grounds, but it does not ask
     for red. A count of zero names what is absent, so it names nothing here."""
-    have, kinds = set(), set()
+    have = set()
     if query.get("background"):
         have.add(("background", query["background"]))
     for spec in query.get("objects", []) + [c for c in query.get("counts", []) if c.get("n", 1) > 0]:

@@ -156,12 +156,15 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     # learnt to name yellow on a bright ground from them, yet the ITC feature (the CLS token, pooled
     # by attention the joint scenes trained) still read yellow on white as orange (stage 16).
     mix_feat = r.image_feat(emb_all[B:]) if mixed and bag_mix else None
-    # With --aux-bag-text every text trains it over the attributes it names: no training text
-    # names yellow with white, so "a yellow star on a white background" must be composed from
-    # "yellow" and "white" as each text names them; read by the same head as the images', the
-    # words and the pictures of an attribute point the same way (docs/models.md, stage 20).
+    # With --aux-bag-text every text trains it over the attributes it names ("all": what it does
+    # not name is absent, so "a yellow star" encodes no ground), read by the same head as the
+    # images': words and pictures of an attribute point the same way. --text-only adds texts without
+    # images (batches.text_only_batch), held-out combinations among them: the text encoder had
+    # learnt to drop "white" after "yellow", which no image-text pair ever shows together
+    # (docs/models.md, stages 20-23).
     text_only_feat = r.text_feat(*batch["text_only"]) if bag_head is not None and "text_only" in batch else None
-    bag = bag_loss(bag_head, img_feat, txt_feat, batch, mix_feat, bag_text, text_only_feat) if bag_head is not None else torch.zeros((), device=dev)
+    bag = (bag_loss(bag_head, img_feat, txt_feat, batch, mix_feat, bag_text, text_only_feat) if bag_head is not None
+           else torch.zeros((), device=dev))
 
     # ITM: positives, one negative image per text and one negative text per image (hard: sampled
     # by ITC similarity among true non-matches, or a one-attribute perturbation of the true text)
