@@ -353,9 +353,8 @@ class BatchStream(torch.utils.data.IterableDataset):
 
 def to_device(batch: dict, dev: torch.device) -> dict:
     out = dict(batch)
-    for k in ("pixels", "match", "known", "patches", "bag", "bag_mask", "complete", "text_bag", "text_bag_mask", "text_only_bag",
-              "caption_image", "question_image",
-              "mix_pixels", "mix_patches", "mix_bag", "mix_bag_mask"):
+    for k in ("pixels", "match", "known", "patches", "bag", "bag_mask", "complete", "caption_image", "question_image",
+              "text_bag", "text_bag_mask", "text_only_bag", "mix_pixels", "mix_patches", "mix_bag", "mix_bag_mask"):
         if k in batch:
             out[k] = batch[k].to(dev, non_blocking=True)
     for k in ("text", "caption", "question", "answer", "text_only"):
