@@ -140,6 +140,45 @@ def named_bag(query: dict) -> tuple[np.ndarray, np.ndarray]:
     return labels, np.array([float(kind in kinds) for kind, _ in BAG], dtype=np.float32)
 
 
+# Columns of the positional attribute bag (--aux-bag-where): a colour, or a shape, in the left /
+# right / top / bottom third (scenes.md's positions), each bound to where it is. BAG is not: "a purple
+# triangle on the right" and "... at the bottom" read the same there, and stage 24's text encoder
+# gave those two texts the same eight best images, all ignoring the position (a held-out pair is
+# out of its distribution, and the position word is what it dropped). Reading positions back
+# from texts without images that name held-out pairs keeps them in the ITC text feature.
+POSITIONS = ("left", "right", "top", "bottom")
+WHERE = ([("color", c, p) for c in scenes.COLORS for p in POSITIONS] +
+         [("shape", s, p) for s in scenes.SHAPES for p in POSITIONS])
+
+
+def where_labels(scene: scenes.Scene, recolored: list[int] = ()) -> np.ndarray:
+    """Which WHERE columns the scene holds: each object's colour and shape in the thirds its centre
+    lies in (none for the middle one). Objects of the ranks from the left in `recolored` show their
+    shape but none of the named colours."""
+    have = set()
+    for rank, o in enumerate(scene.sorted_objects(), start=1):
+        for p in (o.hpos, o.vpos):
+            if p:
+                have.add(("shape", o.shape, p))
+                if rank not in recolored:
+                    have.add(("color", o.color, p))
+    return np.array([float(a in have) for a in WHERE], dtype=np.float32)
+
+
+def named_where(query: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The WHERE columns a text names (1): each object spec's colour and shape at its position;
+    and the mask of the columns it speaks to, as named_bag's: the kinds it names with a position.
+    Counts have no position."""
+    have = set()
+    for spec in query.get("objects", []):
+        for p in (spec.get("hpos"), spec.get("vpos")):
+            if p:
+                have |= {(k, spec[k], p) for k in ("color", "shape") if spec.get(k)}
+    kinds = {kind for kind, _, _ in have}
+    labels = np.array([float(a in have) for a in WHERE], dtype=np.float32)
+    return labels, np.array([float(kind in kinds) for kind, _, _ in WHERE], dtype=np.float32)
+
+
 def patch_labels(scene: scenes.Scene, grid: int, sub: int = 4) -> np.ndarray:
     """Per patch (row-major, as the ViT flattens them), of the object that covers most of the patch
     (0 = background), by majority over a sub x sub raster of the patch: colour, shape, size, the
@@ -177,7 +216,7 @@ def pick_questions(items: list[tuple[str, str, str]], rng: random.Random, n: int
 
 def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int, grid: int,
                questions: int = 1, mix: int = 0, aug: VisionAugment | None = None, relit: float = 0.0,
-               recolored: float = 0.0, confounded: bool = True, text_only: int = 0):
+               recolored: float = 0.0, confounded: bool = True, text_only: int = 0, placed: float = 0.0):
     """A joint batch of bsz scenes; with mix > 0, also `mix` images drawn as make_vision_batch draws
     them (augmented as `aug` says), for the training-only heads alone (--vision-mix): no text
     describes them.
@@ -254,7 +293,13 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
         for i, s in enumerate(sc):
             bag_mask[i, [k for k, (kind, v) in enumerate(BAG)
                          if kind == "color" and scenes.held_out_combination({"color": v}, s.background)]] = 0.0
+    where_mask = np.ones((bsz, len(WHERE)), dtype=np.float32)
+    if not confounded:
+        for i, s in enumerate(sc):
+            where_mask[i, [k for k, (kind, v, _) in enumerate(WHERE)
+                           if kind == "color" and scenes.held_out_combination({"color": v}, s.background)]] = 0.0
     named = [named_bag(q) for q in queries]
+    named_w = [named_where(q) for q in queries]
     patches = np.stack([patch_labels(s, grid) for s in sc])
     for i, k in enumerate(ranks):
         patches[i][np.isin(patches[i][:, 3], k) & (patches[i][:, 3] > 0), 0] = -100
@@ -265,6 +310,11 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
         "complete": complete,
         "text_bag": torch.from_numpy(np.stack([b for b, _ in named])),
         "text_bag_mask": torch.from_numpy(np.stack([m for _, m in named])),
+        # the positional bag's columns (--aux-bag-where), under the same keys with "where" for "bag"
+        "where": torch.from_numpy(np.stack([where_labels(s) for s in shown])),
+        "where_mask": torch.from_numpy(where_mask),
+        "text_where": torch.from_numpy(np.stack([b for b, _ in named_w])),
+        "text_where_mask": torch.from_numpy(np.stack([m for _, m in named_w])),
         "text": pad([tok.encode(t, max_len) for t in texts]),
         "perturbed": [None if p is None else tok.encode(p[0], max_len) for p in perturbed],
         "caption": pad(caps), "caption_image": torch.tensor(captioned, dtype=torch.long),
@@ -274,13 +324,14 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
     }
     if mix > 0:  # drawn last: without a mix the draws of the earlier stages repeat
         v = make_vision_batch(rng, size, mix, grid, aug or VisionAugment())
-        batch.update(mix_pixels=v["pixels"], mix_patches=v["patches"], mix_bag=v["bag"], mix_bag_mask=v["bag_mask"])
+        batch.update(mix_pixels=v["pixels"], mix_patches=v["patches"], mix_bag=v["bag"], mix_bag_mask=v["bag_mask"],
+                     mix_where=v["where"], mix_where_mask=v["where_mask"])
     if text_only > 0:  # drawn last, as the mix
-        batch.update(text_only_batch(rng, tok, text_only, max_len))
+        batch.update(text_only_batch(rng, tok, text_only, max_len, placed))
     return batch
 
 
-def text_only_batch(rng: random.Random, tok: WordPieceTokenizer, n: int, max_len: int) -> dict:
+def text_only_batch(rng: random.Random, tok: WordPieceTokenizer, n: int, max_len: int, placed: float = 0.0) -> dict:
     """Texts without images, of any scene (held-out combinations allowed), with the BAG attributes
     they name (named_bag; what they do not name is absent). The text side's counterpart of BERT's
     pre-training in the real BLIP: its text encoder had read "a purple triangle" in books long before
@@ -288,10 +339,32 @@ def text_only_batch(rng: random.Random, tok: WordPieceTokenizer, n: int, max_len
     learnt that "yellow" never comes with "white" ("a yellow star on a white background" read as
     black 0.8, white under 0.1 by the attribute-bag head, stage 20) and composes nothing there.
     Only the attribute-bag loss reads these: no ITC, no ITM, no image is shown with them, so no
-    image of a held-out combination is trained on and none is called a non-match."""
-    drawn = [retrieval_text(scenes.sample_scene(rng, train=False), rng) for _ in range(n)]
+    image of a held-out combination is trained on and none is called a non-match.
+
+    With placed > 0 (--text-only-placed), that fraction of the texts names one object of the scene
+    and the third it lies in (placed_text): one retrieval text in eighteen names a position, too
+    few for the positional bag (--aux-bag-where) to teach the text encoder to keep the position
+    beside a pair it never saw with an image."""
+    drawn = [placed_text(scenes.sample_scene(rng, train=False), rng) if placed > 0 and rng.random() < placed
+             else retrieval_text(scenes.sample_scene(rng, train=False), rng) for _ in range(n)]
     return {"text_only": pad([tok.encode(t, max_len) for t, _ in drawn]),
-            "text_only_bag": torch.from_numpy(np.stack([named_bag(q)[0] for _, q in drawn]))}
+            "text_only_bag": torch.from_numpy(np.stack([named_bag(q)[0] for _, q in drawn])),
+            "text_only_where": torch.from_numpy(np.stack([named_where(q)[0] for _, q in drawn]))}
+
+
+def placed_text(scene: scenes.Scene, rng: random.Random) -> tuple[str, dict]:
+    """A text naming one object of the scene by colour and shape (and its size, half the time) and
+    the third its centre lies in, horizontal or vertical (scenes.md's "on the left", "at the top"),
+    and its query; a scene with every object in the middle thirds gives a retrieval text instead."""
+    options = [(o, k, getattr(o, k)) for o in scene.objects for k in ("hpos", "vpos") if getattr(o, k)]
+    if not options:
+        return retrieval_text(scene, rng)
+    o, key, where = rng.choice(options)
+    spec = {"color": o.color, "shape": o.shape, key: where}
+    if rng.random() < 0.5:
+        spec["size"] = o.size
+    q = {"objects": [spec], "counts": []}
+    return scenes.query_text(q, rng), q
 
 
 def make_vision_batch(rng: random.Random, size: int, bsz: int, grid: int, aug: VisionAugment = VisionAugment()):
@@ -299,7 +372,7 @@ def make_vision_batch(rng: random.Random, size: int, bsz: int, grid: int, aug: V
     (patch_labels), and the attribute bag (bag_labels) with a mask of the columns that still hold:
     recoloured objects have none of the named colours, a relit ground none of the named
     backgrounds, a grayscale image no colours that can be seen."""
-    pix, labels, bags, masks = [], [], [], []
+    pix, labels, bags, masks, wheres, where_masks = [], [], [], [], [], []
     for _ in range(bsz):
         s = scenes.sample_scene(rng, train=True)
         lab = patch_labels(s, grid)
@@ -325,8 +398,11 @@ def make_vision_batch(rng: random.Random, size: int, bsz: int, grid: int, aug: V
         labels.append(lab)
         bags.append(bag)
         masks.append(mask)
+        wheres.append(where_labels(s, ranks))
+        where_masks.append(np.array([0.0 if kind in dropped else 1.0 for kind, _, _ in WHERE], dtype=np.float32))
     return {"pixels": torch.from_numpy(np.stack(pix)), "patches": torch.from_numpy(np.stack(labels)).long(),
-            "bag": torch.from_numpy(np.stack(bags)), "bag_mask": torch.from_numpy(np.stack(masks))}
+            "bag": torch.from_numpy(np.stack(bags)), "bag_mask": torch.from_numpy(np.stack(masks)),
+            "where": torch.from_numpy(np.stack(wheres)), "where_mask": torch.from_numpy(np.stack(where_masks))}
 
 
 class BatchStream(torch.utils.data.IterableDataset):
@@ -354,7 +430,8 @@ class BatchStream(torch.utils.data.IterableDataset):
 def to_device(batch: dict, dev: torch.device) -> dict:
     out = dict(batch)
     for k in ("pixels", "match", "known", "patches", "bag", "bag_mask", "complete", "caption_image", "question_image",
-              "text_bag", "text_bag_mask", "text_only_bag", "mix_pixels", "mix_patches", "mix_bag", "mix_bag_mask"):
+              "text_bag", "text_bag_mask", "text_only_bag", "mix_pixels", "mix_patches", "mix_bag", "mix_bag_mask",
+              "where", "where_mask", "text_where", "text_where_mask", "text_only_where", "mix_where", "mix_where_mask"):
         if k in batch:
             out[k] = batch[k].to(dev, non_blocking=True)
     for k in ("text", "caption", "question", "answer", "text_only"):

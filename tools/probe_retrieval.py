@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tools.batches import BAG, make_tokenizer, pad, to_pixels
+from tools.batches import BAG, WHERE, make_tokenizer, pad, to_pixels
 from tools.blip import scenes
 from tools.quick_eval import load
 from tools.train import bag_logits
@@ -101,11 +101,10 @@ def main() -> None:
                 lambda g: has(g, "purple", "triangle")))
 
     bag = torch.load(args.checkpoint, map_location="cpu").get("bag_head")
-    if bag is None:
-        return
-    head = torch.nn.Linear(feats.shape[1], len(BAG))
-    head.load_state_dict(bag)
-    p = torch.sigmoid(bag_logits(head, feats))
+    head = None
+    if bag is not None:  # a checkpoint read back from the ONNX graphs has no training-only heads
+        head = torch.nn.Linear(feats.shape[1], bag["weight"].shape[0])  # BAG's columns first (--aux-bag-where)
+        head.load_state_dict(bag)
     col = {a: i for i, a in enumerate(BAG)}
     shapes = lambda g: [o["shape"] for o in g["scene"]["objects"]]
     groups = {  # images whose other objects cannot explain the attributes read
@@ -118,11 +117,20 @@ def main() -> None:
     }
     for text in args.text:
         s, ids, mask = itc(text)
-        read = torch.sigmoid(bag_logits(head, r.text_feat(ids, mask)))[0]
-        print(f"'{text}': " + " ".join(f"{v} {float(read[k]):.2f}" for k, (_, v) in enumerate(BAG) if read[k] > 0.1))
+        if head is None:
+            print(f"'{text}': (no attribute-bag head in this checkpoint)")
+        else:
+            read = torch.sigmoid(bag_logits(head, r.text_feat(ids, mask)))[0]
+            print(f"'{text}': " + " ".join(f"{v} {float(read[k]):.2f}" for k, (_, v) in enumerate(BAG) if read[k] > 0.1))
+            if len(read) > len(BAG):  # --aux-bag-where: the positional columns
+                print("    where: " + " ".join(f"{v}@{p} {float(read[len(BAG) + k]):.2f}"
+                                              for k, (_, v, p) in enumerate(WHERE) if read[len(BAG) + k] > 0.1))
         for i in s.argsort(descending=True)[:8].tolist():
             objs = ", ".join(f"{o['size']} {o['color']} {o['shape']}" for o in gallery[i]["scene"]["objects"])
             print(f"    {float(s[i]):.3f}  {gallery[i]['scene']['background']}: {objs}")
+    if head is None:
+        return
+    p = torch.sigmoid(bag_logits(head, feats))
     shown = [("color", "yellow"), ("color", "orange"), ("background", "white"), ("shape", "triangle"), ("shape", "star")]
     print("attribute-bag head, mean probability: " + " ".join(v for _, v in shown))
     for name, keep in groups.items():

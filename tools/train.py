@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from tools.augment import VisionAugment
-from tools.batches import (AUX_CLASSES, AUX_LABEL_SETS, BAG, BatchStream, make_batch, make_tokenizer,
+from tools.batches import (AUX_CLASSES, AUX_LABEL_SETS, BAG, WHERE, BatchStream, make_batch, make_tokenizer,
                            make_vision_batch, pad, to_device)
 from tools.blip import scenes
 from tools.blip.bundle import BlipBundle, scenes_config
@@ -69,30 +69,35 @@ def bag_logits(bag_head, feats: torch.Tensor) -> torch.Tensor:
 
 def bag_loss(bag_head, img_feat: torch.Tensor, txt_feat: torch.Tensor, batch,
              mix_feat: torch.Tensor | None = None, every_text: str | None = None,
-             text_only_feat: torch.Tensor | None = None) -> torch.Tensor:
+             text_only_feat: torch.Tensor | None = None, where: bool = False) -> torch.Tensor:
     """Multi-label cross-entropy of the BAG attributes read linearly from the normalised ITC features:
     of every image, of every text that is a complete caption of its image (every_text: of every
     text, batches.named_bag: "named" over the kinds of attribute it names, "all" over every column,
     what it does not name being 0), (--aux-bag-mix) of the --vision-mix images, over the columns
-    their mask keeps, and (--text-only) of the texts without images, over every column."""
+    their mask keeps, and (--text-only) of the texts without images, over every column. With `where`
+    (--aux-bag-where) the positional columns (batches.WHERE) follow BAG's, read from the same
+    features under the same rules."""
+    def cols(key: str) -> torch.Tensor:  # the batch's BAG columns, and the WHERE ones after them
+        return torch.cat([batch[key], batch[key.replace("bag", "where")]], 1) if where else batch[key]
+
     complete = batch["complete"]
     # relit scenes (--joint-relight) drop their background column (complete texts are never relit),
     # --no-confounded-negatives the held-out colour on its ground
-    mask = batch.get("bag_mask", torch.ones_like(batch["bag"]))
+    mask = cols("bag_mask") if "bag_mask" in batch else torch.ones_like(cols("bag"))
     if every_text:
-        text_mask = batch["text_bag_mask"] if every_text == "named" else torch.ones_like(batch["text_bag"])
-        feats, labels, masks = [img_feat, txt_feat], [batch["bag"], batch["text_bag"]], [mask, text_mask]
+        text_mask = cols("text_bag_mask") if every_text == "named" else torch.ones_like(cols("text_bag"))
+        feats, labels, masks = [img_feat, txt_feat], [cols("bag"), cols("text_bag")], [mask, text_mask]
     else:
-        feats, labels = [img_feat, txt_feat[complete]], [batch["bag"], batch["bag"][complete]]
+        feats, labels = [img_feat, txt_feat[complete]], [cols("bag"), cols("bag")[complete]]
         masks = [mask, mask[complete]]
     if mix_feat is not None:
         feats.append(mix_feat)
-        labels.append(batch["mix_bag"])
-        masks.append(batch["mix_bag_mask"])
+        labels.append(cols("mix_bag"))
+        masks.append(cols("mix_bag_mask"))
     if text_only_feat is not None:
         feats.append(text_only_feat)
-        labels.append(batch["text_only_bag"])
-        masks.append(torch.ones_like(batch["text_only_bag"]))
+        labels.append(cols("text_only_bag"))
+        masks.append(torch.ones_like(labels[-1]))
     mask = torch.cat(masks)
     loss = F.binary_cross_entropy_with_logits(bag_logits(bag_head, torch.cat(feats)), torch.cat(labels), reduction="none")
     return (loss * mask).sum() / mask.sum()
@@ -124,7 +129,7 @@ def negative_weights(sim: torch.Tensor, match: torch.Tensor, known: torch.Tensor
 
 def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, word_noise: float,
                 aux_head=None, aux_classes: list[int] = AUX_CLASSES, bag_head=None, bag_mix: bool = False,
-                bag_text: str | None = None):
+                bag_text: str | None = None, bag_where: bool = False):
     r = model.retrieval
     B = batch["pixels"].shape[0]
     mixed = "mix_pixels" in batch
@@ -163,8 +168,9 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     # learnt to drop "white" after "yellow", which no image-text pair ever shows together
     # (docs/models.md, stages 20-23).
     text_only_feat = r.text_feat(*batch["text_only"]) if bag_head is not None and "text_only" in batch else None
-    bag = (bag_loss(bag_head, img_feat, txt_feat, batch, mix_feat, bag_text, text_only_feat) if bag_head is not None
-           else torch.zeros((), device=dev))
+    # With --aux-bag-where it also reads each colour and shape at its position (batches.WHERE).
+    bag = (bag_loss(bag_head, img_feat, txt_feat, batch, mix_feat, bag_text, text_only_feat, bag_where)
+           if bag_head is not None else torch.zeros((), device=dev))
 
     # ITM: positives, one negative image per text and one negative text per image (hard: sampled
     # by ITC similarity among true non-matches, or a one-attribute perturbation of the true text)
@@ -283,6 +289,12 @@ def main() -> None:
     ap.add_argument("--text-only", type=int, default=0,
                     help="per step, this many texts of scenes with held-out combinations allowed, without images, "
                          "train the attribute-bag head through the text encoder (batches.text_only_batch)")
+    ap.add_argument("--aux-bag-where", action="store_true",
+                    help="the attribute-bag head also reads each colour and shape in the left / right / top / bottom "
+                         "third it lies in (batches.WHERE), from images and texts alike")
+    ap.add_argument("--text-only-placed", type=float, default=0.0,
+                    help="this fraction of the --text-only texts names one object and the third it lies in "
+                         "(batches.placed_text), for --aux-bag-where")
     ap.add_argument("--aux-bag-mix", action="store_true",
                     help="the attribute-bag head reads the --vision-mix images' ITC features too")
     ap.add_argument("--vision-mix", type=int, default=0,
@@ -342,6 +354,10 @@ def main() -> None:
         raise SystemExit("--text-only trains the attribute-bag head: it needs --aux-bag")
     if args.aux_bag_text and args.aux_bag <= 0:
         raise SystemExit("--aux-bag-text needs the --aux-bag head")
+    if args.text_only_placed > 0 and args.text_only <= 0:
+        raise SystemExit("--text-only-placed is a share of the --text-only texts: it needs them")
+    if args.aux_bag_where and args.aux_bag <= 0:
+        raise SystemExit("--aux-bag-where adds columns to the --aux-bag head: it needs one")
     if args.aux_bag_mix and (args.vision_mix <= 0 or args.aux_bag <= 0):
         raise SystemExit("--aux-bag-mix needs --vision-mix images and the --aux-bag head")
     joint_only = [flag for flag, on in (("--joint-relight", args.joint_relight > 0), ("--joint-recolor", args.joint_recolor > 0),
@@ -359,10 +375,17 @@ def main() -> None:
         # (a short stage after stage 7 lost ground everywhere that way), so checkpoints carry it.
         aux_head.load_state_dict(resumed["aux_head"])
         print("per-patch head resumed", flush=True)
-    bag_head = torch.nn.Linear(cfg.image_text_hidden_size, len(BAG)).to(dev) if args.aux_bag > 0 else None
+    bag_cols = len(BAG) + (len(WHERE) if args.aux_bag_where else 0)
+    bag_head = torch.nn.Linear(cfg.image_text_hidden_size, bag_cols).to(dev) if args.aux_bag > 0 else None
     if bag_head is not None and resumed.get("bag_head") is not None:
-        bag_head.load_state_dict(resumed["bag_head"])  # as the per-patch head, for the same reason
-        print("attribute-bag head resumed", flush=True)
+        # as the per-patch head, for the same reason; the columns both heads have (BAG's come first)
+        old = resumed["bag_head"]
+        kept = min(bag_cols, old["weight"].shape[0])
+        with torch.no_grad():
+            bag_head.weight[:kept] = old["weight"][:kept]
+            bag_head.bias[:kept] = old["bias"][:kept]
+        print("attribute-bag head resumed" + (f", {bag_cols - kept} columns fresh" if kept < bag_cols else ""),
+              flush=True)
     if bag_head is not None and (args.vision_only or args.vqa_only):
         raise SystemExit("--aux-bag trains the ITC features: not with --vision-only or --vqa-only")
     vision = model.retrieval.vision_model
@@ -384,7 +407,8 @@ def main() -> None:
           f"patch {cfg.vision.patch_size} ({grid * grid + 1} tokens)  device {dev}", flush=True)
     # make_batch's options, the same in the DataLoader workers and in the loop
     joint = dict(questions=args.questions, mix=args.vision_mix, relit=args.joint_relight, recolored=args.joint_recolor,
-                 confounded=not args.no_confounded_negatives, text_only=args.text_only)
+                 confounded=not args.no_confounded_negatives, text_only=args.text_only,
+                 placed=args.text_only_placed)
     if args.workers > 0:
         stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, aug, **joint)
         loader = torch.utils.data.DataLoader(stream,
@@ -436,7 +460,7 @@ def main() -> None:
         else:
             itc, itm, lm, vqa, aux, bag = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, args.word_noise,
                                                       aux_head, aux_classes, bag_head, args.aux_bag_mix,
-                                                      args.aux_bag_text)
+                                                      args.aux_bag_text, args.aux_bag_where)
             loss = itc + itm + lm + vqa + args.aux_patch * aux + args.aux_bag * bag
         opt.zero_grad()
         loss.backward()

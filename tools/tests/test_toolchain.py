@@ -862,6 +862,112 @@ class TrainingLabels(unittest.TestCase):
             self.assertTrue(torch.equal(torch.load(second)["bag_head"]["weight"], head["weight"]))
             self.train("--steps", "1", resume=first, out=second)  # without the flag: no head to carry on
             self.assertIsNone(torch.load(second)["bag_head"])
+            # --aux-bag-where adds 40 positional columns after BAG's: those 15 carry on, the rest start fresh
+            out = self.train("--steps", "1", "--aux-bag", "1", "--aux-bag-where", "--lr", "0", resume=first, out=second)
+            self.assertIn("bag head resumed, 40 columns fresh", out)
+            wide = torch.load(second)["bag_head"]
+            self.assertEqual(wide["weight"].shape[0], 15 + 40)  # (6 colours + 4 shapes) x 4 positions
+            self.assertTrue(torch.equal(wide["weight"][:15], head["weight"]))
+
+    def test_positional_bag_binds_each_colour_and_shape_to_its_third(self):
+        from tools.batches import WHERE, named_where, where_labels
+        s = scenes.Scene("gray", (128, 128, 128), [obj("star", "green", cx=0.2, cy=0.8), obj("circle", "red", cx=0.5, cy=0.5),
+                                                    obj("triangle", "purple", cx=0.9, cy=0.1)])
+        held = lambda lab: {WHERE[k] for k in np.flatnonzero(lab)}
+        self.assertEqual(held(where_labels(s)), {("color", "green", "left"), ("shape", "star", "left"),
+                                                 ("color", "green", "bottom"), ("shape", "star", "bottom"),
+                                                 ("color", "purple", "right"), ("shape", "triangle", "right"),
+                                                 ("color", "purple", "top"), ("shape", "triangle", "top")})  # centre: none
+        # a recoloured object (rank 3 from the left) still shows its shape where it is, not its colour
+        self.assertEqual(held(where_labels(s)) - held(where_labels(s, [3])),
+                         {("color", "purple", "right"), ("color", "purple", "top")})
+        lab, mask = named_where({"objects": [{"color": "purple", "shape": "triangle", "hpos": "right"}], "counts": []})
+        self.assertEqual(held(lab), {("color", "purple", "right"), ("shape", "triangle", "right")})
+        self.assertEqual({WHERE[k][0] for k in np.flatnonzero(mask)}, {"color", "shape"})
+        lab, mask = named_where({"objects": [{"color": "yellow", "vpos": "bottom"}, {"shape": "star"}],
+                                 "counts": [{"n": 2, "shape": "circle"}]})
+        self.assertEqual(held(lab), {("color", "yellow", "bottom")})  # no position, or a count: nothing
+        self.assertEqual({WHERE[k][0] for k in np.flatnonzero(mask)}, {"color"})
+
+    def test_a_placed_text_names_one_object_of_its_scene_where_it_is(self):
+        from tools.batches import placed_text
+        rng = random.Random(16)
+        named = 0
+        for _ in range(300):
+            s = scenes.sample_scene(rng, train=False)
+            text, q = placed_text(s, rng)
+            self.assertTrue(scenes.satisfies(s, q), text)
+            if any(o.hpos or o.vpos for o in s.objects):
+                (spec,) = q["objects"]
+                self.assertEqual(len([k for k in ("hpos", "vpos") if spec.get(k)]), 1)
+                self.assertTrue(spec["color"] in text and spec["shape"] in text and "background" not in text, text)
+                named += 1
+        self.assertGreater(named, 250)
+
+    def test_batches_carry_the_positional_bag_under_the_bag_rules(self):
+        from tools.augment import VisionAugment
+        from tools.batches import WHERE, make_batch, make_tokenizer, make_vision_batch, text_only_batch, where_labels
+        tok, _ = make_tokenizer()
+        words = word_decoder(tok)
+        b = make_batch(random.Random(12), tok, 32, 64, 35, tok.added["[DEC]"], 4, recolored=0.3, confounded=False)
+        yellow = [k for k, (kind, v, _) in enumerate(WHERE) if kind == "color" and v == "yellow"]
+        for i, scene in enumerate(b["scenes"]):
+            # recoloured objects are off the palette in the scene shown: no colour column of theirs
+            self.assertTrue(torch.equal(b["where"][i], torch.from_numpy(where_labels(scene))))
+            masked = set(np.flatnonzero(b["where_mask"][i].numpy() == 0))
+            self.assertEqual(masked, set(yellow) if scene.background == "white" else set())  # held out on white
+        texts = [words(t) for t in b["text"][0].tolist()]
+        self.assertTrue(any(b["text_where"][i].sum() > 0 for i in range(64)))
+        for t, lab in zip(texts, b["text_where"]):
+            for k in np.flatnonzero(lab.numpy()):
+                kind, value, where = WHERE[k]
+                self.assertIn(f"{value} ", t + " ")
+                self.assertIn(where, t)
+        # texts without images (--text-only-placed): held-out pairs with a position are among them, read as placed
+        t = text_only_batch(random.Random(13), tok, 600, 35, placed=0.5)
+        texts = [words(ids) for ids in t["text_only"][0].tolist()]
+        self.assertTrue(250 < sum(any(p in x.split() for p in ("left", "right", "top", "bottom")) for x in texts) < 350)
+        phrase = {p: f"purple triangle {'on' if p in ('left', 'right') else 'at'} the {p}" for p in ("left", "right", "top", "bottom")}
+        placed = [(x, lab) for x, lab in zip(texts, t["text_only_where"]) if any(v in x for v in phrase.values())]
+        self.assertGreater(len(placed), 5)
+        for text, lab in placed:
+            side = next(p for p, v in phrase.items() if v in text)
+            self.assertEqual(float(lab[WHERE.index(("shape", "triangle", side))]), 1.0, text)
+            self.assertEqual(float(lab[WHERE.index(("color", "purple", side))]), 1.0, text)
+        # without the option, the draws of the stages before it repeat
+        self.assertTrue(torch.equal(text_only_batch(random.Random(13), tok, 50, 35)["text_only"][0],
+                                    text_only_batch(random.Random(13), tok, 50, 35, placed=0.0)["text_only"][0]))
+        # vision images: grayscale ones drop every colour column, recoloured objects their own
+        v = make_vision_batch(random.Random(14), 32, 200, 4, VisionAugment(gray=0.3, decolor=0.3))
+        color = [k for k, (kind, _, _) in enumerate(WHERE) if kind == "color"]
+        gray = [i for i in range(200) if v["where_mask"][i, color].sum() == 0]
+        self.assertTrue(30 < len(gray) < 100, len(gray))
+        for i in range(200):
+            self.assertTrue((v["where_mask"][i, len(color):] == 1).all())  # shapes always hold
+            self.assertTrue((v["where"][i, color] <= v["bag"][i, :6].repeat_interleave(4)).all())  # seen colours only
+
+    def test_positional_bag_joins_the_bag_loss_only_with_its_flag(self):
+        from tools.blip.bundle import scenes_config
+        from tools.batches import BAG, WHERE, AUX_CLASSES, make_batch, make_tokenizer
+        from tools.train import step_losses
+        tok, _ = make_tokenizer()
+        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
+        grid = cfg.vision.image_size // cfg.vision.patch_size
+        b = make_batch(random.Random(15), tok, cfg.vision.image_size, 8, 35, tok.added["[DEC]"], grid, text_only=8)
+        torch.manual_seed(0)
+        model = BlipBundle(cfg).eval()
+        narrow = torch.nn.Linear(cfg.image_text_hidden_size, len(BAG))
+        wide = torch.nn.Linear(cfg.image_text_hidden_size, len(BAG) + len(WHERE))
+
+        def bag(batch, head, where):
+            torch.manual_seed(1)
+            return float(step_losses(model, batch, torch.tensor(0.07), random.Random(1), 0.0,
+                                     torch.nn.Linear(cfg.vision.hidden_size, sum(AUX_CLASSES)), bag_head=head,
+                                     bag_text="all", bag_where=where)[5])
+        flips = [dict(b, **{k: 1 - b[k]}) for k in ("where", "text_where", "text_only_where")]
+        for flipped in flips:
+            self.assertAlmostEqual(bag(flipped, narrow, False), bag(b, narrow, False), places=5)
+            self.assertNotAlmostEqual(bag(flipped, wide, True), bag(b, wide, True), places=3)
 
     @staticmethod
     def random_start(d: Path) -> tuple[Path, dict]:
