@@ -356,8 +356,10 @@ def main() -> None:
         raise SystemExit("--aux-bag-text needs the --aux-bag head")
     if args.text_only_placed > 0 and args.text_only <= 0:
         raise SystemExit("--text-only-placed is a share of the --text-only texts: it needs them")
-    if args.aux_bag_where and args.aux_bag <= 0:
-        raise SystemExit("--aux-bag-where adds columns to the --aux-bag head: it needs one")
+    if args.aux_bag_where and (args.aux_bag <= 0 or not args.aux_bag_text):
+        # without --aux-bag-text only complete captions train the bag, and a caption names no position
+        raise SystemExit("--aux-bag-where adds columns to the --aux-bag head, read from what texts name: "
+                         "it needs --aux-bag-text")
     if args.aux_bag_mix and (args.vision_mix <= 0 or args.aux_bag <= 0):
         raise SystemExit("--aux-bag-mix needs --vision-mix images and the --aux-bag head")
     joint_only = [flag for flag, on in (("--joint-relight", args.joint_relight > 0), ("--joint-recolor", args.joint_recolor > 0),

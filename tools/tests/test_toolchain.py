@@ -863,11 +863,22 @@ class TrainingLabels(unittest.TestCase):
             self.train("--steps", "1", resume=first, out=second)  # without the flag: no head to carry on
             self.assertIsNone(torch.load(second)["bag_head"])
             # --aux-bag-where adds 40 positional columns after BAG's: those 15 carry on, the rest start fresh
-            out = self.train("--steps", "1", "--aux-bag", "1", "--aux-bag-where", "--lr", "0", resume=first, out=second)
+            out = self.train("--steps", "1", "--aux-bag", "1", "--aux-bag-text", "all", "--aux-bag-where", "--lr", "0",
+                             resume=first, out=second)
             self.assertIn("bag head resumed, 40 columns fresh", out)
             wide = torch.load(second)["bag_head"]
             self.assertEqual(wide["weight"].shape[0], 15 + 40)  # (6 colours + 4 shapes) x 4 positions
             self.assertTrue(torch.equal(wide["weight"][:15], head["weight"]))
+            for flags, says in ((("--aux-bag", "1", "--aux-bag-where"), "needs --aux-bag-text"),
+                                (("--aux-bag", "1", "--text-only-placed", "0.5"), "needs them")):
+                with self.assertRaises(subprocess.CalledProcessError) as refused:
+                    self.train("--steps", "1", *flags, resume=first, out=second)
+                self.assertIn(says, refused.exception.stderr)
+            # the whole path, through a DataLoader worker
+            out = self.train("--steps", "2", "--log-every", "1", "--workers", "1", "--aux-bag", "1", "--aux-bag-text", "all",
+                             "--aux-bag-where", "--text-only", "4", "--text-only-placed", "0.5", resume=second, out=first)
+            self.assertIn("step 2 ", out)
+            self.assertIn("bag head resumed", out)
 
     def test_positional_bag_binds_each_colour_and_shape_to_its_third(self):
         from tools.batches import WHERE, named_where, where_labels
