@@ -289,15 +289,12 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
         qa_image += [i] * len(picked)
     bag_mask = np.ones((bsz, len(BAG)), dtype=np.float32)
     bag_mask[np.ix_(np.flatnonzero(is_relit), [k for k, (kind, _) in enumerate(BAG) if kind == "background"])] = 0.0
-    if not confounded:
-        for i, s in enumerate(sc):
-            bag_mask[i, [k for k, (kind, v) in enumerate(BAG)
-                         if kind == "color" and scenes.held_out_combination({"color": v}, s.background)]] = 0.0
     where_mask = np.ones((bsz, len(WHERE)), dtype=np.float32)
     if not confounded:
         for i, s in enumerate(sc):
-            where_mask[i, [k for k, (kind, v, _) in enumerate(WHERE)
-                           if kind == "color" and scenes.held_out_combination({"color": v}, s.background)]] = 0.0
+            held = {c for c in scenes.COLORS if scenes.held_out_combination({"color": c}, s.background)}
+            bag_mask[i, [k for k, (kind, v) in enumerate(BAG) if kind == "color" and v in held]] = 0.0
+            where_mask[i, [k for k, (kind, v, _) in enumerate(WHERE) if kind == "color" and v in held]] = 0.0
     named = [named_bag(q) for q in queries]
     named_w = [named_where(q) for q in queries]
     patches = np.stack([patch_labels(s, grid) for s in sc])
