@@ -339,9 +339,9 @@ def text_only_batch(rng: random.Random, tok: WordPieceTokenizer, n: int, max_len
     image of a held-out combination is trained on and none is called a non-match.
 
     With placed > 0 (--text-only-placed), that fraction of the texts names one object of the scene
-    and the third it lies in (placed_text): one retrieval text in eighteen names a position, too
-    few for the positional bag (--aux-bag-where) to teach the text encoder to keep the position
-    beside a pair it never saw with an image."""
+    and the third it lies in (placed_text): one retrieval text in 19 names a position (one in 425
+    a held-out pair with one), too few for the positional bag (--aux-bag-where) to teach the text
+    encoder to keep the position beside a pair it never saw with an image."""
     drawn = [placed_text(scenes.sample_scene(rng, train=False), rng) if placed > 0 and rng.random() < placed
              else retrieval_text(scenes.sample_scene(rng, train=False), rng) for _ in range(n)]
     return {"text_only": pad([tok.encode(t, max_len) for t, _ in drawn]),

@@ -208,6 +208,27 @@ class WeightsFromOnnx(unittest.TestCase):
                 state_dict_from_folder(d, tj)
 
 
+class AverageCheckpoints(unittest.TestCase):
+    def test_a_weighted_average_of_two_checkpoints_of_one_config(self):
+        from tools.average_checkpoints import average
+        cfg = tiny_config()
+        torch.manual_seed(4)
+        a = {"model": BlipBundle(cfg).state_dict(), "config": cfg.to_dict(), "step": 9, "bag_head": {"weight": 1}}
+        torch.manual_seed(5)
+        b = {"model": BlipBundle(cfg).state_dict(), "config": cfg.to_dict(), "step": 3}
+        key = next(k for k, v in a["model"].items() if v.is_floating_point() and not torch.equal(v, b["model"][k]))
+        soup = average(a, b, 0.25)
+        self.assertTrue(torch.allclose(soup["model"][key], 0.75 * a["model"][key] + 0.25 * b["model"][key], atol=1e-7))
+        self.assertTrue(all(torch.equal(average(a, b, 0.0)["model"][k], v) for k, v in a["model"].items()))
+        self.assertIsNone(soup["bag_head"])  # the heads read features the average no longer computes
+        # the result loads into a model of that config, strictly
+        BlipBundle(cfg).load_state_dict(soup["model"])
+        other = tiny_config()
+        other.text.num_hidden_layers += 1
+        with self.assertRaises(SystemExit):
+            average(a, dict(b, config=other.to_dict()), 0.5)
+
+
 class Quantize(unittest.TestCase):
     def test_weights_round_to_within_half_a_step_per_column(self):
         w = np.random.default_rng(0).normal(0, 1, (64, 16)).astype(np.float32)
