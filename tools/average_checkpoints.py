@@ -18,7 +18,7 @@ import torch
 
 
 def average(a: dict, b: dict, weight: float) -> dict:
-    """(1 - weight) * a + weight * b of two checkpoints' models, with a's other fields."""
+    """A checkpoint whose model is (1 - weight) * a + weight * b, without training-only heads."""
     if a["config"] != b["config"]:
         raise SystemExit("the checkpoints have different configs: their weights do not line up")
     if a["model"].keys() != b["model"].keys():
