@@ -216,7 +216,8 @@ def pick_questions(items: list[tuple[str, str, str]], rng: random.Random, n: int
 
 def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int, grid: int,
                questions: int = 1, mix: int = 0, aug: VisionAugment | None = None, relit: float = 0.0,
-               recolored: float = 0.0, confounded: bool = True, text_only: int = 0, placed: float = 0.0):
+               recolored: float = 0.0, confounded: bool = True, text_only: int = 0, placed: float = 0.0,
+               joint_placed: float = 0.0):
     """A joint batch of bsz scenes; with mix > 0, also `mix` images drawn as make_vision_batch draws
     them (augmented as `aug` says), for the training-only heads alone (--vision-mix): no text
     describes them.
@@ -241,6 +242,10 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
     yellow, and ITC learnt "white ground, not yellow" from exactly those pairs (docs/models.md,
     stage 19).
 
+    With joint_placed > 0 (--joint-placed), that share of the scenes' own texts names one object and
+    the third it lies in (placed_text): ITC then has to tell positions apart itself, where a
+    retrieval text names one in 19 times.
+
     With text_only > 0 (--text-only), that many more texts, of scenes drawn as test sets draw them
     (held-out combinations allowed) and with no image at all, for the attribute bag alone: see
     text_only_batch."""
@@ -260,7 +265,7 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
     pix = torch.from_numpy(np.stack([to_pixels(scenes.render_augmented(s, rng), size) for s in shown]))
     texts, queries = [], []
     for s, r, k in zip(sc, is_relit, ranks):
-        t, q = retrieval_text(s, rng)
+        t, q = placed_text(s, rng) if joint_placed > 0 and rng.random() < joint_placed else retrieval_text(s, rng)
         if r and q.get("background"):
             q = {key: v for key, v in q.items() if key != "background"}
             t = scenes.query_text(q, rng)

@@ -295,6 +295,9 @@ def main() -> None:
     ap.add_argument("--text-only-placed", type=float, default=0.0,
                     help="this fraction of the --text-only texts names one object and the third it lies in "
                          "(batches.placed_text), for --aux-bag-where")
+    ap.add_argument("--joint-placed", type=float, default=0.0,
+                    help="joint stages: this share of the scenes' own texts names one object and the third it lies "
+                         "in (batches.placed_text), for ITC and ITM")
     ap.add_argument("--aux-bag-mix", action="store_true",
                     help="the attribute-bag head reads the --vision-mix images' ITC features too")
     ap.add_argument("--vision-mix", type=int, default=0,
@@ -363,7 +366,8 @@ def main() -> None:
     if args.aux_bag_mix and (args.vision_mix <= 0 or args.aux_bag <= 0):
         raise SystemExit("--aux-bag-mix needs --vision-mix images and the --aux-bag head")
     joint_only = [flag for flag, on in (("--joint-relight", args.joint_relight > 0), ("--joint-recolor", args.joint_recolor > 0),
-                                        ("--no-confounded-negatives", args.no_confounded_negatives)) if on]
+                                        ("--no-confounded-negatives", args.no_confounded_negatives),
+                                        ("--joint-placed", args.joint_placed > 0)) if on]
     if joint_only and (args.vision_only or args.vqa_only):
         raise SystemExit(f"{', '.join(joint_only)}: joint stages only, not with --vision-only or --vqa-only (--relight "
                          "is the vision-only images' option)")
@@ -410,7 +414,7 @@ def main() -> None:
     # make_batch's options, the same in the DataLoader workers and in the loop
     joint = dict(questions=args.questions, mix=args.vision_mix, relit=args.joint_relight, recolored=args.joint_recolor,
                  confounded=not args.no_confounded_negatives, text_only=args.text_only,
-                 placed=args.text_only_placed)
+                 placed=args.text_only_placed, joint_placed=args.joint_placed)
     if args.workers > 0:
         stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, aug, **joint)
         loader = torch.utils.data.DataLoader(stream,

@@ -936,6 +936,24 @@ class TrainingLabels(unittest.TestCase):
                 named += 1
         self.assertGreater(named, 250)
 
+    def test_joint_placed_texts_are_the_scenes_own_texts_for_itc(self):
+        from tools.batches import WHERE, make_batch, make_tokenizer
+        tok, _ = make_tokenizer()
+        words = word_decoder(tok)
+        draw = lambda p: make_batch(random.Random(17), tok, 16, 48, 35, tok.added["[DEC]"], 4, joint_placed=p)
+        self.assertTrue(torch.equal(draw(0.0)["text"][0], make_batch(random.Random(17), tok, 16, 48, 35,
+                                                                     tok.added["[DEC]"], 4)["text"][0]))
+        b = draw(1.0)
+        placed = 0
+        for i, scene in enumerate(b["scenes"]):
+            text = words(b["text"][0][i].tolist())
+            self.assertEqual(float(b["match"][i, i]), 1.0, text)  # a true text of its own image
+            if any(o.hpos or o.vpos for o in scene.objects):
+                self.assertTrue(any(p in text.split() for p in ("left", "right", "top", "bottom")), text)
+                self.assertEqual(int(b["text_where"][i].sum()), 2, text)  # its colour and shape, there
+                placed += 1
+        self.assertGreater(placed, 40)
+
     def test_batches_carry_the_positional_bag_under_the_bag_rules(self):
         from tools.augment import VisionAugment
         from tools.batches import WHERE, make_batch, make_tokenizer, make_vision_batch, text_only_batch, where_labels
