@@ -216,8 +216,8 @@ def pick_questions(items: list[tuple[str, str, str]], rng: random.Random, n: int
 
 def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int, grid: int,
                questions: int = 1, mix: int = 0, aug: VisionAugment | None = None, relit: float = 0.0,
-               recolored: float = 0.0, confounded: bool = True, text_only: int = 0, placed: float = 0.0,
-               joint_placed: float = 0.0):
+               recolored: float = 0.0, confounded: bool = True, text_only: int = 0,
+               text_only_placed: float = 0.0, joint_placed: float = 0.0):
     """A joint batch of bsz scenes; with mix > 0, also `mix` images drawn as make_vision_batch draws
     them (augmented as `aug` says), for the training-only heads alone (--vision-mix): no text
     describes them.
@@ -329,7 +329,7 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
         batch.update(mix_pixels=v["pixels"], mix_patches=v["patches"], mix_bag=v["bag"], mix_bag_mask=v["bag_mask"],
                      mix_where=v["where"], mix_where_mask=v["where_mask"])
     if text_only > 0:  # drawn last, as the mix
-        batch.update(text_only_batch(rng, tok, text_only, max_len, placed))
+        batch.update(text_only_batch(rng, tok, text_only, max_len, text_only_placed))
     return batch
 
 

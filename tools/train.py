@@ -414,7 +414,7 @@ def main() -> None:
     # make_batch's options, the same in the DataLoader workers and in the loop
     joint = dict(questions=args.questions, mix=args.vision_mix, relit=args.joint_relight, recolored=args.joint_recolor,
                  confounded=not args.no_confounded_negatives, text_only=args.text_only,
-                 placed=args.text_only_placed, joint_placed=args.joint_placed)
+                 text_only_placed=args.text_only_placed, joint_placed=args.joint_placed)
     if args.workers > 0:
         stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, aug, **joint)
         loader = torch.utils.data.DataLoader(stream,
