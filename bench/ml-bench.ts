@@ -10,6 +10,7 @@
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
+import { DEFAULT_SEARCH_CANDIDATES } from '../src/config/load-config.js';
 import { createBlipEngine } from '../src/ml/create-blip-engine.js';
 import type { ModelManifest } from '../src/ml/manifest/model-manifest.js';
 import { matmulChainModel } from '../src/ml/runtime/matmul-graph.js';
@@ -99,6 +100,15 @@ async function benchModel(modelDir: string, peak: number): Promise<void> {
   const cands = 16;
   const tItm = (await timeIt(() => engine.itmScores(text, Array.from({ length: cands }, () => enc.itmStates)), reps)) / cands;
   rows.push([`ITM (${cands} candidates, per candidate)`, tItm, f.itm(T)]);
+  if (!big) {
+    // What a default re-ranked search spends in ITM (SearchService: runs of `cands` = ITM_BATCH_SIZE).
+    // At full size this is DEFAULT_SEARCH_CANDIDATES x the row above (tens of seconds), so not run.
+    const all = Array.from({ length: DEFAULT_SEARCH_CANDIDATES }, () => enc.itmStates);
+    const tRerank = await timeIt(async () => {
+      for (let i = 0; i < all.length; i += cands) await engine.itmScores(text, all.slice(i, i + cands));
+    }, 3);
+    rows.push([`ITM re-rank, ${DEFAULT_SEARCH_CANDIDATES} candidates (SEARCH_CANDIDATES)`, tRerank, DEFAULT_SEARCH_CANDIDATES * f.itm(T)]);
+  }
 
   const q = 'what color is the circle?';
   const Tq = engine.countTokens(q);

@@ -3,7 +3,7 @@
  * evaluation set made by `tools/make_evalset.py`, and writes EVAL.md and eval.json into the model
  * folder.
  *
- *   npm run eval -- [--model models/blip-scenes] [--set .cache/evalset] [--candidates 50] [--out DIR]
+ *   npm run eval -- [--model models/blip-scenes] [--set .cache/evalset] [--candidates 128] [--out DIR]
  *                    [--fusion logit|logodds|itm] [--retrieval-only]
  *
  * Metrics (each overall and on held-out combinations):
@@ -16,6 +16,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { DEFAULT_SEARCH_CANDIDATES } from '../src/config/load-config.js';
 import { createBlipEngine } from '../src/ml/create-blip-engine.js';
 import type { ImageEncoding } from '../src/ml/blip-engine.js';
 
@@ -32,7 +33,7 @@ const { values: args } = parseArgs({
   options: {
     model: { type: 'string', default: 'models/blip-scenes' },
     set: { type: 'string', default: '.cache/evalset' },
-    candidates: { type: 'string', default: '50' }, // the service's SEARCH_CANDIDATES default
+    candidates: { type: 'string', default: String(DEFAULT_SEARCH_CANDIDATES) }, // the service's SEARCH_CANDIDATES default
     limit: { type: 'string' },
     // How the ITM head's two logits join the ITC cosine when re-ranking (dev-set experiments; the
     // service's own rule is 'logit').
@@ -80,25 +81,36 @@ async function main() {
   const ids = gallery.map((g) => g.id);
   const inGallery = new Set(ids);
 
-  async function rank(text: string): Promise<{ itc: number[]; itm: number[] }> {
+  // Shallower re-ranking depths are read off the same ITM scores (the first d of the K candidates),
+  // so eval.json shows what a lower SEARCH_CANDIDATES would give at no extra inference.
+  const depths = [...new Set([16, 32, 50, K].filter((d) => d <= K))].sort((a, b) => a - b);
+
+  async function rank(text: string): Promise<{ itc: number[]; itm: number[]; byDepth: Map<number, number[]> }> {
     const q = await engine.embedText(text);
     const scored = ids.map((id) => ({ id, s: dot(q, enc.get(id)!.feature) })).sort((a, b) => b.s - a.s);
     const cand = scored.slice(0, K);
     const itm = await engine.itmScores(text, cand.map((c) => enc.get(c.id)!.itmStates));
     const fuse = (l: number[], cos: number) =>
       args.fusion === 'logodds' ? l[1]! - l[0]! + cos : args.fusion === 'itm' ? l[1]! - l[0]! : l[1]! + cos;
-    const reranked = cand.map((c, i) => ({ id: c.id, s: fuse(itm.logits[i]!, c.s) })).sort((a, b) => b.s - a.s);
-    return { itc: scored.map((x) => x.id), itm: reranked.map((x) => x.id) };
+    const fused = cand.map((c, i) => ({ id: c.id, s: fuse(itm.logits[i]!, c.s) }));
+    const byDepth = new Map(depths.map((d) => [d, [...fused.slice(0, d)].sort((a, b) => b.s - a.s).map((x) => x.id)]));
+    return { itc: scored.map((x) => x.id), itm: byDepth.get(K)!, byDepth };
   }
 
   const pAt10 = { itc: { all: [] as number[], held: [] as number[] }, itm: { all: [] as number[], held: [] as number[] } };
   const queryRows: string[] = [];
   // held-out precision@10 (re-ranked) per held-out combination: the sets name it on each such query
   const byCombination = new Map<string, number[]>();
+  const atDepth = new Map(depths.map((d) => [d, { all: [] as number[], held: [] as number[] }]));
   for (const q of set.queries) {
     const rel = new Set(q.relevant.filter((id) => inGallery.has(id)));
     if (rel.size === 0) continue;
     const r = await rank(q.text);
+    for (const [d, ranked] of r.byDepth) {
+      const p = ranked.slice(0, 10).filter((id) => rel.has(id)).length / Math.min(10, rel.size);
+      atDepth.get(d)!.all.push(p);
+      if (q.heldOut) atDepth.get(d)!.held.push(p);
+    }
     for (const mode of ['itc', 'itm'] as const) {
       const hits = r[mode].slice(0, 10).filter((id) => rel.has(id)).length;
       const p = hits / Math.min(10, rel.size);
@@ -114,7 +126,8 @@ async function main() {
   if (args['retrieval-only']) {
     const m = (xs: number[]) => r4(mean(xs));
     console.log(JSON.stringify({ candidates: K, fusion: args.fusion, itm: [m(pAt10.itm.all), m(pAt10.itm.held)], itc: [m(pAt10.itc.all), m(pAt10.itc.held)],
-      byCombination: Object.fromEntries([...byCombination].map(([k, v]) => [k, m(v)])) }));
+      byCombination: Object.fromEntries([...byCombination].map(([k, v]) => [k, m(v)])),
+      byDepth: Object.fromEntries([...atDepth].map(([d, v]) => [d, [m(v.all), m(v.held)]])) }));
     await engine.close();
     return;
   }
@@ -168,6 +181,7 @@ async function main() {
     modelId: manifest.modelId,
     evalSet: { seed: set.seed, renderer: set.renderer ?? 'tools/blip/scenes.py render_augmented', gallery: gallery.length, queries: pAt10.itm.all.length, heldOutQueries: pAt10.itm.held.length, captioned: capItems.length, heldOutImages: capAcc.held.length, questions: vqa.all.length },
     precision_at_10: { overall: r4(mean(pAt10.itm.all)), held_out: r4(mean(pAt10.itm.held)), itc_only: { overall: r4(mean(pAt10.itc.all)), held_out: r4(mean(pAt10.itc.held)) }, rerank_candidates: K,
+      by_rerank_depth: Object.fromEntries([...atDepth].map(([d, v]) => [d, { overall: r4(mean(v.all)), held_out: r4(mean(v.held)) }])),
       held_out_by_combination: Object.fromEntries([...byCombination].sort().map(([k, v]) => [k, { precision_at_10: r4(mean(v)), queries: v.length }])) },
     caption_recall_at_1: { overall: r4(mean(r1.itm.all)), held_out: r4(mean(r1.itm.held)), itc_only: { overall: r4(mean(r1.itc.all)), held_out: r4(mean(r1.itc.held)) } },
     caption_accuracy: { overall: r4(mean(capAcc.all)), held_out: r4(mean(capAcc.held)), in_canonical_order: r4(mean(capAcc.ordered)) },
@@ -199,6 +213,9 @@ ${result.evalSet.queries} partial-description queries (${result.evalSet.heldOutQ
 precision@10 divides by min(10, number of relevant images). Held-out precision@10 (re-ranked) per
 combination: ${Object.entries(result.precision_at_10.held_out_by_combination).map(([k, v]) => `${k} ${v.precision_at_10} (${v.queries} queries)`).join(', ') || 'not recorded by this set'}. Captions in canonical left-to-right
 order: ${result.caption_accuracy.in_canonical_order}.
+
+Re-ranking depth (\`SEARCH_CANDIDATES\`, or a search's \`candidates\`), precision@10 overall / held out:
+${Object.entries(result.precision_at_10.by_rerank_depth).map(([d, v]) => `top ${d}: ${v.overall} / ${v.held_out}`).join('; ')}.
 
 ## VQA per question type
 

@@ -7,6 +7,14 @@ const bool = z
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
 
+/**
+ * ITC candidates that ITM re-ranks when a search names none. BLIP's own retrieval evaluation
+ * re-ranks the top 128 for a gallery of 1000 images (Flickr30K) and 256 for 5000 (COCO), contract §7;
+ * the bundled model's precision@10 (models/blip-scenes/eval.json, `npm run eval`) is measured at
+ * this value. Full-size models on CPUs want fewer (docs/models.md: ITM costs 0.25 s a candidate).
+ */
+export const DEFAULT_SEARCH_CANDIDATES = 128;
+
 /** Every variable the service reads, with its default. Documented in the README table. */
 const envSchema = z.object({
   PORT: int(0, 65535).default(4000),
@@ -26,7 +34,7 @@ const envSchema = z.object({
   MAX_IMAGE_PIXELS: int(1, 1e9).default(50_000_000),
   MAX_TEXT_CHARS: int(1, 100_000).default(500),
   MAX_PAGE_SIZE: int(1, 1000).default(100),
-  SEARCH_CANDIDATES: int(1, 10_000).default(50),
+  SEARCH_CANDIDATES: int(1, 10_000).default(DEFAULT_SEARCH_CANDIDATES),
   MAX_SEARCH_CANDIDATES: int(1, 10_000).default(500),
   ITM_BATCH_SIZE: int(1, 1024).default(16),
   ITM_CACHE_MB: int(0, 1_000_000).default(256),

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/load-config.js';
@@ -10,6 +11,12 @@ describe('loadConfig', () => {
     expect(config.db).toEqual({ provider: 'sqlite', url: `file:${path.resolve('data/blip-search.db')}`, filePath: path.resolve('data/blip-search.db') });
     expect(config.seed.enabled).toBe(true);
     expect(Object.isFrozen(config) && Object.isFrozen(config.limits)).toBe(true);
+  });
+
+  it('re-ranks by default as deep as the bundled model was evaluated (its eval.json figures are what a search gets)', () => {
+    const evaluated = JSON.parse(fs.readFileSync('models/blip-scenes/eval.json', 'utf8')) as { precision_at_10: { rerank_candidates: number } };
+    expect(loadConfig({}).search.defaultCandidates).toBe(evaluated.precision_at_10.rerank_candidates);
+    expect(loadConfig({ SEARCH_CANDIDATES: '32' }).search.defaultCandidates).toBe(32);
   });
 
   it('PostgreSQL when DATABASE_URL is postgres://, with its ?schema=', () => {
