@@ -97,6 +97,29 @@ def without_colors(query: dict, scene: scenes.Scene) -> dict:
     return q
 
 
+OPPOSITE = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
+
+
+def moved(text: str, query: dict, scene: scenes.Scene, rng: random.Random) -> tuple[str, dict] | None:
+    """The text with one of its placed objects sent to the opposite third (left <-> right, top <->
+    bottom), when that no longer holds of the scene; None when the text places nothing or the move
+    is still true. A contrastive hard negative that differs from a true text only where it puts an
+    object, as NegCLIP (Yuksekgonul et al., ICLR 2023) adds them to CLIP's batches against its
+    bag-of-words texts (--itc-moved). The text itself is edited where it can be, so that no other
+    word tells the two apart."""
+    placed = [(spec, k) for spec in query.get("objects", []) for k in ("hpos", "vpos") if spec.get(k)]
+    if not placed:
+        return None
+    spec, key = rng.choice(placed)
+    q = copy.deepcopy(query)
+    q["objects"][query["objects"].index(spec)][key] = OPPOSITE[spec[key]]
+    if scenes.satisfies(scene, q):
+        return None
+    prep = "on the" if key == "hpos" else "at the"
+    before, after = f"{prep} {spec[key]}", f"{prep} {OPPOSITE[spec[key]]}"
+    return (text.replace(before, after) if text.count(before) == 1 else scenes.query_text(q, rng)), q
+
+
 # Question types that name no colour, in question or answer: what a scene whose objects were
 # recoloured out of the palette (--joint-recolor) is asked.
 COLORLESS_QUESTIONS = {"count_all", "count_shape", "background", "size_of_shape"}
@@ -217,7 +240,7 @@ def pick_questions(items: list[tuple[str, str, str]], rng: random.Random, n: int
 def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int, grid: int,
                questions: int = 1, mix: int = 0, aug: VisionAugment | None = None, relit: float = 0.0,
                recolored: float = 0.0, confounded: bool = True, text_only: int = 0,
-               text_only_placed: float = 0.0, joint_placed: float = 0.0):
+               text_only_placed: float = 0.0, joint_placed: float = 0.0, itc_moved: float = 0.0):
     """A joint batch of bsz scenes; with mix > 0, also `mix` images drawn as make_vision_batch draws
     them (augmented as `aug` says), for the training-only heads alone (--vision-mix): no text
     describes them.
@@ -245,6 +268,10 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
     With joint_placed > 0 (--joint-placed), that share of the scenes' own texts names one object and
     the third it lies in (placed_text): ITC then has to tell positions apart itself, where a
     retrieval text names one in 19 times.
+
+    With itc_moved > 0 (--itc-moved), that share of the scenes' texts that place an object gets a
+    counterfactual (moved): the same text with the object in the opposite third, an extra ITC
+    column ("moved", "moved_match", "moved_known") matched, like any text, against every image.
 
     With text_only > 0 (--text-only), that many more texts, of scenes drawn as test sets draw them
     (held-out combinations allowed) and with no image at all, for the attribute bag alone: see
@@ -274,6 +301,9 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
             t = scenes.query_text(q, rng)
         texts.append(t)
         queries.append(q)
+    # drawn only when asked: without them the draws of earlier stages repeat
+    counterfactuals = [m for m in (moved(t, q, s, rng) if rng.random() < itc_moved else None
+                                   for t, q, s in zip(texts, queries, shown) if itc_moved > 0) if m]
     # full captions (and their paraphrases) state every attribute: the bag labels hold for them too
     complete = torch.tensor([q == caption_query(s) for q, s in zip(queries, sc)])
     match = torch.tensor([[float(scenes.satisfies(s, q)) for q in queries] for s in shown])  # [img, txt]
@@ -324,6 +354,13 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
         "question_image": torch.tensor(qa_image),
         "answer": pad([[dec] + tok.encode(a, max_len)[1:] for _, _, a in qa]),
     }
+    if counterfactuals:
+        cq = [q for _, q in counterfactuals]
+        c_known = ~(torch.tensor(is_relit)[:, None] & torch.tensor([bool(q.get("background")) for q in cq])[None, :])
+        if not confounded:
+            c_known &= torch.tensor([[not scenes.held_out_on(q, s.background) for q in cq] for s in sc])
+        batch.update(moved=pad([tok.encode(t, max_len) for t, _ in counterfactuals]), moved_known=c_known,
+                     moved_match=torch.tensor([[float(scenes.satisfies(s, q)) for q in cq] for s in shown]) * c_known)
     if mix > 0:  # drawn last: without a mix the draws of the earlier stages repeat
         v = make_vision_batch(rng, size, mix, grid, aug or VisionAugment())
         batch.update(mix_pixels=v["pixels"], mix_patches=v["patches"], mix_bag=v["bag"], mix_bag_mask=v["bag_mask"],
@@ -433,10 +470,11 @@ def to_device(batch: dict, dev: torch.device) -> dict:
     out = dict(batch)
     for k in ("pixels", "match", "known", "patches", "bag", "bag_mask", "complete", "caption_image", "question_image",
               "text_bag", "text_bag_mask", "text_only_bag", "mix_pixels", "mix_patches", "mix_bag", "mix_bag_mask",
-              "where", "where_mask", "text_where", "text_where_mask", "text_only_where", "mix_where", "mix_where_mask"):
+              "where", "where_mask", "text_where", "text_where_mask", "text_only_where", "mix_where", "mix_where_mask",
+              "moved_match", "moved_known"):
         if k in batch:
             out[k] = batch[k].to(dev, non_blocking=True)
-    for k in ("text", "caption", "question", "answer", "text_only"):
+    for k in ("text", "caption", "question", "answer", "text_only", "moved"):
         if k in batch:
             out[k] = tuple(t.to(dev, non_blocking=True) for t in batch[k])
     return out

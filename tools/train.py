@@ -103,15 +103,21 @@ def bag_loss(bag_head, img_feat: torch.Tensor, txt_feat: torch.Tensor, batch,
     return (loss * mask).sum() / mask.sum()
 
 
-def itc_loss(sim: torch.Tensor, match: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+def itc_loss(sim: torch.Tensor, match: torch.Tensor, known: torch.Tensor | None = None,
+             extra: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Contrastive loss over the [image, text] similarities: every text that holds for an image is a
     positive (targets spread evenly over them), both ways. Pairs that are not `known` (a relit
     image, --joint-relight, and a text that names a background) are neither match nor non-match:
-    left out of both softmaxes (by a finite logit, so that 0 * log p stays 0)."""
+    left out of both softmaxes (by a finite logit, so that 0 * log p stays 0). `extra` (similarities,
+    match, known of more texts, --itc-moved's counterfactuals) adds columns to each image's softmax
+    only: those texts are there as hard negatives (or positives of other images), not as queries."""
     if known is not None:
         sim = sim.masked_fill(~known, -1e4)
-    i2t = -(F.log_softmax(sim, 1) * (match / match.sum(1, keepdim=True))).sum(1).mean()
     t2i = -(F.log_softmax(sim.t(), 1) * (match.t() / match.t().sum(1, keepdim=True))).sum(1).mean()
+    if extra is not None:
+        e_sim, e_match, e_known = extra
+        sim, match = torch.cat([sim, e_sim.masked_fill(~e_known, -1e4)], 1), torch.cat([match, e_match], 1)
+    i2t = -(F.log_softmax(sim, 1) * (match / match.sum(1, keepdim=True))).sum(1).mean()
     return (i2t + t2i) / 2
 
 
@@ -152,7 +158,12 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     txt_feat = r.text_feat(ids, mask)
     sim = img_feat @ txt_feat.t() / temp
     M, known = batch["match"], batch.get("known")
-    itc = itc_loss(sim, M, known)
+    # --itc-moved: each placed text's counterfactual in the opposite third (batches.moved) joins the
+    # images' softmax. Without it the ITC text feature kept no position at all, and no batch of 48
+    # needed one: ITM re-ranking found positions, but only among ITC's best (docs/models.md, stage 29).
+    moved = (r.text_feat(*batch["moved"]) if "moved" in batch else None)
+    extra = (img_feat @ moved.t() / temp, batch["moved_match"], batch["moved_known"]) if moved is not None else None
+    itc = itc_loss(sim, M, known, extra)
     # Training-only (not exported): each single attribute must be linearly readable from the ITC
     # features. ITC alone let an image's feature encode conjunctions it was trained on: "a yellow
     # star" ranked yellow stars on white (held out) at a median of 586 of 1200, those on other
@@ -298,6 +309,9 @@ def main() -> None:
     ap.add_argument("--joint-placed", type=float, default=0.0,
                     help="joint stages: this share of the scenes' own texts names one object and the third it lies "
                          "in (batches.placed_text), for ITC and ITM")
+    ap.add_argument("--itc-moved", type=float, default=0.0,
+                    help="share of the scenes' texts that place an object whose counterfactual, the object in the "
+                         "opposite third, joins ITC as a hard negative (batches.moved)")
     ap.add_argument("--aux-bag-mix", action="store_true",
                     help="the attribute-bag head reads the --vision-mix images' ITC features too")
     ap.add_argument("--vision-mix", type=int, default=0,
@@ -367,7 +381,8 @@ def main() -> None:
         raise SystemExit("--aux-bag-mix needs --vision-mix images and the --aux-bag head")
     joint_only = [flag for flag, on in (("--joint-relight", args.joint_relight > 0), ("--joint-recolor", args.joint_recolor > 0),
                                         ("--no-confounded-negatives", args.no_confounded_negatives),
-                                        ("--joint-placed", args.joint_placed > 0)) if on]
+                                        ("--joint-placed", args.joint_placed > 0),
+                                        ("--itc-moved", args.itc_moved > 0)) if on]
     if joint_only and (args.vision_only or args.vqa_only):
         raise SystemExit(f"{', '.join(joint_only)}: joint stages only, not with --vision-only or --vqa-only (--relight "
                          "is the vision-only images' option)")
@@ -414,7 +429,7 @@ def main() -> None:
     # make_batch's options, the same in the DataLoader workers and in the loop
     joint = dict(questions=args.questions, mix=args.vision_mix, relit=args.joint_relight, recolored=args.joint_recolor,
                  confounded=not args.no_confounded_negatives, text_only=args.text_only,
-                 text_only_placed=args.text_only_placed, joint_placed=args.joint_placed)
+                 text_only_placed=args.text_only_placed, joint_placed=args.joint_placed, itc_moved=args.itc_moved)
     if args.workers > 0:
         stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, aug, **joint)
         loader = torch.utils.data.DataLoader(stream,

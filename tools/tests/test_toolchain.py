@@ -954,6 +954,67 @@ class TrainingLabels(unittest.TestCase):
                 placed += 1
         self.assertGreater(placed, 40)
 
+    def test_a_moved_text_is_its_text_with_the_object_in_the_opposite_third(self):
+        from tools.batches import OPPOSITE, moved, placed_text
+        rng = random.Random(18)
+        made = 0
+        for _ in range(300):
+            s = scenes.sample_scene(rng, train=False)
+            text, q = placed_text(s, rng)
+            m = moved(text, q, s, rng)
+            if not any(o.hpos or o.vpos for o in s.objects):
+                self.assertIsNone(m, text)  # a text that places nothing has no counterfactual
+                continue
+            if m is None:  # the move is still true: another object of that kind lies there
+                continue
+            self.assertFalse(scenes.satisfies(s, m[1]), m[0])
+            diff = [(a, b) for a, b in zip(text.split(), m[0].split()) if a != b]
+            self.assertEqual(len(text.split()), len(m[0].split()))
+            self.assertEqual(len(diff), 1, (text, m[0]))  # no other word tells them apart
+            self.assertEqual(OPPOSITE[diff[0][0]], diff[0][1])
+            made += 1
+        self.assertGreater(made, 200)
+        self.assertIsNone(moved("a red circle", {"objects": [{"color": "red", "shape": "circle"}], "counts": []},
+                                scenes.sample_scene(rng, train=True), rng))
+
+    def test_itc_moved_adds_counterfactuals_to_the_images_softmax_only(self):
+        from tools.blip.bundle import scenes_config
+        from tools.batches import AUX_CLASSES, OPPOSITE, make_batch, make_tokenizer
+        from tools.train import step_losses
+        tok, _ = make_tokenizer()
+        words = word_decoder(tok)
+        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
+        grid = cfg.vision.image_size // cfg.vision.patch_size
+        draw = lambda m: make_batch(random.Random(19), tok, cfg.vision.image_size, 12, 35, tok.added["[DEC]"], grid,
+                                    joint_placed=1.0, itc_moved=m)
+        plain, b = draw(0.0), draw(1.0)
+        self.assertNotIn("moved", plain)
+        self.assertTrue(torch.equal(plain["pixels"], b["pixels"]) and torch.equal(plain["text"][0], b["text"][0]))
+        texts = [words(t.tolist()) for t in b["text"][0]]
+        n = b["moved"][0].shape[0]
+        self.assertGreater(n, 6)
+        self.assertEqual(tuple(b["moved_match"].shape), (12, n))
+        for k in range(n):
+            m = words(b["moved"][0][k].tolist()).split()
+            sources = [i for i, t in enumerate(texts) if len(t.split()) == len(m) and
+                       [(x, y) for x, y in zip(t.split(), m) if x != y] in ([(w, OPPOSITE[w])] for w in OPPOSITE)]
+            self.assertTrue(sources, m)
+            self.assertTrue(any(b["moved_match"][i, k] == 0 and b["match"][i, i] == 1 for i in sources), m)
+        torch.manual_seed(0)
+        model = BlipBundle(cfg).eval()
+        head = torch.nn.Linear(cfg.vision.hidden_size, sum(AUX_CLASSES))
+
+        def losses(batch):
+            torch.manual_seed(1)
+            return [float(x) for x in step_losses(model, batch, torch.tensor(0.07), random.Random(1), 0.0, head)]
+        without = {k: v for k, v in b.items() if not k.startswith("moved")}
+        base, extra = losses(without), losses(b)
+        self.assertNotAlmostEqual(extra[0], base[0], places=4)  # ITC reads them ...
+        for k in (1, 2, 3, 4):
+            self.assertAlmostEqual(extra[k], base[k], places=5)  # ... and nothing else does
+        unknown = dict(b, moved_known=torch.zeros_like(b["moved_known"]), moved_match=torch.zeros_like(b["moved_match"]))
+        self.assertAlmostEqual(losses(unknown)[0], base[0], places=5)  # pairs not known are left out
+
     def test_batches_carry_the_positional_bag_under_the_bag_rules(self):
         from tools.augment import VisionAugment
         from tools.batches import WHERE, make_batch, make_tokenizer, make_vision_batch, text_only_batch, where_labels
