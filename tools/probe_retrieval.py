@@ -15,6 +15,8 @@ the ITC features of held-out images against others of the same colour or shape.
 `--per-query` also lists each held-out query: its relevant images, the share of them among ITC's 50
 best, and precision@10 after re-ranking those 50 as the service does (ITM match logit + cosine;
 with 25 held-out queries per set, each one moves the set's figure by up to 0.04).
+And the position AUC: whether ITC ranks the images with "a red circle on the left" there above
+those whose red circles are elsewhere (0.5: the text feature drops the position).
 `--text "a yellow star on a white background"` (repeatable) prints what the attribute-bag head
 reads from that text's ITC feature and the gallery's eight best images for it by ITC: whether
 the text encoder keeps each word it was given.
@@ -93,6 +95,25 @@ def main() -> None:
         a = [rank[i] for i in rel if held(gallery[i])]
         b = [rank[i] for i in rel if not held(gallery[i])]
         return f"'{text}': median rank held-out {np.median(a):.0f} (n={len(a)}), others {np.median(b):.0f} (n={len(b)})"
+
+    # Whether the ITC text feature keeps the third a text names: for "a red circle on the left", the
+    # AUC of ITC scores of the images with a red circle in the left third against those whose red
+    # circles are all elsewhere (0.5: the position is dropped; stage 26 in docs/models.md).
+    auc = {False: [], True: []}
+    for color in scenes.COLORS:
+        for shape in scenes.SHAPES:
+            for key, where in (("hpos", "left"), ("hpos", "right"), ("vpos", "top"), ("vpos", "bottom")):
+                there = {i for i, g in enumerate(gallery) if any(o["color"] == color and o["shape"] == shape and
+                                                                 o[key] == where for o in g["scene"]["objects"])}
+                elsewhere = [i for i, g in enumerate(gallery) if has(g, color, shape) and i not in there]
+                if len(there) < 5 or len(elsewhere) < 5:
+                    continue
+                s = itc(scenes.spec_phrase({"color": color, "shape": shape, key: where}))[0]
+                auc[(color, shape) == ("purple", "triangle")].append(
+                    float((s[sorted(there)][:, None] > s[elsewhere][None, :]).float().mean()))
+    print("position AUC of ITC (the named third against the same colour and shape elsewhere): " +
+          "  ".join(f"{'purple triangle' if h else 'seen pairs'} {np.mean(v):.3f} ({len(v)} texts)"
+                    for h, v in auc.items() if v))
 
     white = lambda g: g["scene"]["background"] == "white"
     for shape in scenes.SHAPES:
