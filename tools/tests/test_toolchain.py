@@ -921,13 +921,18 @@ class TrainingLabels(unittest.TestCase):
         self.assertEqual(held(lab), {("color", "yellow", "bottom")})  # no position, or a count: nothing
         self.assertEqual({WHERE[k][0] for k in np.flatnonzero(mask)}, {"color"})
 
-    def test_a_placed_text_names_one_object_of_its_scene_where_it_is(self):
+    @staticmethod
+    def placed_texts(seed: int, n: int = 300):
+        """n scenes as test sets draw them, each with a placed text (batches.placed_text), and the rng."""
         from tools.batches import placed_text
-        rng = random.Random(16)
-        named = 0
-        for _ in range(300):
+        rng = random.Random(seed)
+        for _ in range(n):
             s = scenes.sample_scene(rng, train=False)
-            text, q = placed_text(s, rng)
+            yield (s, *placed_text(s, rng), rng)
+
+    def test_a_placed_text_names_one_object_of_its_scene_where_it_is(self):
+        named = 0
+        for s, text, q, _ in self.placed_texts(16):
             self.assertTrue(scenes.satisfies(s, q), text)
             if any(o.hpos or o.vpos for o in s.objects):
                 (spec,) = q["objects"]
@@ -955,12 +960,9 @@ class TrainingLabels(unittest.TestCase):
         self.assertGreater(placed, 40)
 
     def test_a_moved_text_is_its_text_with_the_object_in_the_opposite_third(self):
-        from tools.batches import OPPOSITE, moved, placed_text
-        rng = random.Random(18)
+        from tools.batches import OPPOSITE, moved
         made = 0
-        for _ in range(300):
-            s = scenes.sample_scene(rng, train=False)
-            text, q = placed_text(s, rng)
+        for s, text, q, rng in self.placed_texts(18):
             m = moved(text, q, s, rng)
             if not any(o.hpos or o.vpos for o in s.objects):
                 self.assertIsNone(m, text)  # a text that places nothing has no counterfactual
