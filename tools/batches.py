@@ -301,9 +301,12 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
             t = scenes.query_text(q, rng)
         texts.append(t)
         queries.append(q)
-    # drawn only when asked: without them the draws of earlier stages repeat
-    counterfactuals = [m for m in (moved(t, q, s, rng) if rng.random() < itc_moved else None
-                                   for t, q, s in zip(texts, queries, shown) if itc_moved > 0) if m]
+    counterfactuals = []
+    if itc_moved > 0:  # drawn only when asked: without them the draws of earlier stages repeat
+        for t, q, s in zip(texts, queries, shown):
+            m = moved(t, q, s, rng) if rng.random() < itc_moved else None
+            if m:
+                counterfactuals.append(m)
     # full captions (and their paraphrases) state every attribute: the bag labels hold for them too
     complete = torch.tensor([q == caption_query(s) for q, s in zip(queries, sc)])
     match = torch.tensor([[float(scenes.satisfies(s, q)) for q in queries] for s in shown])  # [img, txt]

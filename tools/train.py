@@ -161,8 +161,9 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     # --itc-moved: each placed text's counterfactual in the opposite third (batches.moved) joins the
     # images' softmax. Without it the ITC text feature kept no position at all, and no batch of 48
     # needed one: ITM re-ranking found positions, but only among ITC's best (docs/models.md, stage 29).
-    moved = (r.text_feat(*batch["moved"]) if "moved" in batch else None)
-    extra = (img_feat @ moved.t() / temp, batch["moved_match"], batch["moved_known"]) if moved is not None else None
+    extra = None
+    if "moved" in batch:
+        extra = (img_feat @ r.text_feat(*batch["moved"]).t() / temp, batch["moved_match"], batch["moved_known"])
     itc = itc_loss(sim, M, known, extra)
     # Training-only (not exported): each single attribute must be linearly readable from the ITC
     # features. ITC alone let an image's feature encode conjunctions it was trained on: "a yellow
