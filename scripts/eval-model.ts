@@ -59,6 +59,10 @@ function dot(a: Float32Array, b: Float32Array): number {
   return s;
 }
 
+/** Precision@10 of a ranking; the denominator is min(10, #relevant). */
+const precisionAt10 = (ranked: number[], relevant: Set<number>) =>
+  ranked.slice(0, 10).filter((id) => relevant.has(id)).length / Math.min(10, relevant.size);
+
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
 const r4 = (x: number) => Math.round(x * 10000) / 10000;
 
@@ -107,13 +111,12 @@ async function main() {
     if (rel.size === 0) continue;
     const r = await rank(q.text);
     for (const [d, ranked] of r.byDepth) {
-      const p = ranked.slice(0, 10).filter((id) => rel.has(id)).length / Math.min(10, rel.size);
+      const p = precisionAt10(ranked, rel);
       atDepth.get(d)!.all.push(p);
       if (q.heldOut) atDepth.get(d)!.held.push(p);
     }
     for (const mode of ['itc', 'itm'] as const) {
-      const hits = r[mode].slice(0, 10).filter((id) => rel.has(id)).length;
-      const p = hits / Math.min(10, rel.size);
+      const p = precisionAt10(r[mode], rel);
       pAt10[mode].all.push(p);
       if (q.heldOut) pAt10[mode].held.push(p);
       if (mode === 'itm' && q.heldOut && q.combination) {
