@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+import torch.nn.functional as F
 
 from tools.blip import scenes
 from tools.blip.bundle import BlipBundle
@@ -1016,6 +1017,35 @@ class TrainingLabels(unittest.TestCase):
             self.assertAlmostEqual(extra[k], base[k], places=5)  # ... and nothing else does
         unknown = dict(b, moved_known=torch.zeros_like(b["moved_known"]), moved_match=torch.zeros_like(b["moved_match"]))
         self.assertAlmostEqual(losses(unknown)[0], base[0], places=5)  # pairs not known are left out
+
+    def test_bf16_autocast_gives_float32_losses_and_gradients_close_to_float32(self):
+        from tools.blip.bundle import scenes_config
+        from tools.batches import AUX_CLASSES, make_batch, make_tokenizer
+        from tools.train import float_layer_norms, step_losses
+        tok, _ = make_tokenizer()
+        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
+        grid = cfg.vision.image_size // cfg.vision.patch_size
+        b = make_batch(random.Random(23), tok, cfg.vision.image_size, 12, 35, tok.added["[DEC]"], grid, questions=2,
+                       joint_placed=1.0, itc_moved=1.0)
+        torch.manual_seed(0)
+        model = BlipBundle(cfg)
+        head = torch.nn.Linear(cfg.vision.hidden_size, sum(AUX_CLASSES))
+        float_layer_norms(model)
+        probe = model.retrieval.vision_model.encoder.layers[0].self_attn.qkv.weight
+
+        def run(bf16):
+            model.zero_grad()
+            torch.manual_seed(1)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                losses = step_losses(model, b, torch.tensor(0.07), random.Random(1), 0.0, head)
+            sum(losses).backward()
+            return losses, probe.grad.clone()
+        (full, g32), (half, g16) = run(False), run(True)
+        for a, h in zip(full, half):
+            self.assertEqual(h.dtype, torch.float32)
+            self.assertLess(abs(float(h) - float(a)), 0.02 * abs(float(a)) + 1e-3, (float(a), float(h)))
+        self.assertGreater(float(F.cosine_similarity(g32.flatten(), g16.flatten(), dim=0)), 0.98)
+        self.assertFalse(torch.equal(g32, g16))  # it did run in bfloat16
 
     def test_batches_carry_the_positional_bag_under_the_bag_rules(self):
         from tools.augment import VisionAugment
