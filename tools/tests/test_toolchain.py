@@ -1145,6 +1145,14 @@ class TrainingLabels(unittest.TestCase):
         self.assertIn("retrieval.vision_model.encoder.layers.0.self_attn.qkv.weight", changed)
         self.assertEqual([k for k in changed if ".vision_model." not in k], [])
 
+    def test_bf16_stages_run_from_the_command_line_and_train_what_their_stage_trains(self):
+        changed = self.changed_by_training("--bf16", "--vision-only", "--aux-labels", "position")
+        self.assertIn("retrieval.vision_model.encoder.layers.0.self_attn.qkv.weight", changed)
+        self.assertEqual([k for k in changed if ".vision_model." not in k], [])
+        changed = self.changed_by_training("--bf16", "--questions", "2", "--aux-bag", "1", "--aux-bag-text", "all")
+        self.assertIn("retrieval.text_proj.weight", changed)
+        self.assertIn("caption.text_decoder.cls.predictions.transform.dense.weight", changed)
+
     def test_vqa_only_stage_trains_the_question_stack_and_nothing_else(self):
         changed = self.changed_by_training("--vqa-only", "--questions", "9")
         self.assertIn("vqa.text_encoder.encoder.layer.0.crossattention.self.query.weight", changed)
