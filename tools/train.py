@@ -364,7 +364,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=150, help="steps of linear learning-rate warm-up")
     ap.add_argument("--bf16", action="store_true",
                     help="run the forward pass in bfloat16 autocast (losses, ITC similarities, LayerNorms and the "
-                         "optimizer stay float32): twice the steps per minute on this project's AVX512-BF16 CPUs "
+                         "optimizer stay float32): 1.45x the steps per minute on this project's AVX512-BF16 CPUs "
                          "(docs/models.md); time it first on others, which may emulate bfloat16 slowly")
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--aux-patch", type=float, default=0.5, help="weight of the auxiliary per-patch object loss (0 = off)")
