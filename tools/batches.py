@@ -289,7 +289,7 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
                 for r, o in enumerate(shown[i].sorted_objects(), start=1):
                     if r in ranks[i]:
                         o.color = OFF_PALETTE
-    pix = torch.from_numpy(np.stack([to_pixels(scenes.render_augmented(s, rng), size) for s in shown]))
+    pix = torch.from_numpy(np.stack([to_pixels(scenes.render_augmented(s, rng, box=True), size) for s in shown]))
     texts, queries = [], []
     for s, r, k in zip(sc, is_relit, ranks):
         t, q = placed_text(s, rng) if joint_placed > 0 and rng.random() < joint_placed else retrieval_text(s, rng)
@@ -425,7 +425,7 @@ def make_vision_batch(rng: random.Random, size: int, bsz: int, grid: int, aug: V
                 lab[lab[:, 3] == r, 0] = -100
         if aug.relight > 0 and rng.random() < aug.relight:
             s, relit = relight(s, rng), True
-        img = scenes.render_augmented(s, rng)
+        img = scenes.render_augmented(s, rng, box=True)
         grayscale = rng.random() < aug.gray
         if grayscale:
             img, lab[:, 0] = img.convert("L"), -100

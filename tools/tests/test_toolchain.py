@@ -104,6 +104,21 @@ class SceneGrammar(unittest.TestCase):
         self.assertEqual(qa["is the red circle on the left or the right?"], "left")
         self.assertNotIn("what shape is the red object?", qa)  # two red objects: not asked
 
+    def test_box_reduced_training_renders_take_the_eval_renders_draws_and_differ_only_at_edges(self):
+        # Training renders reduce supersampled canvases by box averaging, evaluation sets by Lanczos:
+        # a seed must still draw the same sizes, rotations, blurs and JPEG qualities either way.
+        boxed = 0
+        for seed in range(24):
+            s = scenes.sample_scene(random.Random(seed), train=True)
+            lanczos_rng, box_rng = random.Random(100 + seed), random.Random(100 + seed)
+            a = np.asarray(scenes.render_augmented(s, lanczos_rng), dtype=np.float64)
+            b = np.asarray(scenes.render_augmented(s, box_rng, box=True), dtype=np.float64)
+            self.assertEqual(lanczos_rng.getstate(), box_rng.getstate())
+            self.assertEqual(a.shape, b.shape)
+            self.assertLess(np.abs(a - b).mean(), 1.5)  # measured at most 1.1 levels: edges only
+            boxed += not np.array_equal(a, b)
+        self.assertGreater(boxed, 12)  # supersampled renders (3 draws in 4) do differ
+
 
 class Tokenizer(unittest.TestCase):
     def test_wordpiece_and_specials(self):
@@ -1144,6 +1159,13 @@ class TrainingLabels(unittest.TestCase):
         changed = self.changed_by_training("--vision-only", "--aux-labels", "position", "--gray", "0.5")
         self.assertIn("retrieval.vision_model.encoder.layers.0.self_attn.qkv.weight", changed)
         self.assertEqual([k for k in changed if ".vision_model." not in k], [])
+
+    def test_bf16_warning_reads_the_bfloat16_instruction_flags_of_proc_cpuinfo(self):
+        from tools.train import cpu_bf16_flags
+        self.assertEqual(cpu_bf16_flags("flags\t\t: fpu sse avx avx2 fma\n"), set())
+        self.assertEqual(cpu_bf16_flags("flags : avx2 avx512f avx512_bf16 avx512_vnni\n"), {"avx512_bf16"})
+        self.assertEqual(cpu_bf16_flags("flags : avx2 amx_tile amx_bf16 amx_int8\n"), {"amx_bf16"})
+        self.assertEqual(cpu_bf16_flags("flags : avx512_bf16x\n"), set())  # whole words only
 
     def test_bf16_stages_run_from_the_command_line_and_train_what_their_stage_trains(self):
         changed = self.changed_by_training("--bf16", "--vision-only", "--aux-labels", "position")
