@@ -173,7 +173,7 @@ def draw_objects(d: ImageDraw.ImageDraw, scene: Scene, W: int, fill) -> None:
 
 def render(scene: Scene, size: int = 128, supersample: int = 4, box: bool = False) -> Image.Image:
     """Draw at `size` px; supersample>1 anti-aliases by drawing larger and reducing: with Lanczos,
-    or with `box` by averaging each supersample x supersample block (Image.reduce), 4-12 times
+    or with `box` by averaging each supersample x supersample block (Image.reduce), 7-12 times
     faster and as smooth an edge."""
     W = size * supersample
     img = Image.new("RGB", (W, W), scene.bg_rgb)
