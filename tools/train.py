@@ -47,6 +47,24 @@ def aux_loss(aux_head, emb: torch.Tensor, labels: torch.Tensor, aux_classes: lis
     return loss
 
 
+def kept_patches(labels: torch.Tensor, keep: int) -> torch.Tensor:
+    """--keep-patches: indices [B, keep] of the patches a vision-only step encodes, each image its own
+    draw: every patch an object touches first (batches.patch_labels gives a patch the object of any
+    pixel in it, so these carry each shape's whole outline), then background patches at random. A
+    touched patch is one with a shape label (column 1): a recoloured object's colour label is -100."""
+    score = (labels[..., 1] > 0).float() + torch.rand(labels.shape[:2], device=labels.device)
+    return score.topk(keep, dim=1).indices
+
+
+def encode_kept(vision, pixels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The vision encoder on the CLS token and the patches `idx` picks (positions added before the
+    pick, so each keeps its own), as FLIP drops patches: a step of 32 of 64 patches costs about half.
+    Training-only; the exported encoder always sees every patch."""
+    x = vision.embeddings(pixels)
+    kept = torch.gather(x[:, 1:], 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    return vision.post_layernorm(vision.encoder(torch.cat([x[:, :1], kept], 1)))
+
+
 def lm_loss(decoder, ids, mask, enc, enc_mask, smoothing=0.1, noise=0.0, word_ids=None):
     inp = ids[:, :-1]
     if noise > 0:
@@ -246,7 +264,14 @@ def batch_losses(args, model: BlipBundle, batch, temp: torch.Tensor, rng: random
     zero = torch.zeros((), device=temp.device)
     vision = model.retrieval.vision_model
     if args.vision_only:
-        aux = aux_loss(aux_head, vision(batch["pixels"]), batch["patches"], aux_classes)
+        labels = batch["patches"]
+        if args.keep_patches and model.training:
+            idx = kept_patches(labels, args.keep_patches)
+            emb = encode_kept(vision, batch["pixels"], idx)
+            labels = torch.gather(labels, 1, idx.unsqueeze(-1).expand(-1, -1, labels.shape[-1]))
+        else:
+            emb = vision(batch["pixels"])
+        aux = aux_loss(aux_head, emb, labels, aux_classes)
         return zero, zero, zero, zero, aux, zero, aux
     if args.vqa_only:
         with torch.no_grad():
@@ -306,6 +331,9 @@ def main() -> None:
     ap.add_argument("--vision-only", action="store_true",
                     help="train only the vision encoder, on the per-patch labels (no text: about 8x more images "
                          "per second on CPUs); the text stack is saved unchanged")
+    ap.add_argument("--keep-patches", type=int, default=0,
+                    help="--vision-only: encode only this many patches of each image, those objects touch "
+                         "first (0 = all); a step costs about keep/all as much")
     ap.add_argument("--vqa-only", action="store_true",
                     help="train only the VQA question encoder and answer decoder, on the frozen image encoder's "
                          "output (with --questions 9, every question type of each scene): the other tasks are "
@@ -413,6 +441,9 @@ def main() -> None:
         raise SystemExit("--vision-only and --vqa-only train disjoint parts: choose one")
     if args.vqa_only:
         args.aux_patch = 0.0  # the image encoder is frozen: no per-patch head to train
+    if args.keep_patches and not args.vision_only:
+        raise SystemExit("--keep-patches drops patches from --vision-only steps only: joint steps' texts describe "
+                         "the whole image")
     if args.vision_only and args.aux_patch <= 0:
         raise SystemExit("--vision-only trains on the per-patch labels: --aux-patch must be > 0")
     aug = VisionAugment(args.gray, args.decolor, args.rehue, args.relight)

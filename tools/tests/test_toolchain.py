@@ -23,7 +23,7 @@ from tools.blip.quantize import quantize_folder, quantize_weight
 from tools.probe_vision import per_object
 from tools.blip.hf_import import (config_to_hf, load_checkpoint, read_safetensors, write_safetensors)
 from tools.blip.model import (BlipConfig, BlipForConditionalGeneration, BlipForImageTextRetrieval,
-                              TextConfig, VisionConfig, init_weights)
+                              BlipVisionModel, TextConfig, VisionConfig, init_weights)
 from tools.blip.tokenizer import WordPieceTokenizer, scenes_vocab, tokenizer_json
 
 
@@ -1159,6 +1159,44 @@ class TrainingLabels(unittest.TestCase):
         changed = self.changed_by_training("--vision-only", "--aux-labels", "position", "--gray", "0.5")
         self.assertIn("retrieval.vision_model.encoder.layers.0.self_attn.qkv.weight", changed)
         self.assertEqual([k for k in changed if ".vision_model." not in k], [])
+
+    def test_kept_patches_are_every_object_patch_first_and_encode_as_in_the_whole_image(self):
+        from tools.train import encode_kept, kept_patches
+        torch.manual_seed(0)
+        labels = torch.zeros(3, 16, 6, dtype=torch.long)
+        touched = [[0, 5, 6], [15], list(range(10))]
+        for i, ps in enumerate(touched):
+            labels[i, ps, 1] = 2
+            labels[i, ps, 0] = -100  # a recoloured object: no colour label, a shape all the same
+        idx = kept_patches(labels, 12)
+        self.assertEqual(idx.shape, (3, 12))
+        for i, ps in enumerate(touched):
+            self.assertTrue(set(ps) <= set(idx[i].tolist()), i)
+            self.assertEqual(len(set(idx[i].tolist())), 12)
+        self.assertNotEqual(idx[0].tolist(), kept_patches(labels, 12)[0].tolist())  # the background draw is random
+        # Keeping all 16 patches in any order encodes each patch as the whole image does: positions
+        # are added before the pick, and attention does not care about order.
+        vision = BlipVisionModel(VisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                              num_attention_heads=2, image_size=32, patch_size=8)).eval()
+        pixels = torch.randn(3, 3, 32, 32)
+        perm = torch.stack([torch.randperm(16) for _ in range(3)])
+        whole = vision(pixels)
+        kept = encode_kept(vision, pixels, perm)
+        torch.testing.assert_close(kept[:, 0], whole[:, 0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(kept[:, 1:], torch.stack([whole[i, 1:][perm[i]] for i in range(3)]),
+                                   atol=1e-5, rtol=1e-5)
+        # Fewer patches: the CLS token sees only those kept
+        self.assertFalse(torch.allclose(encode_kept(vision, pixels, perm[:, :8])[:, 0], whole[:, 0], atol=1e-3))
+
+    def test_keep_patches_trains_only_the_image_encoder_and_only_in_vision_only_stages(self):
+        changed = self.changed_by_training("--vision-only", "--aux-labels", "position", "--keep-patches", "20")
+        self.assertIn("retrieval.vision_model.encoder.layers.0.self_attn.qkv.weight", changed)
+        self.assertEqual([k for k in changed if ".vision_model." not in k], [])
+        with tempfile.TemporaryDirectory() as d:
+            start, _ = self.random_start(Path(d))
+            with self.assertRaises(subprocess.CalledProcessError) as e:
+                self.train("--keep-patches", "20", "--steps", "1", resume=start, out=Path(d) / "out.pt")
+            self.assertIn("--keep-patches", e.exception.stderr)
 
     def test_bf16_warning_reads_the_bfloat16_instruction_flags_of_proc_cpuinfo(self):
         from tools.train import cpu_bf16_flags
