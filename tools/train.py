@@ -56,13 +56,17 @@ def kept_patches(labels: torch.Tensor, keep: int) -> torch.Tensor:
     return score.topk(keep, dim=1).indices
 
 
+def pick_patches(per_patch: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The rows [B, keep, C] of a per-patch tensor [B, P, C] that kept_patches' indices name."""
+    return torch.gather(per_patch, 1, idx.unsqueeze(-1).expand(-1, -1, per_patch.shape[-1]))
+
+
 def encode_kept(vision, pixels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """The vision encoder on the CLS token and the patches `idx` picks (positions added before the
     pick, so each keeps its own), as FLIP drops patches: a step of 32 of 64 patches costs about half.
     Training-only; the exported encoder always sees every patch."""
     x = vision.embeddings(pixels)
-    kept = torch.gather(x[:, 1:], 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-    return vision.post_layernorm(vision.encoder(torch.cat([x[:, :1], kept], 1)))
+    return vision.post_layernorm(vision.encoder(torch.cat([x[:, :1], pick_patches(x[:, 1:], idx)], 1)))
 
 
 def lm_loss(decoder, ids, mask, enc, enc_mask, smoothing=0.1, noise=0.0, word_ids=None):
@@ -268,7 +272,7 @@ def batch_losses(args, model: BlipBundle, batch, temp: torch.Tensor, rng: random
         if args.keep_patches and model.training:
             idx = kept_patches(labels, args.keep_patches)
             emb = encode_kept(vision, batch["pixels"], idx)
-            labels = torch.gather(labels, 1, idx.unsqueeze(-1).expand(-1, -1, labels.shape[-1]))
+            labels = pick_patches(labels, idx)
         else:
             emb = vision(batch["pixels"])
         aux = aux_loss(aux_head, emb, labels, aux_classes)
@@ -508,6 +512,8 @@ def main() -> None:
         raise SystemExit("--head-warmup trains the per-patch and attribute-bag heads: this stage has neither")
     params = trained + heads
     grid = cfg.vision.image_size // cfg.vision.patch_size
+    if not 0 <= args.keep_patches <= grid * grid:
+        raise SystemExit(f"--keep-patches {args.keep_patches}: an image has {grid * grid} patches")
     opt = torch.optim.AdamW([{"params": trained}] + ([{"params": heads}] if heads else []), lr=args.lr,
                             weight_decay=0.02)
     n_params = sum(p.numel() for p in model.parameters())

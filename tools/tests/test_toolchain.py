@@ -1197,6 +1197,9 @@ class TrainingLabels(unittest.TestCase):
             with self.assertRaises(subprocess.CalledProcessError) as e:
                 self.train("--keep-patches", "20", "--steps", "1", resume=start, out=Path(d) / "out.pt")
             self.assertIn("--keep-patches", e.exception.stderr)
+            with self.assertRaises(subprocess.CalledProcessError) as e:
+                self.train("--vision-only", "--keep-patches", "65", "--steps", "1", resume=start, out=Path(d) / "out.pt")
+            self.assertIn("an image has 64 patches", e.exception.stderr)
 
     def test_bf16_warning_reads_the_bfloat16_instruction_flags_of_proc_cpuinfo(self):
         from tools.train import cpu_bf16_flags
