@@ -269,7 +269,7 @@ def batch_losses(args, model: BlipBundle, batch, temp: torch.Tensor, rng: random
     vision = model.retrieval.vision_model
     if args.vision_only:
         labels = batch["patches"]
-        if args.keep_patches and model.training:
+        if args.keep_patches:
             idx = kept_patches(labels, args.keep_patches)
             emb = encode_kept(vision, batch["pixels"], idx)
             labels = pick_patches(labels, idx)
