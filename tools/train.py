@@ -165,7 +165,7 @@ def negative_weights(sim: torch.Tensor, match: torch.Tensor, known: torch.Tensor
 
 def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, word_noise: float,
                 aux_head=None, aux_classes: list[int] = AUX_CLASSES, bag_head=None, bag_mix: bool = False,
-                bag_text: str | None = None, bag_where: bool = False):
+                bag_text: str | None = None, bag_where: bool = False, itm_negatives: int = 1):
     r = model.retrieval
     B = batch["pixels"].shape[0]
     mixed = "mix_pixels" in batch
@@ -214,14 +214,16 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     bag = (bag_loss(bag_head, img_feat, txt_feat, batch, mix_feat, bag_text, text_only_feat, bag_where)
            if bag_head is not None else torch.zeros((), device=dev))
 
-    # ITM: positives, one negative image per text and one negative text per image (hard: sampled
-    # by ITC similarity among true non-matches, or a one-attribute perturbation of the true text)
+    # ITM: positives, one negative image per text (BLIP; --itm-negatives draws more, without
+    # replacement) and one negative text per image (hard: sampled by ITC similarity among true
+    # non-matches, or a one-attribute perturbation of the true text)
     w, M = negative_weights(sim, M, known), M.cpu()
-    neg_img, neg_txt_ids = [], []
+    neg_img, neg_txt_ids = [], []  # neg_img: (text, image) pairs
     ids_cpu, mask_cpu = ids.cpu(), mask.cpu()
-    for j in range(B):  # negative image for text j
+    for j in range(B):  # negative images for text j
         col = w[:, j].masked_fill(M[:, j] > 0, 0)
-        neg_img.append(int(torch.multinomial(col, 1)) if col.sum() > 0 else None)
+        n = min(itm_negatives, int((col > 0).sum()))
+        neg_img += [(j, int(i)) for i in torch.multinomial(col, n)] if n > 0 else []
     for i in range(B):
         p = batch["perturbed"][i]
         row = w[i].masked_fill(M[i] > 0, 0)
@@ -232,12 +234,12 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
             neg_txt_ids.append(ids_cpu[j][mask_cpu[j] > 0].tolist())
         else:
             neg_txt_ids.append(None)
-    t_idx = [j for j in range(B) if neg_img[j] is not None]
+    t_idx = [j for j, _ in neg_img]
     i_idx = [i for i in range(B) if neg_txt_ids[i] is not None]
     pos_ids, pos_mask = ids, mask
     nt_ids, nt_mask = (t.to(dev) for t in pad([neg_txt_ids[i] for i in i_idx]))
     # which image each pair shows: the keys and values of each image are projected once
-    pair_image = torch.tensor(list(range(B)) + [neg_img[j] for j in t_idx] + i_idx, device=dev)
+    pair_image = torch.tensor(list(range(B)) + [i for _, i in neg_img] + i_idx, device=dev)
     L = max(pos_ids.shape[1], nt_ids.shape[1])
     padto = lambda x: F.pad(x, (0, L - x.shape[1]))
     all_ids = torch.cat([padto(pos_ids), padto(ids[t_idx]), padto(nt_ids)])
@@ -284,7 +286,7 @@ def batch_losses(args, model: BlipBundle, batch, temp: torch.Tensor, rng: random
         return zero, zero, zero, vqa, zero, zero, vqa
     itc, itm, lm, vqa, aux, bag = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, args.word_noise, aux_head,
                                               aux_classes, bag_head, args.aux_bag_mix, args.aux_bag_text,
-                                              args.aux_bag_where)
+                                              args.aux_bag_where, args.itm_negatives)
     return itc, itm, lm, vqa, aux, bag, itc + itm + lm + vqa + args.aux_patch * aux + args.aux_bag * bag
 
 
@@ -365,6 +367,10 @@ def main() -> None:
                     help="joint stages: a text and an image on whose ground it would make a held-out combination "
                          "(a text naming yellow, a white image) are neither match nor non-match in ITC and ITM, and "
                          "the attribute bag leaves yellow out on white images")
+    ap.add_argument("--itm-negatives", type=int, default=1,
+                    help="joint stages: ITM negative images per text, drawn without replacement by ITC "
+                         "similarity (BLIP draws one): text-to-image re-ranking is ITM's job, and one hard "
+                         "negative of 47 taught it less in an hour than ITC learnt (docs/models.md)")
     ap.add_argument("--head-warmup", type=int, default=0,
                     help="first steps train only the training-only heads (per-patch, attribute bag) at lr "
                          f"{HEAD_WARMUP_LR}, the model frozen: for a stage resumed from a checkpoint without them "
@@ -468,12 +474,15 @@ def main() -> None:
         # without --aux-bag-text only complete captions train the bag, and a caption names no position
         raise SystemExit("--aux-bag-where adds columns to the --aux-bag head, read from what texts name: "
                          "it needs --aux-bag-text")
+    if args.itm_negatives < 1:
+        raise SystemExit("--itm-negatives: at least 1")
     if args.aux_bag_mix and (args.vision_mix <= 0 or args.aux_bag <= 0):
         raise SystemExit("--aux-bag-mix needs --vision-mix images and the --aux-bag head")
     joint_only = [flag for flag, on in (("--joint-relight", args.joint_relight > 0), ("--joint-recolor", args.joint_recolor > 0),
                                         ("--no-confounded-negatives", args.no_confounded_negatives),
                                         ("--joint-placed", args.joint_placed > 0),
-                                        ("--itc-moved", args.itc_moved > 0)) if on]
+                                        ("--itc-moved", args.itc_moved > 0),
+                                        ("--itm-negatives", args.itm_negatives != 1)) if on]
     if joint_only and (args.vision_only or args.vqa_only):
         raise SystemExit(f"{', '.join(joint_only)}: joint stages only, not with --vision-only or --vqa-only (--relight "
                          "is the vision-only images' option)")

@@ -534,6 +534,46 @@ class TrainingLabels(unittest.TestCase):
                                bag(plain, False), places=5)
         self.assertNotAlmostEqual(bag(mixed, True), bag(plain, False), places=3)
 
+    def test_itm_negatives_draws_distinct_non_matching_images_per_text(self):
+        from tools.blip.bundle import scenes_config
+        from tools.batches import AUX_CLASSES, make_batch, make_tokenizer
+        from tools.train import step_losses
+        tok, _ = make_tokenizer()
+        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
+        size, grid = cfg.vision.image_size, cfg.vision.image_size // cfg.vision.patch_size
+        b = make_batch(random.Random(7), tok, size, 8, 35, tok.added["[DEC]"], grid, 1)
+        torch.manual_seed(0)
+        model = BlipBundle(cfg).eval()
+        head = torch.nn.Linear(cfg.vision.hidden_size, sum(AUX_CLASSES))
+        seen = []
+        real = model.retrieval.itm_logits
+        def spy(ids, mask, emb, image_index):
+            seen.append((ids, image_index))
+            return real(ids, mask, emb, image_index=image_index)
+        model.retrieval.itm_logits = spy
+
+        def pairs(n):
+            seen.clear()
+            torch.manual_seed(1)
+            step_losses(model, b, torch.tensor(0.07), random.Random(1), 0.0, head, itm_negatives=n)
+            return seen[0]
+        B, M = b["pixels"].shape[0], b["match"]
+        one_ids, one_img = pairs(1)
+        ids, img = pairs(3)
+        # three negative images per text where three non-matches exist, the negative texts unchanged
+        extra = sum(min(3, int((M[:, j] == 0).sum())) for j in range(B)) - sum(int((M[:, j] == 0).any()) for j in range(B))
+        self.assertGreater(extra, 0)
+        self.assertEqual(len(img), len(one_img) + extra)
+        text_ids, _ = b["text"]
+        by_text: dict[int, list[int]] = {}
+        for k in range(B, len(img) - (len(one_img) - B - sum(int((M[:, j] == 0).any()) for j in range(B)))):
+            j = next(t for t in range(B) if torch.equal(ids[k][:text_ids.shape[1]], text_ids[t]))
+            by_text.setdefault(j, []).append(int(img[k]))
+        for j, images in by_text.items():
+            self.assertEqual(len(images), len(set(images)), "drawn without replacement")
+            self.assertTrue(all(M[i, j] == 0 for i in images), "only true non-matches")
+        self.assertTrue(any(len(v) == 3 for v in by_text.values()))
+
     def test_vision_batch_attribute_bags_keep_only_what_still_holds(self):
         from tools.augment import VisionAugment
         from tools.batches import BAG, bag_labels, make_vision_batch
