@@ -30,6 +30,7 @@ from tools.batches import (AUX_CLASSES, AUX_LABEL_SETS, BAG, WHERE, BatchStream,
                            make_vision_batch, pad, to_device)
 from tools.blip import scenes
 from tools.blip.bundle import BlipBundle, scenes_config
+from tools.ema import WeightEma, ema_path
 
 
 # Learning rate of the training-only heads while --head-warmup freezes the model: a linear probe's.
@@ -414,6 +415,10 @@ def main() -> None:
                          "optimizer stay float32): 1.45x the steps per minute on an AVX512-BF16 CPU (Zen 4), about "
                          "19x fewer on an AVX2-only one, which emulates bfloat16 (docs/models.md); it warns there")
     ap.add_argument("--log-every", type=int, default=25)
+    ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                    help="also keep an exponential moving average of the model's weights (decay per step, e.g. "
+                         "0.998 averages about the last 500 steps) and save it beside --out as NAME.ema.pt, "
+                         "same format; the trained weights in --out are unchanged")
     ap.add_argument("--aux-patch", type=float, default=0.5, help="weight of the auxiliary per-patch object loss (0 = off)")
     ap.add_argument("--aux-bag", type=float, default=0.0,
                     help="weight of the auxiliary loss that reads each colour, shape, size and background present "
@@ -474,6 +479,8 @@ def main() -> None:
         # without --aux-bag-text only complete captions train the bag, and a caption names no position
         raise SystemExit("--aux-bag-where adds columns to the --aux-bag head, read from what texts name: "
                          "it needs --aux-bag-text")
+    if not 0.0 <= args.ema < 1.0:
+        raise SystemExit(f"--ema {args.ema}: a decay per step, below 1 (0 keeps no average)")
     if args.itm_negatives < 1:
         raise SystemExit("--itm-negatives: at least 1")
     if args.aux_bag_mix and (args.vision_mix <= 0 or args.aux_bag <= 0):
@@ -548,13 +555,17 @@ def main() -> None:
     t0 = time.time()
     step, warm = 0, max(1, args.warmup)
     ema = None
+    averaged = WeightEma(model, args.ema) if args.ema > 0 else None
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    save = lambda: torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()},
-                               "config": cfg.to_dict(), "step": step,
-                               "aux_head": {k: v.cpu() for k, v in aux_head.state_dict().items()} if aux_head else None,
-                               "aux_labels": args.aux_labels,
-                               "bag_head": {k: v.cpu() for k, v in bag_head.state_dict().items()} if bag_head else None},
-                              args.out)
+
+    def save():
+        heads = {"config": cfg.to_dict(), "step": step,
+                 "aux_head": {k: v.cpu() for k, v in aux_head.state_dict().items()} if aux_head else None,
+                 "aux_labels": args.aux_labels,
+                 "bag_head": {k: v.cpu() for k, v in bag_head.state_dict().items()} if bag_head else None}
+        torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, **heads}, args.out)
+        if averaged is not None:
+            torch.save({"model": averaged.state_dict(model), "ema": args.ema, **heads}, ema_path(args.out))
     while True:
         elapsed = time.time() - t0
         if elapsed > budget or step >= args.steps:
@@ -577,6 +588,8 @@ def main() -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        if averaged is not None:
+            averaged.update()
         step += 1
         if step % args.log_every == 0:
             vals = [float(x.detach()) for x in (itc, itm, lm, vqa, aux, bag)]
@@ -586,7 +599,8 @@ def main() -> None:
         if step % 500 == 0:
             save()
     save()
-    print(f"done: {step} steps in {(time.time()-t0)/60:.1f} min -> {args.out}", flush=True)
+    print(f"done: {step} steps in {(time.time()-t0)/60:.1f} min -> {args.out}"
+          + (f" (average: {ema_path(args.out)})" if averaged is not None else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -1256,6 +1256,54 @@ class TrainingLabels(unittest.TestCase):
         self.assertIn("retrieval.text_proj.weight", changed)
         self.assertIn("caption.text_decoder.cls.predictions.transform.dense.weight", changed)
 
+    def test_weight_ema_averages_each_shared_weight_once_under_every_key(self):
+        from tools.ema import WeightEma, ema_path
+        a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+        b.weight = a.weight  # shared, as the bundle's tasks share one vision encoder
+        model = torch.nn.ModuleDict({"a": a, "b": b, "norm": torch.nn.BatchNorm1d(2)})
+        ema = WeightEma(model, 0.9)
+        start = a.weight.detach().clone()
+        rates = []
+        for k in range(3):
+            rates.append(ema.rate())
+            with torch.no_grad():
+                a.weight.add_(1.0)  # what an optimiser step would do, once, to the shared tensor
+            ema.update()
+        self.assertEqual(rates, [1 / 10, 2 / 11, 3 / 12])  # short at first, then toward 0.9
+        expect = start.clone()
+        for k, d in enumerate(rates):
+            expect = d * expect + (1 - d) * (start + k + 1)
+        sd = ema.state_dict(model)
+        self.assertEqual(set(sd), set(model.state_dict()))
+        torch.testing.assert_close(sd["a.weight"], expect)
+        torch.testing.assert_close(sd["b.weight"], expect)
+        self.assertFalse(torch.allclose(sd["a.weight"], a.weight))
+        self.assertEqual(sd["norm.num_batches_tracked"].dtype, torch.long)  # buffers as they are
+        self.assertEqual(ema_path("tools/checkpoints/w.pt"), Path("tools/checkpoints/w.ema.pt"))
+        with self.assertRaises(ValueError):
+            WeightEma(model, 1.0)
+
+    def test_ema_flag_saves_the_average_beside_the_unchanged_trained_weights(self):
+        with tempfile.TemporaryDirectory() as d:
+            start, before = self.random_start(Path(d))
+            self.train("--vision-only", "--aux-labels", "position", "--steps", "3", "--ema", "0.5",
+                       resume=start, out=Path(d) / "out.pt")
+            trained = torch.load(Path(d) / "out.pt")["model"]
+            averaged = torch.load(Path(d) / "out.ema.pt")
+            self.assertEqual(averaged["ema"], 0.5)
+            self.assertEqual(set(averaged["model"]), set(trained))
+            qkv = "retrieval.vision_model.encoder.layers.0.self_attn.qkv.weight"
+            # the average lies between the start and the end, and equals neither
+            self.assertFalse(torch.equal(averaged["model"][qkv], trained[qkv]))
+            self.assertFalse(torch.equal(averaged["model"][qkv], before[qkv]))
+            # what the stage does not train stays the start's in both
+            txt = "retrieval.text_proj.weight"
+            torch.testing.assert_close(averaged["model"][txt], before[txt])
+            torch.testing.assert_close(trained[txt], before[txt])
+            with self.assertRaises(subprocess.CalledProcessError) as e:
+                self.train("--steps", "1", "--ema", "1", resume=start, out=Path(d) / "bad.pt")
+            self.assertIn("--ema 1.0", e.exception.stderr)
+
     def test_vqa_only_stage_trains_the_question_stack_and_nothing_else(self):
         changed = self.changed_by_training("--vqa-only", "--questions", "9")
         self.assertIn("vqa.text_encoder.encoder.layer.0.crossattention.self.query.weight", changed)
