@@ -308,6 +308,17 @@ def cpu_bf16_flags(cpuinfo: str) -> set[str]:
     return words & {"avx512_bf16", "amx_bf16"}
 
 
+def param_groups(vision: torch.nn.Module, trained: list, heads: list, text_lr_scale: float) -> list[dict]:
+    """The optimiser's groups, each with the share of the scheduled lr it trains at: the image encoder's
+    weights at 1, the rest of the model's at --text-lr-scale, the training-only heads at 1 (or the
+    head warm-up's fixed lr). A group of no weights is left out."""
+    ids = {id(p) for p in vision.parameters()}
+    groups = [{"params": [p for p in trained if id(p) in ids], "role": "vision", "scale": 1.0},
+              {"params": [p for p in trained if id(p) not in ids], "role": "text", "scale": text_lr_scale},
+              {"params": heads, "role": "heads", "scale": 1.0}]
+    return [g for g in groups if g["params"]]
+
+
 def _identity(x):
     return x
 
@@ -372,6 +383,10 @@ def main() -> None:
                     help="joint stages: ITM negative images per text, drawn without replacement by ITC "
                          "similarity (BLIP draws one): text-to-image re-ranking is ITM's job, and one hard "
                          "negative of 47 taught it less in an hour than ITC learnt (docs/models.md)")
+    ap.add_argument("--text-lr-scale", type=float, default=1.0,
+                    help="joint stages: every weight outside the image encoder (text encoders, decoders, "
+                         "projections, ITM head, temperature) trains at this multiple of --lr. After a vision-only "
+                         "stage the image encoder is trained and the rest is at its random initial weights")
     ap.add_argument("--head-warmup", type=int, default=0,
                     help="first steps train only the training-only heads (per-patch, attribute bag) at lr "
                          f"{HEAD_WARMUP_LR}, the model frozen: for a stage resumed from a checkpoint without them "
@@ -530,8 +545,11 @@ def main() -> None:
     grid = cfg.vision.image_size // cfg.vision.patch_size
     if not 0 <= args.keep_patches <= grid * grid:
         raise SystemExit(f"--keep-patches {args.keep_patches}: an image has {grid * grid} patches")
-    opt = torch.optim.AdamW([{"params": trained}] + ([{"params": heads}] if heads else []), lr=args.lr,
-                            weight_decay=0.02)
+    if args.text_lr_scale <= 0:
+        raise SystemExit(f"--text-lr-scale {args.text_lr_scale}: a positive multiple of --lr")
+    if args.text_lr_scale != 1.0 and (args.vision_only or args.vqa_only):
+        raise SystemExit("--text-lr-scale: joint stages only (a --vision-only or --vqa-only stage trains one side)")
+    opt = torch.optim.AdamW(param_groups(vision, trained, heads, args.text_lr_scale), lr=args.lr, weight_decay=0.02)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params {n_params/1e6:.2f}M  vocab {V}  batch {args.batch}  image {cfg.vision.image_size}  "
           f"patch {cfg.vision.patch_size} ({grid * grid + 1} tokens)  device {dev}", flush=True)
@@ -577,8 +595,8 @@ def main() -> None:
                 p.requires_grad_(not frozen)
         lr = args.lr * min(1.0, (max(0, step - args.head_warmup) + 1) / warm) * \
             (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-        for k, g in enumerate(opt.param_groups):
-            g["lr"] = HEAD_WARMUP_LR if frozen and k == 1 else lr
+        for g in opt.param_groups:
+            g["lr"] = HEAD_WARMUP_LR if frozen and g["role"] == "heads" else lr * g["scale"]
         batch = to_device(next_batch(), dev)
         model.train()
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.bf16):

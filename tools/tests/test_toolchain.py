@@ -791,6 +791,42 @@ class TrainingLabels(unittest.TestCase):
             self.assertIn("retrieval.vision_model.encoder.layers.0.self_attn.qkv.weight",
                           [k for k in before if not torch.equal(before[k], after[k])])
 
+    def test_text_lr_scale_scales_every_weight_outside_the_image_encoder_and_only_those(self):
+        from tools.train import param_groups
+        from tools.blip.bundle import scenes_config
+        from tools.batches import make_tokenizer
+        tok, _ = make_tokenizer()
+        model = BlipBundle(scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"]))
+        temp, head = torch.nn.Parameter(torch.tensor(0.07)), torch.nn.Linear(2, 2)
+        trained = list(model.parameters()) + [temp]
+        groups = param_groups(model.retrieval.vision_model, trained, list(head.parameters()), 3.0)
+        self.assertEqual([(g["role"], g["scale"]) for g in groups], [("vision", 1.0), ("text", 3.0), ("heads", 1.0)])
+        # each weight in exactly one group; the shared image encoder (every task's) only at 1
+        self.assertEqual(sorted(id(p) for g in groups for p in g["params"]),
+                         sorted(id(p) for p in trained + list(head.parameters())))
+        vision = {id(p) for p in model.vqa.vision_model.parameters()} | {id(p) for p in model.retrieval.vision_model.parameters()}
+        self.assertEqual({id(p) for p in groups[0]["params"]}, vision)
+        text = {id(p) for p in groups[1]["params"]}
+        self.assertIn(id(temp), text)
+        self.assertTrue({id(p) for p in model.retrieval.text_encoder.parameters()} <= text)
+        # a vision-only stage trains one group
+        self.assertEqual([g["role"] for g in param_groups(model.retrieval.vision_model,
+                                                          list(model.retrieval.vision_model.parameters()), [], 3.0)],
+                         ["vision"])
+        with tempfile.TemporaryDirectory() as d:
+            start, before = self.random_start(Path(d))
+            out = Path(d) / "x.pt"
+            with self.assertRaises(subprocess.CalledProcessError) as refused:
+                self.train("--steps", "1", "--vision-only", "--text-lr-scale", "2", resume=start, out=out)
+            self.assertIn("joint stages only", refused.exception.stderr)
+            # one step at a vanishing text-side lr: the image encoder moves as Adam's first step
+            # does (about lr), the text side a millionth of that
+            self.train("--steps", "1", "--lr", "1e-3", "--warmup", "1", "--text-lr-scale", "1e-6", resume=start, out=out)
+            after = torch.load(out)["model"]
+            moved = lambda k: float((after[k] - before[k]).abs().max())
+            self.assertGreater(moved("retrieval.vision_model.encoder.layers.0.self_attn.qkv.weight"), 5e-4)
+            self.assertLess(moved("retrieval.text_encoder.encoder.layer.0.attention.self.query.weight"), 1e-8)
+
     def test_word_noise_replaces_only_teacher_forced_scene_words(self):
         from tools.train import lm_loss
         seen = []
