@@ -504,7 +504,8 @@ def main() -> None:
                                         ("--no-confounded-negatives", args.no_confounded_negatives),
                                         ("--joint-placed", args.joint_placed > 0),
                                         ("--itc-moved", args.itc_moved > 0),
-                                        ("--itm-negatives", args.itm_negatives != 1)) if on]
+                                        ("--itm-negatives", args.itm_negatives != 1),
+                                        ("--text-lr-scale", args.text_lr_scale != 1.0)) if on]
     if joint_only and (args.vision_only or args.vqa_only):
         raise SystemExit(f"{', '.join(joint_only)}: joint stages only, not with --vision-only or --vqa-only (--relight "
                          "is the vision-only images' option)")
@@ -547,8 +548,6 @@ def main() -> None:
         raise SystemExit(f"--keep-patches {args.keep_patches}: an image has {grid * grid} patches")
     if args.text_lr_scale <= 0:
         raise SystemExit(f"--text-lr-scale {args.text_lr_scale}: a positive multiple of --lr")
-    if args.text_lr_scale != 1.0 and (args.vision_only or args.vqa_only):
-        raise SystemExit("--text-lr-scale: joint stages only (a --vision-only or --vqa-only stage trains one side)")
     opt = torch.optim.AdamW(param_groups(vision, trained, heads, args.text_lr_scale), lr=args.lr, weight_decay=0.02)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params {n_params/1e6:.2f}M  vocab {V}  batch {args.batch}  image {cfg.vision.image_size}  "
