@@ -288,7 +288,8 @@ def batch_losses(args, model: BlipBundle, batch, temp: torch.Tensor, rng: random
     itc, itm, lm, vqa, aux, bag = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, args.word_noise, aux_head,
                                               aux_classes, bag_head, args.aux_bag_mix, args.aux_bag_text,
                                               args.aux_bag_where, args.itm_negatives)
-    return itc, itm, lm, vqa, aux, bag, itc + itm + lm + vqa + args.aux_patch * aux + args.aux_bag * bag
+    total = itc + args.itm_weight * itm + lm + vqa + args.aux_patch * aux + args.aux_bag * bag
+    return itc, itm, lm, vqa, aux, bag, total
 
 
 def float_layer_norms(model: torch.nn.Module) -> None:
@@ -383,6 +384,9 @@ def main() -> None:
                     help="joint stages: ITM negative images per text, drawn without replacement by ITC "
                          "similarity (BLIP draws one): text-to-image re-ranking is ITM's job, and one hard "
                          "negative of 47 taught it less in an hour than ITC learnt (docs/models.md)")
+    ap.add_argument("--itm-weight", type=float, default=1.0,
+                    help="joint stages: weight of the ITM loss in the total (BLIP's is 1). Adam makes it matter only "
+                         "where ITM shares weights: the text encoder (with ITC) and the image encoder (with every task)")
     ap.add_argument("--text-lr-scale", type=float, default=1.0,
                     help="joint stages: every weight outside the image encoder (text encoders, decoders, "
                          "projections, ITM head, temperature) trains at this multiple of --lr. After a vision-only "
@@ -498,6 +502,8 @@ def main() -> None:
         raise SystemExit(f"--ema {args.ema}: a decay per step, below 1 (0 keeps no average)")
     if args.itm_negatives < 1:
         raise SystemExit("--itm-negatives: at least 1")
+    if args.itm_weight <= 0:
+        raise SystemExit(f"--itm-weight {args.itm_weight}: positive (the ITM head would not train)")
     if args.aux_bag_mix and (args.vision_mix <= 0 or args.aux_bag <= 0):
         raise SystemExit("--aux-bag-mix needs --vision-mix images and the --aux-bag head")
     joint_only = [flag for flag, on in (("--joint-relight", args.joint_relight > 0), ("--joint-recolor", args.joint_recolor > 0),
@@ -505,7 +511,8 @@ def main() -> None:
                                         ("--joint-placed", args.joint_placed > 0),
                                         ("--itc-moved", args.itc_moved > 0),
                                         ("--itm-negatives", args.itm_negatives != 1),
-                                        ("--text-lr-scale", args.text_lr_scale != 1.0)) if on]
+                                        ("--text-lr-scale", args.text_lr_scale != 1.0),
+                                        ("--itm-weight", args.itm_weight != 1.0)) if on]
     if joint_only and (args.vision_only or args.vqa_only):
         raise SystemExit(f"{', '.join(joint_only)}: joint stages only, not with --vision-only or --vqa-only (--relight "
                          "is the vision-only images' option)")

@@ -827,6 +827,40 @@ class TrainingLabels(unittest.TestCase):
             self.assertGreater(moved("retrieval.vision_model.encoder.layers.0.self_attn.qkv.weight"), 5e-4)
             self.assertLess(moved("retrieval.text_encoder.encoder.layer.0.attention.self.query.weight"), 1e-8)
 
+    def test_itm_weight_scales_the_itm_loss_in_the_total_and_only_in_joint_stages(self):
+        from types import SimpleNamespace
+        from tools.blip.bundle import scenes_config
+        from tools.batches import AUX_CLASSES, make_batch, make_tokenizer
+        from tools.train import batch_losses
+        tok, _ = make_tokenizer()
+        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
+        grid = cfg.vision.image_size // cfg.vision.patch_size
+        b = make_batch(random.Random(5), tok, cfg.vision.image_size, 8, 35, tok.added["[DEC]"], grid, 1)
+        torch.manual_seed(0)
+        model = BlipBundle(cfg).eval()
+        head = torch.nn.Linear(cfg.vision.hidden_size, sum(AUX_CLASSES))
+
+        def losses(weight):
+            args = SimpleNamespace(vision_only=False, vqa_only=False, word_noise=0.0, aux_bag_mix=False,
+                                   aux_bag_text=None, aux_bag_where=False, itm_negatives=1, itm_weight=weight,
+                                   aux_patch=0.5, aux_bag=0.0)
+            torch.manual_seed(1)
+            return [float(x) for x in batch_losses(args, model, b, torch.tensor(0.07), random.Random(1), head,
+                                                   AUX_CLASSES, None)]
+        one, three = losses(1.0), losses(3.0)
+        self.assertEqual(one[:6], three[:6])  # the same losses, drawn from the same negatives
+        itc, itm, lm, vqa, aux, _, _ = one
+        self.assertGreater(itm, 0.1)
+        self.assertAlmostEqual(one[6], itc + itm + lm + vqa + 0.5 * aux, places=4)
+        self.assertAlmostEqual(three[6] - one[6], 2 * itm, places=4)
+        with tempfile.TemporaryDirectory() as d:
+            start, _ = self.random_start(Path(d))
+            for flags, says in ((("--vision-only", "--itm-weight", "2"), "joint stages only"),
+                                (("--itm-weight", "0"), "positive")):
+                with self.assertRaises(subprocess.CalledProcessError) as refused:
+                    self.train("--steps", "1", *flags, resume=start, out=Path(d) / "x.pt")
+                self.assertIn(says, refused.exception.stderr)
+
     def test_word_noise_replaces_only_teacher_forced_scene_words(self):
         from tools.train import lm_loss
         seen = []
