@@ -153,20 +153,23 @@ def itc_loss(sim: torch.Tensor, match: torch.Tensor, known: torch.Tensor | None 
 
 
 @torch.no_grad()
-def negative_weights(sim: torch.Tensor, match: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+def negative_weights(sim: torch.Tensor, match: torch.Tensor, known: torch.Tensor | None = None,
+                     dim: int = 1) -> torch.Tensor:
     """ITM hard-negative sampling weights [image, text], on the CPU: ITC softmax over each image's
-    texts, zero for matches and for pairs that are not known. Mining runs on the CPU: one transfer
-    instead of a device sync per sampled negative."""
+    texts (dim=1; dim=0: over each text's images), zero for matches and for pairs that are not
+    known. Mining runs on the CPU: one transfer instead of a device sync per sampled negative."""
     M, sim = match.cpu(), sim.detach().float().cpu()
     if known is not None:
-        sim = sim.masked_fill(~known.cpu(), float("-inf"))  # each image's own text is known: no empty row
-    w = torch.softmax(sim, dim=1).masked_fill(M > 0, 0) + 1e-9 * (M == 0)  # every true non-match stays drawable
+        # each image's own text is known, and each text's own image: no empty row or column
+        sim = sim.masked_fill(~known.cpu(), float("-inf"))
+    w = torch.softmax(sim, dim=dim).masked_fill(M > 0, 0) + 1e-9 * (M == 0)  # every true non-match stays drawable
     return w * known.cpu() if known is not None else w  # ... but not an unknown pair
 
 
 def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, word_noise: float,
                 aux_head=None, aux_classes: list[int] = AUX_CLASSES, bag_head=None, bag_mix: bool = False,
-                bag_text: str | None = None, bag_where: bool = False, itm_negatives: int = 1):
+                bag_text: str | None = None, bag_where: bool = False, itm_negatives: int = 1,
+                t2i_softmax: bool = False):
     r = model.retrieval
     B = batch["pixels"].shape[0]
     mixed = "mix_pixels" in batch
@@ -218,11 +221,16 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     # ITM: positives, one negative image per text (BLIP; --itm-negatives draws more, without
     # replacement) and one negative text per image (hard: sampled by ITC similarity among true
     # non-matches, or a one-attribute perturbation of the true text)
+    # A text's negative image is drawn from column j of the weights. By default (every stage so
+    # far) that column is cut from each image's softmax over texts, so an image near many of the
+    # batch's texts is drawn less; --t2i-softmax draws it from the text's own softmax over images,
+    # as BLIP's weights_t2i.
     w, M = negative_weights(sim, M, known), M.cpu()
+    w_img = negative_weights(sim, M, known, dim=0) if t2i_softmax else w
     neg_img, neg_txt_ids = [], []  # neg_img: (text, image) pairs
     ids_cpu, mask_cpu = ids.cpu(), mask.cpu()
     for j in range(B):  # negative images for text j
-        col = w[:, j].masked_fill(M[:, j] > 0, 0)
+        col = w_img[:, j].masked_fill(M[:, j] > 0, 0)
         n = min(itm_negatives, int((col > 0).sum()))
         neg_img += [(j, int(i)) for i in torch.multinomial(col, n)] if n > 0 else []
     for i in range(B):
@@ -287,7 +295,7 @@ def batch_losses(args, model: BlipBundle, batch, temp: torch.Tensor, rng: random
         return zero, zero, zero, vqa, zero, zero, vqa
     itc, itm, lm, vqa, aux, bag = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, args.word_noise, aux_head,
                                               aux_classes, bag_head, args.aux_bag_mix, args.aux_bag_text,
-                                              args.aux_bag_where, args.itm_negatives)
+                                              args.aux_bag_where, args.itm_negatives, args.t2i_softmax)
     total = itc + args.itm_weight * itm + lm + vqa + args.aux_patch * aux + args.aux_bag * bag
     return itc, itm, lm, vqa, aux, bag, total
 
@@ -384,6 +392,10 @@ def main() -> None:
                     help="joint stages: ITM negative images per text, drawn without replacement by ITC "
                          "similarity (BLIP draws one): text-to-image re-ranking is ITM's job, and one hard "
                          "negative of 47 taught it less in an hour than ITC learnt (docs/models.md)")
+    ap.add_argument("--t2i-softmax", action="store_true",
+                    help="joint stages: draw each text's ITM negative image from its ITC softmax over the batch's "
+                         "images (BLIP's weights_t2i), not from the columns of each image's softmax over texts "
+                         "(every stage before it)")
     ap.add_argument("--itm-weight", type=float, default=1.0,
                     help="joint stages: weight of the ITM loss in the total (BLIP's is 1). Adam makes it matter only "
                          "where ITM shares weights: the text encoder (with ITC) and the image encoder (with every task)")
@@ -511,6 +523,7 @@ def main() -> None:
                                         ("--joint-placed", args.joint_placed > 0),
                                         ("--itc-moved", args.itc_moved > 0),
                                         ("--itm-negatives", args.itm_negatives != 1),
+                                        ("--t2i-softmax", args.t2i_softmax),
                                         ("--text-lr-scale", args.text_lr_scale != 1.0),
                                         ("--itm-weight", args.itm_weight != 1.0)) if on]
     if joint_only and (args.vision_only or args.vqa_only):

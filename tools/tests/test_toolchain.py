@@ -753,6 +753,58 @@ class TrainingLabels(unittest.TestCase):
         self.assertTrue((w[known & (match == 0)] > 0).all())
         self.assertTrue(torch.allclose(w[6], negative_weights(moved, match, known)[6]))  # row 6 untouched by moved
 
+    def test_t2i_softmax_draws_a_texts_negative_image_by_its_own_softmax_over_images(self):
+        import tools.train as train
+        n = 6
+        match = torch.eye(n)
+        # image 0 is close to every text but far closer to its own: the default weights (each
+        # image's softmax over texts) make it the least drawable negative of texts 1-5, the
+        # text's own softmax over images (BLIP's weights_t2i) the most
+        sim = torch.ones(n, n) + torch.eye(n)
+        sim[0] = 3.0
+        sim[0, 0] = 10.0
+        by_image, by_text = train.negative_weights(sim, match), train.negative_weights(sim, match, dim=0)
+        for j in range(1, n):
+            others = [i for i in range(n) if i != j]  # text j's non-matching images
+            self.assertEqual(others[int(by_image[others, j].argmin())], 0)
+            self.assertEqual(others[int(by_text[others, j].argmax())], 0)
+            expected = torch.softmax(sim[others, j], 0)
+            self.assertTrue(torch.allclose(by_text[others, j] / by_text[others, j].sum(), expected, atol=1e-6))
+        known = torch.ones(n, n, dtype=torch.bool)
+        known[4, 2] = False
+        w = train.negative_weights(sim, match, known, dim=0)
+        self.assertEqual(float(w[4, 2]), 0.0)
+        self.assertTrue((w[known & (match == 0)] > 0).all())
+        # step_losses asks for the text-side softmax only with the flag
+        from tools.blip.bundle import scenes_config
+        from tools.batches import AUX_CLASSES, make_batch, make_tokenizer
+        tok, _ = make_tokenizer()
+        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
+        grid = cfg.vision.image_size // cfg.vision.patch_size
+        b = make_batch(random.Random(7), tok, cfg.vision.image_size, 6, 35, tok.added["[DEC]"], grid, 1)
+        torch.manual_seed(0)
+        model = BlipBundle(cfg).eval()
+        head = torch.nn.Linear(cfg.vision.hidden_size, sum(AUX_CLASSES))
+        dims, real = [], train.negative_weights
+        def spy(sim, match, known=None, dim=1):
+            dims.append(dim)
+            return real(sim, match, known, dim)
+        train.negative_weights = spy
+        try:
+            for flag in (False, True):
+                dims.clear()
+                train.step_losses(model, b, torch.tensor(0.07), random.Random(1), 0.0, head, t2i_softmax=flag)
+                self.assertEqual(dims, [1, 0] if flag else [1])
+        finally:
+            train.negative_weights = real
+        with tempfile.TemporaryDirectory() as d:
+            start, _ = self.random_start(Path(d))
+            with self.assertRaises(subprocess.CalledProcessError) as refused:
+                self.train("--steps", "1", "--vision-only", "--t2i-softmax", resume=start, out=Path(d) / "x.pt")
+            self.assertIn("joint stages only", refused.exception.stderr)
+            out = self.train("--steps", "1", "--log-every", "1", "--t2i-softmax", resume=start, out=Path(d) / "x.pt")
+            self.assertIn("step 1 ", out)
+
     def test_palette_options_apply_only_to_images_that_no_text_describes(self):
         with tempfile.TemporaryDirectory() as d:
             start, _ = self.random_start(Path(d))
@@ -842,7 +894,7 @@ class TrainingLabels(unittest.TestCase):
 
         def losses(weight):
             args = SimpleNamespace(vision_only=False, vqa_only=False, word_noise=0.0, aux_bag_mix=False,
-                                   aux_bag_text=None, aux_bag_where=False, itm_negatives=1, itm_weight=weight,
+                                   aux_bag_text=None, aux_bag_where=False, itm_negatives=1, t2i_softmax=False, itm_weight=weight,
                                    aux_patch=0.5, aux_bag=0.0)
             torch.manual_seed(1)
             return [float(x) for x in batch_losses(args, model, b, torch.tensor(0.07), random.Random(1), head,
