@@ -805,6 +805,25 @@ class TrainingLabels(unittest.TestCase):
             out = self.train("--steps", "1", "--log-every", "1", "--t2i-softmax", resume=start, out=Path(d) / "x.pt")
             self.assertIn("step 1 ", out)
 
+    def test_probe_mining_reads_how_sharp_each_draw_is(self):
+        from tools.probe_mining import draw_stats
+        n = 5
+        match = torch.eye(n)
+        flat = draw_stats(torch.zeros(n, n), match, None, 0)
+        self.assertEqual(len(flat), n)
+        for top, rank, choices in flat:  # uniform over the four non-matches
+            self.assertAlmostEqual(top, 0.25, places=5)
+            self.assertAlmostEqual(rank, 2.5, places=5)
+            self.assertAlmostEqual(choices, 4.0, places=4)
+        sharp = torch.arange(n * n, dtype=torch.float32).reshape(n, n).t() * 10  # image n-1 nearest every text
+        for top, rank, choices in draw_stats(sharp, match, None, 0)[:-1]:
+            self.assertGreater(top, 0.99)
+            self.assertLess(rank, 1.01)
+            self.assertLess(choices, 1.05)
+        known = torch.ones(n, n, dtype=torch.bool)
+        known[:4, 0] = False  # text 0 keeps one drawable image (4): left out
+        self.assertEqual(len(draw_stats(torch.zeros(n, n), match, known, 0)), n - 1)
+
     def test_palette_options_apply_only_to_images_that_no_text_describes(self):
         with tempfile.TemporaryDirectory() as d:
             start, _ = self.random_start(Path(d))
