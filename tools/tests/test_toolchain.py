@@ -535,16 +535,8 @@ class TrainingLabels(unittest.TestCase):
         self.assertNotAlmostEqual(bag(mixed, True), bag(plain, False), places=3)
 
     def test_itm_negatives_draws_distinct_non_matching_images_per_text(self):
-        from tools.blip.bundle import scenes_config
-        from tools.batches import AUX_CLASSES, make_batch, make_tokenizer
         from tools.train import step_losses
-        tok, _ = make_tokenizer()
-        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
-        size, grid = cfg.vision.image_size, cfg.vision.image_size // cfg.vision.patch_size
-        b = make_batch(random.Random(7), tok, size, 8, 35, tok.added["[DEC]"], grid, 1)
-        torch.manual_seed(0)
-        model = BlipBundle(cfg).eval()
-        head = torch.nn.Linear(cfg.vision.hidden_size, sum(AUX_CLASSES))
+        b, model, head = self.joint_batch_and_model(7, 8)
         seen = []
         real = model.retrieval.itm_logits
         def spy(ids, mask, emb, image_index):
@@ -776,15 +768,7 @@ class TrainingLabels(unittest.TestCase):
         self.assertEqual(float(w[4, 2]), 0.0)
         self.assertTrue((w[known & (match == 0)] > 0).all())
         # step_losses asks for the text-side softmax only with the flag
-        from tools.blip.bundle import scenes_config
-        from tools.batches import AUX_CLASSES, make_batch, make_tokenizer
-        tok, _ = make_tokenizer()
-        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
-        grid = cfg.vision.image_size // cfg.vision.patch_size
-        b = make_batch(random.Random(7), tok, cfg.vision.image_size, 6, 35, tok.added["[DEC]"], grid, 1)
-        torch.manual_seed(0)
-        model = BlipBundle(cfg).eval()
-        head = torch.nn.Linear(cfg.vision.hidden_size, sum(AUX_CLASSES))
+        b, model, head = self.joint_batch_and_model(7, 6)
         dims, real = [], train.negative_weights
         def spy(sim, match, known=None, dim=1):
             dims.append(dim)
@@ -900,16 +884,9 @@ class TrainingLabels(unittest.TestCase):
 
     def test_itm_weight_scales_the_itm_loss_in_the_total_and_only_in_joint_stages(self):
         from types import SimpleNamespace
-        from tools.blip.bundle import scenes_config
-        from tools.batches import AUX_CLASSES, make_batch, make_tokenizer
+        from tools.batches import AUX_CLASSES
         from tools.train import batch_losses
-        tok, _ = make_tokenizer()
-        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
-        grid = cfg.vision.image_size // cfg.vision.patch_size
-        b = make_batch(random.Random(5), tok, cfg.vision.image_size, 8, 35, tok.added["[DEC]"], grid, 1)
-        torch.manual_seed(0)
-        model = BlipBundle(cfg).eval()
-        head = torch.nn.Linear(cfg.vision.hidden_size, sum(AUX_CLASSES))
+        b, model, head = self.joint_batch_and_model(5, 8)
 
         def losses(weight):
             args = SimpleNamespace(vision_only=False, vqa_only=False, word_noise=0.0, aux_bag_mix=False,
@@ -1307,6 +1284,20 @@ class TrainingLabels(unittest.TestCase):
         for flipped in flips:
             self.assertAlmostEqual(bag(flipped, narrow, False), bag(b, narrow, False), places=5)
             self.assertNotAlmostEqual(bag(flipped, wide, True), bag(b, wide, True), places=3)
+
+    @staticmethod
+    def joint_batch_and_model(seed: int, scenes: int):
+        """A joint batch of `scenes` at the bundle's size (seed `seed`), a randomly initialised bundle
+        (torch seed 0) and a per-patch head for it, as step_losses takes them."""
+        from tools.blip.bundle import scenes_config
+        from tools.batches import AUX_CLASSES, make_batch, make_tokenizer
+        tok, _ = make_tokenizer()
+        cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
+        grid = cfg.vision.image_size // cfg.vision.patch_size
+        b = make_batch(random.Random(seed), tok, cfg.vision.image_size, scenes, 35, tok.added["[DEC]"], grid, 1)
+        torch.manual_seed(0)
+        model = BlipBundle(cfg).eval()
+        return b, model, torch.nn.Linear(cfg.vision.hidden_size, sum(AUX_CLASSES))
 
     @staticmethod
     def random_start(d: Path) -> tuple[Path, dict]:
