@@ -17,7 +17,7 @@ import random
 import torch
 
 from tools.batches import make_batch, make_tokenizer
-from tools.blip.bundle import BlipBundle, scenes_config
+from tools.quick_eval import load
 from tools.train import negative_weights, similarity
 
 
@@ -50,10 +50,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()
     tok, _ = make_tokenizer()
-    cfg = scenes_config(len(tok.vocab) + 2, tok.sep, tok.added["[DEC]"])
-    model = BlipBundle(cfg)
-    model.load_state_dict(torch.load(args.checkpoint, map_location="cpu")["model"])
-    model.eval()
+    model, cfg = load(args.checkpoint, torch.device("cpu"))
+    r = model.eval().retrieval
     grid = cfg.vision.image_size // cfg.vision.patch_size
     rng = random.Random(args.seed)
     stats: dict[str, list] = {"each image's softmax over texts (default)": [], "each text's softmax over images (--t2i-softmax)": []}
@@ -62,7 +60,6 @@ def main() -> None:
             # the one-hour recipe's joint scenes: 30% relit, confounded pairs left out
             b = make_batch(rng, tok, cfg.vision.image_size, args.batch, 35, tok.added["[DEC]"], grid, 3,
                            relit=0.3, confounded=False)
-            r = model.retrieval
             sim = similarity(r.image_feat(r.vision_model(b["pixels"])), r.text_feat(*b["text"]), torch.tensor(args.temp))
             for (name, rows), dim in zip(stats.items(), (1, 0)):
                 rows += draw_stats(sim, b["match"], b.get("known"), dim)
