@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import sys
 import time
@@ -332,6 +333,20 @@ def _identity(x):
     return x
 
 
+# How far the DataLoader workers' priority is lowered (os.nice's increment; 19 is the lowest).
+WORKER_NICE = 19
+
+
+def lower_priority(_worker_id: int) -> None:
+    """DataLoader worker_init_fn: the workers only draw batches ahead, so they yield the CPU to the
+    training loop. With --threads 2 on a 2-core machine the loop's two threads then keep both cores
+    and the worker runs in their gaps (the loop's serial Python and small ops). At equal priority a
+    worker that takes a core stalls every parallel op, whose threads wait for each other: a joint
+    step of the hour's flags took 1.02 s that way against 1.05 s with --threads 1, and 0.76-0.84 s
+    with the worker lowered (Zen 4, docs/models.md). A joint batch takes 0.18 s to draw there."""
+    os.nice(WORKER_NICE)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=1300, help="optimizer steps (the schedule is by step)")
@@ -342,9 +357,12 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=6e-4)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1,
-                    help="PyTorch intra-op threads. Debian's torch runs its matrix products in OpenBLAS's own "
-                         "thread pool (one thread per core), so 1 here already uses every core: on 2 cores, "
-                         "--threads 2 made a joint step of 48 scenes 2x slower (4.6-5.0 s against 2.2-2.7 s)")
+                    help="PyTorch intra-op threads. With --bf16 (oneDNN) on 2 cores, joint stages are fastest with "
+                         "--threads 2 --workers 1 (the worker's priority lowered): 0.76-0.84 s a step of the hour's "
+                         "flags against 1.03-1.07 s with 1 (Zen 4). Vision-only stages, whose 128 images take 0.23 s "
+                         "of a 0.51 s step to draw, keep 1 (2: 0.56 s). In float32 Debian's torch runs its matrix "
+                         "products in OpenBLAS's own thread pool (one thread per core), so 1 already uses every "
+                         "core: there --threads 2 made a joint step 2x slower (4.6-5.0 s against 2.2-2.7 s)")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader processes drawing scenes (0 = in the loop)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--image-size", type=int, default=None, help="override the bundled config's input size")
@@ -580,7 +598,8 @@ def main() -> None:
         stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, aug, **joint)
         loader = torch.utils.data.DataLoader(stream,
                                              batch_size=None, num_workers=args.workers, collate_fn=_identity,
-                                             prefetch_factor=4, persistent_workers=True)
+                                             prefetch_factor=4, persistent_workers=True,
+                                             worker_init_fn=lower_priority)
         batches = iter(loader)
         next_batch = lambda: next(batches)
     elif args.vision_only:

@@ -1380,6 +1380,24 @@ class TrainingLabels(unittest.TestCase):
         self.assertEqual(cpu_bf16_flags("flags : avx2 amx_tile amx_bf16 amx_int8\n"), {"amx_bf16"})
         self.assertEqual(cpu_bf16_flags("flags : avx512_bf16x\n"), set())  # whole words only
 
+    def test_data_workers_lower_their_own_priority_and_leave_the_training_loop_as_it_was(self):
+        import multiprocessing
+        import os
+        from tools.train import WORKER_NICE, lower_priority
+
+        def child(q):
+            lower_priority(0)
+            q.put(os.nice(0))
+
+        before = os.nice(0)
+        q = multiprocessing.get_context("fork").Queue()
+        p = multiprocessing.get_context("fork").Process(target=child, args=(q,))
+        p.start()
+        p.join(30)
+        self.assertEqual(q.get(timeout=5), min(19, before + WORKER_NICE))
+        self.assertEqual(os.nice(0), before)
+        self.assertGreater(WORKER_NICE, 0)
+
     def test_bf16_stages_run_from_the_command_line_and_train_what_their_stage_trains(self):
         changed = self.changed_by_training("--bf16", "--vision-only", "--aux-labels", "position")
         self.assertIn("retrieval.vision_model.encoder.layers.0.self_attn.qkv.weight", changed)
