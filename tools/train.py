@@ -7,7 +7,7 @@ with cross-attention to the image, answer decoder).
 The exact commands of the committed model (stages on one GPU and on 2 CPU cores) are in docs/models.md; the
 same script runs on CPUs (`--device cpu`, the default): a joint step of 48 scenes (three questions
 each) takes about 2.4 s in float32 on an idle 2-core machine with `--threads 1 --workers 1`, and
-0.8-0.9 s with `--bf16 --threads 2 --workers 1` on a Zen 4. `--workers N` draws and renders scenes in
+about 0.9 s with `--bf16 --threads 2 --workers 1` on a Zen 4. `--workers N` draws and renders scenes in
 N DataLoader processes, at the lowest priority (lower_priority).
 
 Batches come from tools.batches (images outside the grammar's palette from tools.augment).
@@ -342,9 +342,10 @@ def lower_priority(_worker_id: int) -> None:
     """DataLoader worker_init_fn: the workers only draw batches ahead, so they yield the CPU to the
     training loop. With --threads 2 on a 2-core machine the loop's two threads then keep both cores
     and the worker runs in their gaps (the loop's serial Python and small ops). At equal priority a
-    worker that takes a core stalls every parallel op, whose threads wait for each other: a joint
-    step of the hour's flags took 1.02 s that way against 1.05 s with --threads 1, and 0.76-0.84 s
-    with the worker lowered (Zen 4, docs/models.md). A joint batch takes 0.18 s to draw there."""
+    worker that takes a core stalls every parallel op, whose threads wait for each other: in 100-step
+    tests a joint step of the hour's flags took 1.02 s that way, 1.03-1.08 s with --threads 1, and
+    0.76-0.84 s with the worker lowered; over a 34-minute stage, 2202 steps against 1990 with one
+    thread (Zen 4, docs/models.md). A joint batch takes 0.18 s to draw there."""
     os.nice(WORKER_NICE)
 
 
@@ -359,8 +360,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1,
                     help="PyTorch intra-op threads. With --bf16 (oneDNN) on 2 cores, joint stages are fastest with "
-                         "--threads 2 --workers 1 (the worker's priority lowered): 0.76-0.84 s a step of the hour's "
-                         "flags against 1.03-1.07 s with 1 (Zen 4). Vision-only stages, whose 128 images take 0.23 s "
+                         "--threads 2 --workers 1 (the worker's priority lowered): 2202 steps of the hour's flags in "
+                         "34 min against 1990 with 1 (Zen 4; 100-step tests had shown 0.76-0.84 s a step against "
+                         "1.03-1.08). Vision-only stages, whose 128 images take 0.23 s "
                          "of a 0.51 s step to draw, keep 1 (2: 0.56 s). In float32 Debian's torch runs its matrix "
                          "products in OpenBLAS's own thread pool (one thread per core), so 1 already uses every "
                          "core: there --threads 2 made a joint step 2x slower (4.6-5.0 s against 2.2-2.7 s)")
