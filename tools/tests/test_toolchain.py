@@ -1390,8 +1390,9 @@ class TrainingLabels(unittest.TestCase):
             q.put(os.nice(0))
 
         before = os.nice(0)
-        q = multiprocessing.get_context("fork").Queue()
-        p = multiprocessing.get_context("fork").Process(target=child, args=(q,))
+        fork = multiprocessing.get_context("fork")
+        q = fork.Queue()
+        p = fork.Process(target=child, args=(q,))
         p.start()
         p.join(30)
         self.assertEqual(q.get(timeout=5), min(19, before + WORKER_NICE))
