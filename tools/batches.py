@@ -85,6 +85,31 @@ def perturb(query: dict, scene: scenes.Scene, rng: random.Random, background: bo
     return None
 
 
+def counterfactual(scene: scenes.Scene, query: dict, rng: random.Random, tries: int = 20) -> scenes.Scene | None:
+    """The scene with one object's colour, shape or size changed so that `query` no longer holds of
+    it, everything else as drawn (place, rotation, the colour's jitter): the image-side twin of
+    perturb, for --itm-counterfactual. None when no such change in `tries` keeps a training scene
+    (no held-out combination: it would be shown only as a non-match) placed by the rules."""
+    for _ in range(tries):
+        cf = copy.deepcopy(scene)
+        o = rng.choice(cf.objects)
+        kind = rng.choice(["color", "shape", "size"])
+        if kind == "color":
+            new = rng.choice([c for c in scenes.COLORS if c != o.color])
+            o.rgb = tuple(max(0, min(255, n + v - b)) for n, v, b in zip(scenes.COLORS[new], o.rgb, scenes.COLORS[o.color]))
+            o.color = new
+        elif kind == "shape":
+            o.shape = rng.choice([x for x in scenes.SHAPES if x != o.shape])
+            o.rot = 0.0 if o.shape == "circle" else o.rot or rng.uniform(-15, 15)
+        else:  # the same place within the other size's range of radii
+            new = next(x for x in scenes.SIZES if x != o.size)
+            (lo, hi), (nlo, nhi) = scenes.SIZES[o.size], scenes.SIZES[new]
+            o.r, o.size = nlo + (o.r - lo) / (hi - lo) * (nhi - nlo), new
+        if scenes.placed_by_the_rules(cf) and not scenes.is_held_out(cf) and not scenes.satisfies(cf, query):
+            return cf
+    return None
+
+
 def without_colors(query: dict, scene: scenes.Scene) -> dict:
     """The query with every colour left out: object specs lose theirs (still true of the scene, as
     fewer conditions), a count of one colour becomes a count of all shapes (exact again)."""
@@ -240,7 +265,8 @@ def pick_questions(items: list[tuple[str, str, str]], rng: random.Random, n: int
 def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int, grid: int,
                questions: int = 1, mix: int = 0, aug: VisionAugment | None = None, relit: float = 0.0,
                recolored: float = 0.0, confounded: bool = True, text_only: int = 0,
-               text_only_placed: float = 0.0, joint_placed: float = 0.0, itc_moved: float = 0.0):
+               text_only_placed: float = 0.0, joint_placed: float = 0.0, itc_moved: float = 0.0,
+               itm_counterfactual: float = 0.0):
     """A joint batch of bsz scenes; with mix > 0, also `mix` images drawn as make_vision_batch draws
     them (augmented as `aug` says), for the training-only heads alone (--vision-mix): no text
     describes them.
@@ -275,7 +301,12 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
 
     With text_only > 0 (--text-only), that many more texts, of scenes drawn as test sets draw them
     (held-out combinations allowed) and with no image at all, for the attribute bag alone: see
-    text_only_batch."""
+    text_only_batch.
+
+    With itm_counterfactual > 0 (--itm-counterfactual), that share of the scenes shown as drawn (not
+    relit, not recoloured) gets a counterfactual image (counterfactual: one object's colour, shape or
+    size changed so that the scene's own text no longer holds), rendered with the same augmentation
+    draws: "cf_pixels" and "cf_patches", and "cf_text", the index of the text it fails."""
     sc = [scenes.sample_scene(rng, train=True) for _ in range(bsz)]
     # no draw at all when relit == 0 (nor when recolored == 0): the draws of earlier stages repeat
     is_relit = [relit > 0 and rng.random() < relit for _ in sc]
@@ -289,7 +320,11 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
                 for r, o in enumerate(shown[i].sorted_objects(), start=1):
                     if r in ranks[i]:
                         o.color = OFF_PALETTE
-    pix = torch.from_numpy(np.stack([to_pixels(scenes.render_augmented(s, rng, box=True), size) for s in shown]))
+    states, pix = [], []
+    for s in shown:  # each render's rng state: a counterfactual is rendered with the same draws
+        states.append(rng.getstate())
+        pix.append(to_pixels(scenes.render_augmented(s, rng, box=True), size))
+    pix = torch.from_numpy(np.stack(pix))
     texts, queries = [], []
     for s, r, k in zip(sc, is_relit, ranks):
         t, q = placed_text(s, rng) if joint_placed > 0 and rng.random() < joint_placed else retrieval_text(s, rng)
@@ -364,6 +399,19 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
             c_known &= torch.tensor([[not scenes.held_out_on(q, s.background) for q in cq] for s in sc])
         batch.update(moved=pad([tok.encode(t, max_len) for t, _ in counterfactuals]), moved_known=c_known,
                      moved_match=torch.tensor([[float(scenes.satisfies(s, q)) for q in cq] for s in shown]) * c_known)
+    if itm_counterfactual > 0:  # drawn only when asked, as the moved texts
+        cf_pix, cf_patches, cf_text = [], [], []
+        for i, (s, q, r, k) in enumerate(zip(shown, queries, is_relit, ranks)):
+            cf = counterfactual(s, q, rng) if not r and not k and rng.random() < itm_counterfactual else None
+            if cf is not None:
+                same = random.Random()
+                same.setstate(states[i])
+                cf_pix.append(to_pixels(scenes.render_augmented(cf, same, box=True), size))
+                cf_patches.append(patch_labels(cf, grid))
+                cf_text.append(i)
+        if cf_text:
+            batch.update(cf_pixels=torch.from_numpy(np.stack(cf_pix)), cf_patches=torch.from_numpy(np.stack(cf_patches)).long(),
+                         cf_text=torch.tensor(cf_text, dtype=torch.long))
     if mix > 0:  # drawn last: without a mix the draws of the earlier stages repeat
         v = make_vision_batch(rng, size, mix, grid, aug or VisionAugment())
         batch.update(mix_pixels=v["pixels"], mix_patches=v["patches"], mix_bag=v["bag"], mix_bag_mask=v["bag_mask"],
@@ -474,7 +522,7 @@ def to_device(batch: dict, dev: torch.device) -> dict:
     for k in ("pixels", "match", "known", "patches", "bag", "bag_mask", "complete", "caption_image", "question_image",
               "text_bag", "text_bag_mask", "text_only_bag", "mix_pixels", "mix_patches", "mix_bag", "mix_bag_mask",
               "where", "where_mask", "text_where", "text_where_mask", "text_only_where", "mix_where", "mix_where_mask",
-              "moved_match", "moved_known"):
+              "moved_match", "moved_known", "cf_pixels", "cf_patches", "cf_text"):
         if k in batch:
             out[k] = batch[k].to(dev, non_blocking=True)
     for k in ("text", "caption", "question", "answer", "text_only", "moved"):

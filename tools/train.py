@@ -175,8 +175,9 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     r = model.retrieval
     B = batch["pixels"].shape[0]
     mixed = "mix_pixels" in batch
-    pixels = torch.cat([batch["pixels"], batch["mix_pixels"]]) if mixed else batch["pixels"]
-    emb_all = r.vision_model(pixels)  # shared vision encoder, one pass for the scenes and the mix
+    C = batch["cf_pixels"].shape[0] if "cf_pixels" in batch else 0  # --itm-counterfactual images
+    pixels = torch.cat([batch["pixels"]] + ([batch["cf_pixels"]] if C else []) + ([batch["mix_pixels"]] if mixed else []))
+    emb_all = r.vision_model(pixels)  # shared vision encoder, one pass for the scenes, counterfactuals and the mix
     emb = emb_all[:B]
     dev = emb.device
     aux = torch.zeros((), device=dev)
@@ -187,7 +188,8 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
         # The --vision-mix images (recoloured, relit) train only the training-only heads: this loss,
         # and the attribute bag's with --aux-bag-mix. Vision-only stages taught the encoder things
         # the joint stages after them undid (stages 8-12); mixed in, they keep being taught.
-        labels = torch.cat([batch["patches"], batch["mix_patches"]]) if mixed else batch["patches"]
+        labels = torch.cat([batch["patches"]] + ([batch["cf_patches"]] if C else []) +
+                           ([batch["mix_patches"]] if mixed else []))
         aux = aux_loss(aux_head, emb_all, labels, aux_classes)
     ids, mask = batch["text"]
     img_feat = r.image_feat(emb)
@@ -208,7 +210,7 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     # With --aux-bag-mix the recoloured, relit --vision-mix images train it too: the patch tokens
     # learnt to name yellow on a bright ground from them, yet the ITC feature (the CLS token, pooled
     # by attention the joint scenes trained) still read yellow on white as orange (stage 16).
-    mix_feat = r.image_feat(emb_all[B:]) if mixed and bag_mix else None
+    mix_feat = r.image_feat(emb_all[B + C:]) if mixed and bag_mix else None
     # With --aux-bag-text every text trains it over the attributes it names ("all": what it does
     # not name is absent, so "a yellow star" encodes no ground), read by the same head as the
     # images': words and pictures of an attribute point the same way. --text-only adds texts without
@@ -227,13 +229,20 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     # far) that column is cut from each image's softmax over texts, so an image near many of the
     # batch's texts is drawn less; --t2i-softmax draws it from the text's own softmax over images,
     # as BLIP's weights_t2i.
+    # With --itm-counterfactual a text whose scene has a counterfactual image (batches.counterfactual:
+    # one object's colour, shape or size changed so that the text fails) gets that image as its
+    # negative instead of one drawn: the image-side twin of the perturbed texts below. A mined
+    # negative differs from the text's image in many ways at once; this one only in what the text
+    # says, which is what re-ranking held-out combinations needs ITM to look at.
+    cf_of = {int(j): B + c for c, j in enumerate(batch["cf_text"])} if C else {}
     w, M = negative_weights(sim, M, known), M.cpu()
     w_img = negative_weights(sim, M, known, dim=0) if t2i_softmax else w
     neg_img, neg_txt_ids = [], []  # neg_img: (text, image) pairs
     ids_cpu, mask_cpu = ids.cpu(), mask.cpu()
     for j in range(B):  # negative images for text j
         col = w_img[:, j].masked_fill(M[:, j] > 0, 0)
-        n = min(itm_negatives, int((col > 0).sum()))
+        n = min(itm_negatives - (j in cf_of), int((col > 0).sum()))
+        neg_img += [(j, cf_of[j])] if j in cf_of else []
         neg_img += [(j, int(i)) for i in torch.multinomial(col, n)] if n > 0 else []
     for i in range(B):
         p = batch["perturbed"][i]
@@ -256,7 +265,7 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     all_ids = torch.cat([padto(pos_ids), padto(ids[t_idx]), padto(nt_ids)])
     all_mask = torch.cat([padto(pos_mask), padto(mask[t_idx]), padto(nt_mask)])
     labels = torch.cat([torch.ones(B), torch.zeros(len(t_idx) + len(i_idx))]).long().to(dev)
-    itm = F.cross_entropy(r.itm_logits(all_ids, all_mask, emb, image_index=pair_image), labels)
+    itm = F.cross_entropy(r.itm_logits(all_ids, all_mask, emb_all[:B + C], image_index=pair_image), labels)
 
     cap_ids, cap_mask = batch["caption"]
     # relit scenes have no caption (every caption names the background)
@@ -413,6 +422,11 @@ def main() -> None:
                     help="joint stages: ITM negative images per text, drawn without replacement by ITC "
                          "similarity (BLIP draws one): text-to-image re-ranking is ITM's job, and one hard "
                          "negative of 47 taught it less in an hour than ITC learnt (docs/models.md)")
+    ap.add_argument("--itm-counterfactual", type=float, default=0.0,
+                    help="joint stages: share of the scenes that also get a counterfactual image (one object's "
+                         "colour, shape or size changed so that the scene's text no longer holds), which is then "
+                         "that text's ITM negative image in place of one drawn by ITC similarity. Costs one more "
+                         "image through the encoder per counterfactual"),
     ap.add_argument("--t2i-softmax", action="store_true",
                     help="joint stages: draw each text's ITM negative image from its ITC softmax over the batch's "
                          "images (BLIP's weights_t2i), not from the columns of each image's softmax over texts "
@@ -533,6 +547,8 @@ def main() -> None:
                          "it needs --aux-bag-text")
     if not 0.0 <= args.ema < 1.0:
         raise SystemExit(f"--ema {args.ema}: a decay per step, below 1 (0 keeps no average)")
+    if not 0.0 <= args.itm_counterfactual <= 1.0:
+        raise SystemExit(f"--itm-counterfactual {args.itm_counterfactual}: a share of the scenes, 0 to 1")
     if args.itm_negatives < 1:
         raise SystemExit("--itm-negatives: at least 1")
     if args.itm_weight <= 0:
@@ -544,6 +560,7 @@ def main() -> None:
                                         ("--joint-placed", args.joint_placed > 0),
                                         ("--itc-moved", args.itc_moved > 0),
                                         ("--itm-negatives", args.itm_negatives != 1),
+                                        ("--itm-counterfactual", args.itm_counterfactual > 0),
                                         ("--t2i-softmax", args.t2i_softmax),
                                         ("--text-lr-scale", args.text_lr_scale != 1.0),
                                         ("--itm-weight", args.itm_weight != 1.0)) if on]
@@ -596,7 +613,8 @@ def main() -> None:
     # make_batch's options, the same in the DataLoader workers and in the loop
     joint = dict(questions=args.questions, mix=args.vision_mix, relit=args.joint_relight, recolored=args.joint_recolor,
                  confounded=not args.no_confounded_negatives, text_only=args.text_only,
-                 text_only_placed=args.text_only_placed, joint_placed=args.joint_placed, itc_moved=args.itc_moved)
+                 text_only_placed=args.text_only_placed, joint_placed=args.joint_placed, itc_moved=args.itc_moved,
+                 itm_counterfactual=args.itm_counterfactual)
     if args.workers > 0:
         stream = BatchStream(args.seed, cfg.vision.image_size, args.batch, grid, args.vision_only, aug, **joint)
         loader = torch.utils.data.DataLoader(stream,

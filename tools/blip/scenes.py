@@ -143,6 +143,18 @@ def sample_scene(rng: random.Random, train: bool, n_objects: int | None = None) 
         return scene
 
 
+def placed_by_the_rules(scene: Scene) -> bool:
+    """Whether every object lies inside the canvas, with the margins and gaps sample_scene keeps. For
+    scenes edited after they were drawn (batches.counterfactual): a star grown large must still fit."""
+    for k, o in enumerate(scene.objects):
+        e = o.extent()
+        if 2 * e > 0.95 or not (e + 0.01 <= o.cx <= 1 - e - 0.01 and e + 0.01 <= o.cy <= 1 - e - 0.01):
+            return False
+        if any(math.hypot(o.cx - p.cx, o.cy - p.cy) < e + p.extent() + 4 / 128 for p in scene.objects[:k]):
+            return False
+    return True
+
+
 def _polygon(o: Obj, W: float) -> list:
     cx, cy, r = o.cx * W, o.cy * W, o.r * W
     th = math.radians(o.rot)

@@ -1153,6 +1153,93 @@ class TrainingLabels(unittest.TestCase):
         self.assertIsNone(moved("a red circle", {"objects": [{"color": "red", "shape": "circle"}], "counts": []},
                                 scenes.sample_scene(rng, train=True), rng))
 
+    def test_a_counterfactual_scene_changes_one_thing_of_one_object_so_its_text_fails(self):
+        from tools.batches import counterfactual, retrieval_text
+        rng = random.Random(23)
+        made, tried, kinds = 0, 0, set()
+        for _ in range(400):
+            s = scenes.sample_scene(rng, train=True)
+            _, q = retrieval_text(s, rng)
+            cf = counterfactual(s, q, rng)
+            tried += 1
+            if cf is None:
+                continue
+            self.assertTrue(scenes.satisfies(s, q))
+            self.assertFalse(scenes.satisfies(cf, q), q)
+            self.assertFalse(scenes.is_held_out(cf))
+            self.assertTrue(scenes.placed_by_the_rules(cf))
+            self.assertEqual(cf.background, s.background)
+            changed = [(a, b) for a, b in zip(s.objects, cf.objects)
+                       if (a.color, a.shape, a.size) != (b.color, b.shape, b.size)]
+            self.assertEqual(len(changed), 1)
+            a, b = changed[0]
+            what = [k for k in ("color", "shape", "size") if getattr(a, k) != getattr(b, k)]
+            self.assertEqual(len(what), 1)
+            kinds.add(what[0])
+            self.assertEqual((a.cx, a.cy), (b.cx, b.cy))  # in the same place
+            lo, hi = scenes.SIZES[b.size]
+            self.assertTrue(lo - 1e-9 <= b.r <= hi + 1e-9)
+            if what[0] == "color":  # the drawn colour's jitter is kept
+                self.assertTrue(all(abs((x - y) - (u - v)) <= 0 or x in (0, 255) for x, y, u, v in
+                                    zip(b.rgb, scenes.COLORS[b.color], a.rgb, scenes.COLORS[a.color])))
+            for o, p in zip(s.objects, cf.objects):
+                if o is not a:
+                    self.assertEqual((o.color, o.shape, o.size, o.r, o.rgb), (p.color, p.shape, p.size, p.r, p.rgb))
+            made += 1
+        self.assertGreater(made, 0.8 * tried)
+        self.assertEqual(kinds, {"color", "shape", "size"})
+        # a text only about the ground holds whatever is done to the objects
+        s = scenes.sample_scene(rng, train=True)
+        self.assertIsNone(counterfactual(s, {"objects": [], "counts": [], "background": s.background}, rng))
+        # nor may a change make a held-out combination: a purple square can only become another colour,
+        # size or a circle or star, never a triangle
+        purple = scenes.Scene("gray", (128, 128, 128), [obj("square", "purple")])
+        for _ in range(50):
+            cf = counterfactual(purple, {"objects": [{"color": "purple", "shape": "square"}], "counts": []}, rng)
+            self.assertFalse(cf.objects[0].color == "purple" and cf.objects[0].shape == "triangle")
+
+    def test_itm_counterfactual_images_are_their_texts_negatives_rendered_alike(self):
+        from tools.batches import make_batch, make_tokenizer
+        from tools.train import step_losses
+        b0, model, head = self.joint_batch_and_model(7, 10)
+        tok, _ = make_tokenizer()
+        size, grid = b0["pixels"].shape[-1], int(b0["patches"].shape[1] ** 0.5)
+        b = make_batch(random.Random(7), tok, size, 10, 35, tok.added["[DEC]"], grid, 1, itm_counterfactual=1.0)
+        self.assertNotIn("cf_pixels", b0)
+        self.assertTrue(torch.equal(b0["pixels"], b["pixels"]) and torch.equal(b0["text"][0], b["text"][0]))
+        C, B = b["cf_pixels"].shape[0], 10
+        self.assertGreater(C, 6)
+        self.assertEqual(tuple(b["cf_patches"].shape), tuple(b["patches"][:C].shape))
+        for c, j in enumerate(b["cf_text"].tolist()):
+            same = (b["cf_pixels"][c] == b["pixels"][j]).all(0).float().mean()
+            self.assertTrue(0.5 < same < 1.0, float(same))  # one object differs; the same augmentation draws
+            self.assertFalse(torch.equal(b["cf_patches"][c], b["patches"][j]))
+        seen = []
+        real = model.retrieval.itm_logits
+
+        def spy(ids, mask, emb, image_index):
+            seen.append((emb.shape[0], image_index.tolist()))
+            return real(ids, mask, emb, image_index=image_index)
+        model.retrieval.itm_logits = spy
+
+        def losses(batch):
+            seen.clear()
+            torch.manual_seed(1)
+            out = [float(x) for x in step_losses(model, batch, torch.tensor(0.07), random.Random(1), 0.0, head)]
+            return out, seen[0]
+        (base, (n0, pairs0)), (with_cf, (n1, pairs1)) = losses(b0), losses(b)
+        self.assertEqual((n0, n1), (B, B + C))  # the counterfactuals' keys and values join the images'
+        self.assertEqual(len(pairs0), len(pairs1))  # in place of drawn negatives, not as more pairs
+        negatives = pairs1[B:B + B]  # one negative image per text, in text order (every text has one here)
+        for c, j in enumerate(b["cf_text"].tolist()):
+            self.assertEqual(negatives[j], B + c)
+        others = [negatives[j] for j in range(B) if j not in b["cf_text"].tolist()]
+        self.assertTrue(all(i < B for i in others))
+        for k in (0, 2, 3):  # ITC, captions and VQA do not see them; ITM and the per-patch loss do
+            self.assertAlmostEqual(with_cf[k], base[k], places=5)
+        self.assertNotAlmostEqual(with_cf[1], base[1], places=4)
+        self.assertNotAlmostEqual(with_cf[4], base[4], places=4)
+
     def test_itc_moved_adds_counterfactuals_to_the_images_softmax_only(self):
         from tools.blip.bundle import scenes_config
         from tools.batches import AUX_CLASSES, OPPOSITE, make_batch, make_tokenizer
