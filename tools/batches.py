@@ -306,7 +306,8 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
     With itm_counterfactual > 0 (--itm-counterfactual), that share of the scenes shown as drawn (not
     relit, not recoloured) gets a counterfactual image (counterfactual: one object's colour, shape or
     size changed so that the scene's own text no longer holds), rendered with the same augmentation
-    draws: "cf_pixels" and "cf_patches", and "cf_text", the index of the text it fails."""
+    draws: "cf_pixels" and "cf_patches", "cf_text", the index of the text it fails, and "cf_match" and
+    "cf_known" against every text, as "match" and "known" are for the scenes."""
     sc = [scenes.sample_scene(rng, train=True) for _ in range(bsz)]
     # no draw at all when relit == 0 (nor when recolored == 0): the draws of earlier stages repeat
     is_relit = [relit > 0 and rng.random() < relit for _ in sc]
@@ -400,7 +401,7 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
         batch.update(moved=pad([tok.encode(t, max_len) for t, _ in counterfactuals]), moved_known=c_known,
                      moved_match=torch.tensor([[float(scenes.satisfies(s, q)) for q in cq] for s in shown]) * c_known)
     if itm_counterfactual > 0:  # drawn only when asked, as the moved texts
-        cf_pix, cf_patches, cf_text = [], [], []
+        cf_pix, cf_patches, cf_text, cfs = [], [], [], []
         for i, (s, q, r, k) in enumerate(zip(shown, queries, is_relit, ranks)):
             cf = counterfactual(s, q, rng) if not r and not k and rng.random() < itm_counterfactual else None
             if cf is not None:
@@ -409,9 +410,14 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
                 cf_pix.append(to_pixels(scenes.render_augmented(cf, same, box=True), size))
                 cf_patches.append(patch_labels(cf, grid))
                 cf_text.append(i)
+                cfs.append(cf)
         if cf_text:
+            # against every text, for --itc-counterfactual: a counterfactual is never relit, so only the
+            # confounded pairs are unknown
+            cf_known = torch.tensor([[confounded or not scenes.held_out_on(q, cf.background) for q in queries] for cf in cfs])
+            cf_match = torch.tensor([[float(scenes.satisfies(cf, q)) for q in queries] for cf in cfs]) * cf_known
             batch.update(cf_pixels=torch.from_numpy(np.stack(cf_pix)), cf_patches=torch.from_numpy(np.stack(cf_patches)).long(),
-                         cf_text=torch.tensor(cf_text, dtype=torch.long))
+                         cf_text=torch.tensor(cf_text, dtype=torch.long), cf_match=cf_match, cf_known=cf_known)
     if mix > 0:  # drawn last: without a mix the draws of the earlier stages repeat
         v = make_vision_batch(rng, size, mix, grid, aug or VisionAugment())
         batch.update(mix_pixels=v["pixels"], mix_patches=v["patches"], mix_bag=v["bag"], mix_bag_mask=v["bag_mask"],
@@ -522,7 +528,8 @@ def to_device(batch: dict, dev: torch.device) -> dict:
     for k in ("pixels", "match", "known", "patches", "bag", "bag_mask", "complete", "caption_image", "question_image",
               "text_bag", "text_bag_mask", "text_only_bag", "mix_pixels", "mix_patches", "mix_bag", "mix_bag_mask",
               "where", "where_mask", "text_where", "text_where_mask", "text_only_where", "mix_where", "mix_where_mask",
-              "moved_match", "moved_known", "cf_pixels", "cf_patches", "cf_text"):
+              "moved_match", "moved_known", "cf_pixels", "cf_patches", "cf_text",
+              "cf_match", "cf_known"):
         if k in batch:
             out[k] = batch[k].to(dev, non_blocking=True)
     for k in ("text", "caption", "question", "answer", "text_only", "moved"):

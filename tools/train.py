@@ -137,16 +137,23 @@ def similarity(img_feat: torch.Tensor, txt_feat: torch.Tensor, temp: torch.Tenso
 
 
 def itc_loss(sim: torch.Tensor, match: torch.Tensor, known: torch.Tensor | None = None,
-             extra: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+             extra: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+             extra_images: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Contrastive loss over the [image, text] similarities: every text that holds for an image is a
     positive (targets spread evenly over them), both ways. Pairs that are not `known` (a relit
     image, --joint-relight, and a text that names a background) are neither match nor non-match:
     left out of both softmaxes (by a finite logit, so that 0 * log p stays 0). `extra` (similarities,
     match, known of more texts, --itc-moved's counterfactuals) adds columns to each image's softmax
-    only: those texts are there as hard negatives (or positives of other images), not as queries."""
+    only: those texts are there as hard negatives (or positives of other images), not as queries.
+    `extra_images` (similarities [image, text], match, known of more images, --itc-counterfactual's)
+    adds rows to each text's softmax only, likewise."""
     if known is not None:
         sim = sim.masked_fill(~known, -1e4)
-    t2i = -(F.log_softmax(sim.t(), 1) * (match.t() / match.t().sum(1, keepdim=True))).sum(1).mean()
+    s_t, m_t = sim, match
+    if extra_images is not None:
+        x_sim, x_match, x_known = extra_images
+        s_t, m_t = torch.cat([sim, x_sim.masked_fill(~x_known, -1e4)]), torch.cat([match, x_match])
+    t2i = -(F.log_softmax(s_t.t(), 1) * (m_t.t() / m_t.t().sum(1, keepdim=True))).sum(1).mean()
     if extra is not None:
         e_sim, e_match, e_known = extra
         sim, match = torch.cat([sim, e_sim.masked_fill(~e_known, -1e4)], 1), torch.cat([match, e_match], 1)
@@ -171,7 +178,7 @@ def negative_weights(sim: torch.Tensor, match: torch.Tensor, known: torch.Tensor
 def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random, word_noise: float,
                 aux_head=None, aux_classes: list[int] = AUX_CLASSES, bag_head=None, bag_mix: bool = False,
                 bag_text: str | None = None, bag_where: bool = False, itm_negatives: int = 1,
-                t2i_softmax: bool = False):
+                t2i_softmax: bool = False, itc_counterfactual: bool = False):
     r = model.retrieval
     B = batch["pixels"].shape[0]
     mixed = "mix_pixels" in batch
@@ -202,7 +209,13 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     extra = None
     if "moved" in batch:
         extra = (similarity(img_feat, r.text_feat(*batch["moved"]), temp), batch["moved_match"], batch["moved_known"])
-    itc = itc_loss(sim, M, known, extra)
+    # --itc-counterfactual: the --itm-counterfactual images join each text's softmax over images too,
+    # NegCLIP's hard negatives on the image side: the ITC image feature then has to keep the one
+    # attribute that tells a scene from its counterfactual
+    extra_images = None
+    if itc_counterfactual and C:
+        extra_images = (similarity(r.image_feat(emb_all[B:B + C]), txt_feat, temp), batch["cf_match"], batch["cf_known"])
+    itc = itc_loss(sim, M, known, extra, extra_images)
     # Training-only (not exported): each single attribute must be linearly readable from the ITC
     # features. ITC alone let an image's feature encode conjunctions it was trained on: "a yellow
     # star" ranked yellow stars on white (held out) at a median of 586 of 1200, those on other
@@ -306,7 +319,8 @@ def batch_losses(args, model: BlipBundle, batch, temp: torch.Tensor, rng: random
         return zero, zero, zero, vqa, zero, zero, vqa
     itc, itm, lm, vqa, aux, bag = step_losses(model, batch, temp.clamp(0.001, 0.5), rng, args.word_noise, aux_head,
                                               aux_classes, bag_head, args.aux_bag_mix, args.aux_bag_text,
-                                              args.aux_bag_where, args.itm_negatives, args.t2i_softmax)
+                                              args.aux_bag_where, args.itm_negatives, args.t2i_softmax,
+                                              args.itc_counterfactual)
     total = itc + args.itm_weight * itm + lm + vqa + args.aux_patch * aux + args.aux_bag * bag
     return itc, itm, lm, vqa, aux, bag, total
 
@@ -427,6 +441,9 @@ def main() -> None:
                          "colour, shape or size changed so that the scene's text no longer holds), which is then "
                          "that text's ITM negative image in place of one drawn by ITC similarity. Costs one more "
                          "image through the encoder per counterfactual"),
+    ap.add_argument("--itc-counterfactual", action="store_true",
+                    help="joint stages: the --itm-counterfactual images also join each text's ITC softmax over "
+                         "the batch's images, as hard negatives (or positives of the texts they satisfy)")
     ap.add_argument("--t2i-softmax", action="store_true",
                     help="joint stages: draw each text's ITM negative image from its ITC softmax over the batch's "
                          "images (BLIP's weights_t2i), not from the columns of each image's softmax over texts "
@@ -549,6 +566,8 @@ def main() -> None:
         raise SystemExit(f"--ema {args.ema}: a decay per step, below 1 (0 keeps no average)")
     if not 0.0 <= args.itm_counterfactual <= 1.0:
         raise SystemExit(f"--itm-counterfactual {args.itm_counterfactual}: a share of the scenes, 0 to 1")
+    if args.itc_counterfactual and args.itm_counterfactual <= 0:
+        raise SystemExit("--itc-counterfactual uses the --itm-counterfactual images: it needs --itm-counterfactual > 0")
     if args.itm_negatives < 1:
         raise SystemExit("--itm-negatives: at least 1")
     if args.itm_weight <= 0:

@@ -1240,6 +1240,36 @@ class TrainingLabels(unittest.TestCase):
         self.assertNotAlmostEqual(with_cf[1], base[1], places=4)
         self.assertNotAlmostEqual(with_cf[4], base[4], places=4)
 
+    def test_itc_counterfactual_adds_the_counterfactual_images_to_the_texts_softmax_only(self):
+        from tools.batches import make_batch, make_tokenizer
+        from tools.train import itc_loss, step_losses
+        _, model, head = self.joint_batch_and_model(7, 10)
+        tok, _ = make_tokenizer()
+        b = make_batch(random.Random(8), tok, 96, 10, 35, tok.added["[DEC]"], 8, 1, itm_counterfactual=1.0,
+                       confounded=False)
+        C = b["cf_pixels"].shape[0]
+        for c, j in enumerate(b["cf_text"].tolist()):
+            self.assertEqual(float(b["cf_match"][c, j]), 0.0)  # it fails the text it was made for
+            self.assertTrue(bool(b["cf_known"][c, j]))
+        self.assertEqual(tuple(b["cf_match"].shape), (C, 10))
+
+        def losses(batch, on):
+            torch.manual_seed(1)
+            return [float(x) for x in step_losses(model, batch, torch.tensor(0.07), random.Random(1), 0.0, head,
+                                                  itc_counterfactual=on)]
+        off, on = losses(b, False), losses(b, True)
+        self.assertGreater(on[0], off[0] + 1e-4)  # more negatives in each text's softmax: a larger loss
+        for k in (1, 2, 3, 4):
+            self.assertAlmostEqual(on[k], off[k], places=5)
+        # rows only: with every added pair unknown, the loss is the one without them
+        sim = torch.randn(4, 4)
+        match, known = torch.eye(4), torch.ones(4, 4, dtype=torch.bool)
+        base = itc_loss(sim, match, known)
+        rows = (torch.randn(3, 4) + 5, torch.zeros(3, 4), torch.zeros(3, 4, dtype=torch.bool))
+        self.assertAlmostEqual(float(itc_loss(sim, match, known, extra_images=rows)), float(base), places=5)
+        hard = (rows[0], rows[1], torch.ones(3, 4, dtype=torch.bool))
+        self.assertGreater(float(itc_loss(sim, match, known, extra_images=hard)), float(base) + 1.0)
+
     def test_itc_moved_adds_counterfactuals_to_the_images_softmax_only(self):
         from tools.blip.bundle import scenes_config
         from tools.batches import AUX_CLASSES, OPPOSITE, make_batch, make_tokenizer
