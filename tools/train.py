@@ -441,7 +441,7 @@ def main() -> None:
                          "colour, shape or size changed so that the scene's text no longer holds), which is then "
                          "that text's ITM negative image in place of one drawn by ITC similarity. Costs one more "
                          "image through the encoder per counterfactual: at 1.0 with the one-hour recipe's flags "
-                         "about 32 a step, and 22% fewer joint steps in 34 minutes (docs/models.md)"),
+                         "about 32 a step, and 22%% fewer joint steps in 34 minutes (docs/models.md)"),
     ap.add_argument("--itc-counterfactual", action="store_true",
                     help="joint stages: the --itm-counterfactual images also join each text's ITC softmax over "
                          "the batch's images, as hard negatives (or positives of the texts they satisfy)")
