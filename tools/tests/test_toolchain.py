@@ -1153,6 +1153,14 @@ class TrainingLabels(unittest.TestCase):
         self.assertIsNone(moved("a red circle", {"objects": [{"color": "red", "shape": "circle"}], "counts": []},
                                 scenes.sample_scene(rng, train=True), rng))
 
+    def test_train_help_formats_every_option(self):
+        # argparse %-formats every help string when it prints them: a bare "%" breaks --help alone
+        out = subprocess.run([sys.executable, "-m", "tools.train", "--help"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[2])
+        self.assertEqual(out.returncode, 0, out.stderr[-500:])
+        for flag in ("--itm-counterfactual", "--itc-counterfactual", "--t2i-softmax", "--threads"):
+            self.assertIn(flag, out.stdout)
+
     def test_a_counterfactual_scene_changes_one_thing_of_one_object_so_its_text_fails(self):
         from tools.batches import counterfactual, retrieval_text
         rng = random.Random(23)
