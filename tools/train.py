@@ -246,7 +246,7 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     # one object's colour, shape or size changed so that the text fails) gets that image as its
     # negative instead of one drawn: the image-side twin of the perturbed texts below. A mined
     # negative differs from the text's image in many ways at once; this one only in what the text
-    # says, which is what re-ranking held-out combinations needs ITM to look at.
+    # says. In an hour it bought nothing alone, but did with --itc-counterfactual (docs/models.md).
     cf_of = {int(j): B + c for c, j in enumerate(batch["cf_text"])} if C else {}
     w, M = negative_weights(sim, M, known), M.cpu()
     w_img = negative_weights(sim, M, known, dim=0) if t2i_softmax else w

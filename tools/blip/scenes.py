@@ -127,8 +127,7 @@ def sample_scene(rng: random.Random, train: bool, n_objects: int | None = None) 
                     continue
                 probe.cx = rng.uniform(e + 0.01, 1 - e - 0.01)
                 probe.cy = rng.uniform(e + 0.01, 1 - e - 0.01)
-                # at least 4 px apart at the 128 px canvas: 4/128 of the side
-                if all(math.hypot(probe.cx - o.cx, probe.cy - o.cy) >= e + o.extent() + 4 / 128 for o in scene.objects):
+                if _clear_of(probe, scene.objects):
                     probe.rgb = _jitter(COLORS[color], 20, rng)
                     scene.objects.append(probe)
                     placed = True
@@ -143,6 +142,11 @@ def sample_scene(rng: random.Random, train: bool, n_objects: int | None = None) 
         return scene
 
 
+def _clear_of(o: Obj, others: list) -> bool:
+    """At least 4 px apart from every other object at the 128 px canvas: 4/128 of the side."""
+    return all(math.hypot(o.cx - p.cx, o.cy - p.cy) >= o.extent() + p.extent() + 4 / 128 for p in others)
+
+
 def placed_by_the_rules(scene: Scene) -> bool:
     """Whether every object lies inside the canvas, with the margins and gaps sample_scene keeps. For
     scenes edited after they were drawn (batches.counterfactual): a star grown large must still fit."""
@@ -150,7 +154,7 @@ def placed_by_the_rules(scene: Scene) -> bool:
         e = o.extent()
         if 2 * e > 0.95 or not (e + 0.01 <= o.cx <= 1 - e - 0.01 and e + 0.01 <= o.cy <= 1 - e - 0.01):
             return False
-        if any(math.hypot(o.cx - p.cx, o.cy - p.cy) < e + p.extent() + 4 / 128 for p in scene.objects[:k]):
+        if not _clear_of(o, scene.objects[:k]):
             return False
     return True
 
