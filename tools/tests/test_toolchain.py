@@ -890,7 +890,8 @@ class TrainingLabels(unittest.TestCase):
 
         def losses(weight):
             args = SimpleNamespace(vision_only=False, vqa_only=False, word_noise=0.0, aux_bag_mix=False,
-                                   aux_bag_text=None, aux_bag_where=False, itm_negatives=1, t2i_softmax=False, itc_counterfactual=False, itm_weight=weight,
+                                   aux_bag_text=None, aux_bag_where=False, itm_negatives=1, t2i_softmax=False,
+                                   itc_counterfactual=False, itm_weight=weight,
                                    aux_patch=0.5, aux_bag=0.0)
             torch.manual_seed(1)
             return [float(x) for x in batch_losses(args, model, b, torch.tensor(0.07), random.Random(1), head,
