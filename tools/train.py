@@ -246,7 +246,8 @@ def step_losses(model: BlipBundle, batch, temp: torch.Tensor, rng: random.Random
     # one object's colour, shape or size changed so that the text fails) gets that image as its
     # negative instead of one drawn: the image-side twin of the perturbed texts below. A mined
     # negative differs from the text's image in many ways at once; this one only in what the text
-    # says. In an hour it bought nothing alone, but did with --itc-counterfactual (docs/models.md).
+    # says. In an hour it bought nothing alone; with --itc-counterfactual it gained a little on one
+    # joint seed and lost 0.06 to 0.09 held out on the next, so both stay off (docs/models.md).
     cf_of = {int(j): B + c for c, j in enumerate(batch["cf_text"])} if C else {}
     w, M = negative_weights(sim, M, known), M.cpu()
     w_img = negative_weights(sim, M, known, dim=0) if t2i_softmax else w
@@ -441,7 +442,7 @@ def main() -> None:
                          "colour, shape or size changed so that the scene's text no longer holds), which is then "
                          "that text's ITM negative image in place of one drawn by ITC similarity. Costs one more "
                          "image through the encoder per counterfactual: at 1.0 with the one-hour recipe's flags "
-                         "about 32 a step, and 22%% fewer joint steps in 34 minutes (docs/models.md)"),
+                         "about 32 a step, and 22%% fewer joint steps in 34 minutes (docs/models.md)")
     ap.add_argument("--itc-counterfactual", action="store_true",
                     help="joint stages: the --itm-counterfactual images also join each text's ITC softmax over "
                          "the batch's images, as hard negatives (or positives of the texts they satisfy)")
