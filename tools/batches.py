@@ -262,6 +262,18 @@ def pick_questions(items: list[tuple[str, str, str]], rng: random.Random, n: int
     return [rng.choice([x for x in items if x[0] == t]) for t in chosen]
 
 
+def pair_labels(shown: list, drawn: list, relit: list[bool], queries: list[dict], confounded: bool):
+    """[image, text] match (0 where not known) and known of the images `shown` against `queries`. A pair
+    is unknown where a relit image meets a text that names a background, and, unless `confounded`,
+    where the text pairs with the image's drawn background (`drawn`, before relighting) into a held-out
+    combination: ITC and ITM leave unknown pairs out."""
+    known = ~(torch.tensor(relit)[:, None] & torch.tensor([bool(q.get("background")) for q in queries])[None, :])
+    if not confounded:
+        known &= torch.tensor([[not scenes.held_out_on(q, s.background) for q in queries] for s in drawn])
+    match = torch.tensor([[float(scenes.satisfies(s, q)) for q in queries] for s in shown])
+    return match * known, known
+
+
 def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int, max_len: int, dec: int, grid: int,
                questions: int = 1, mix: int = 0, aug: VisionAugment | None = None, relit: float = 0.0,
                recolored: float = 0.0, confounded: bool = True, text_only: int = 0,
@@ -345,11 +357,7 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
                 counterfactuals.append(m)
     # full captions (and their paraphrases) state every attribute: the bag labels hold for them too
     complete = torch.tensor([q == caption_query(s) for q, s in zip(queries, sc)])
-    match = torch.tensor([[float(scenes.satisfies(s, q)) for q in queries] for s in shown])  # [img, txt]
-    names_bg = torch.tensor([bool(q.get("background")) for q in queries])
-    known = ~(torch.tensor(is_relit)[:, None] & names_bg[None, :])
-    if not confounded:
-        known &= torch.tensor([[not scenes.held_out_on(q, s.background) for q in queries] for s in sc])
+    match, known = pair_labels(shown, sc, is_relit, queries, confounded)
     perturbed = [perturb(q, s, rng, background=not r, confounded=confounded)
                  for q, s, r in zip(queries, shown, is_relit)]
     captioned = [i for i, (r, k) in enumerate(zip(is_relit, ranks)) if not r and not k]
@@ -375,7 +383,7 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
     for i, k in enumerate(ranks):
         patches[i][np.isin(patches[i][:, 3], k) & (patches[i][:, 3] > 0), 0] = -100
     batch = {
-        "scenes": shown, "pixels": pix, "match": match * known, "known": known,
+        "scenes": shown, "pixels": pix, "match": match, "known": known,
         "patches": torch.from_numpy(patches).long(),
         "bag": torch.from_numpy(np.stack([bag_labels(s) for s in shown])), "bag_mask": torch.from_numpy(bag_mask),
         "complete": complete,
@@ -394,12 +402,9 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
         "answer": pad([[dec] + tok.encode(a, max_len)[1:] for _, _, a in qa]),
     }
     if counterfactuals:
-        cq = [q for _, q in counterfactuals]
-        c_known = ~(torch.tensor(is_relit)[:, None] & torch.tensor([bool(q.get("background")) for q in cq])[None, :])
-        if not confounded:
-            c_known &= torch.tensor([[not scenes.held_out_on(q, s.background) for q in cq] for s in sc])
+        c_match, c_known = pair_labels(shown, sc, is_relit, [q for _, q in counterfactuals], confounded)
         batch.update(moved=pad([tok.encode(t, max_len) for t, _ in counterfactuals]), moved_known=c_known,
-                     moved_match=torch.tensor([[float(scenes.satisfies(s, q)) for q in cq] for s in shown]) * c_known)
+                     moved_match=c_match)
     if itm_counterfactual > 0:  # drawn only when asked, as the moved texts
         cf_pix, cf_patches, cf_text, cfs = [], [], [], []
         for i, (s, q, r, k) in enumerate(zip(shown, queries, is_relit, ranks)):
@@ -412,10 +417,8 @@ def make_batch(rng: random.Random, tok: WordPieceTokenizer, size: int, bsz: int,
                 cf_text.append(i)
                 cfs.append(cf)
         if cf_text:
-            # against every text, for --itc-counterfactual: a counterfactual is never relit, so only the
-            # confounded pairs are unknown
-            cf_known = torch.tensor([[confounded or not scenes.held_out_on(q, cf.background) for q in queries] for cf in cfs])
-            cf_match = torch.tensor([[float(scenes.satisfies(cf, q)) for q in queries] for cf in cfs]) * cf_known
+            # against every text, for --itc-counterfactual (a counterfactual is never relit)
+            cf_match, cf_known = pair_labels(cfs, cfs, [False] * len(cfs), queries, confounded)
             batch.update(cf_pixels=torch.from_numpy(np.stack(cf_pix)), cf_patches=torch.from_numpy(np.stack(cf_patches)).long(),
                          cf_text=torch.tensor(cf_text, dtype=torch.long), cf_match=cf_match, cf_known=cf_known)
     if mix > 0:  # drawn last: without a mix the draws of the earlier stages repeat
