@@ -197,7 +197,7 @@ async function main() {
   const md = `# Evaluation of ${manifest.modelId}
 
 Computed through the ONNX graphs by the service's own inference layer (\`npm run eval\`), on a set
-drawn by \`tools/make_evalset.py --seed ${set.seed}\` (training used seed 1 and never drew the held-out
+drawn by \`tools/make_evalset.py --seed ${set.seed}\` (training draws its scenes with other seeds and never draws the held-out
 combinations: purple triangles, large orange stars, yellow objects on white). Images are rendered
 ${set.renderer ?? 'with the augmenting renderer (other canvas sizes, aliased or not, blur, small rotations, JPEG)'}.
 
