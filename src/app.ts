@@ -11,7 +11,10 @@ import type { BlipEngine } from './ml/blip-engine.js';
 import { createPrismaClient } from './repositories/database.js';
 import { ImageFileStore } from './repositories/image-file-store.js';
 import { PrismaImageRepository } from './repositories/image.repository.js';
+import { readDataDirIdentity, writeDataDirIdentity } from './repositories/data-dir-identity.js';
 import { runMigrations } from './repositories/run-migrations.js';
+import { PrismaSettingRepository } from './repositories/setting.repository.js';
+import { bindDataDir, describeDatabase } from './services/data-dir-binding.service.js';
 import { ImageIndexService } from './services/image-index.service.js';
 import { ImageService } from './services/image.service.js';
 import { IngestService } from './services/ingest.service.js';
@@ -43,6 +46,26 @@ export async function startApplication(
   fs.mkdirSync(config.dataDir, { recursive: true });
   const applied = await runMigrations(config.db, path.join(ROOT, 'prisma'));
   if (applied.length) log.info({ applied }, 'database migrations applied');
+  const db = createPrismaClient(config.db);
+  const repo = new PrismaImageRepository(db);
+  const files = new ImageFileStore(config.dataDir);
+  try {
+    // Before anything may touch a file: recovery would take a wrong database's missing rows for
+    // crash leftovers.
+    await bindDataDir({
+      settings: new PrismaSettingRepository(db),
+      identity: { read: () => readDataDirIdentity(config.dataDir), write: (id) => writeDataDirIdentity(config.dataDir, id) },
+      listOriginals: async () => (await files.listOriginals()).hashes,
+      knownSha256: () => repo.allSha256(),
+      dataDir: config.dataDir,
+      database: describeDatabase(config.db.url),
+      claim: config.claimDataDir,
+      log: log.child({ module: 'data-dir' }),
+    });
+  } catch (error) {
+    await db.$disconnect();
+    throw error;
+  }
 
   // Listen first, answering 503 (and /healthz "starting") while the model loads and the index is
   // recovered, so orchestrators can tell "starting" from "down".
@@ -64,12 +87,10 @@ export async function startApplication(
     engine = typeof engineSource === 'function' ? await engineSource() : engineSource;
   } catch (error) {
     server.close();
+    await db.$disconnect();
     throw error;
   }
 
-  const db = createPrismaClient(config.db);
-  const repo = new PrismaImageRepository(db);
-  const files = new ImageFileStore(config.dataDir);
   const index = new ImageIndexService(
     repo,
     engine.modelId,

@@ -2,6 +2,7 @@ import { startApplication } from './app.js';
 import { ConfigError, loadConfig } from './config/load-config.js';
 import { createLogger } from './lib/logger.js';
 import { createBlipEngine } from './ml/create-blip-engine.js';
+import { DataDirMismatchError } from './services/data-dir-binding.service.js';
 
 /** Composition root: config -> engine -> application; SIGTERM/SIGINT stop it gracefully. */
 async function main(): Promise<void> {
@@ -41,6 +42,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
+  // A refused start is a configuration problem: its message says what to check, a stack would not.
+  if (error instanceof DataDirMismatchError) {
+    console.error(error.message);
+    process.exit(2);
+  }
   console.error(error);
   process.exit(1);
 });

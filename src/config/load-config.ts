@@ -24,6 +24,7 @@ const envSchema = z.object({
     .string()
     .regex(/^(file:|postgres:\/\/|postgresql:\/\/)/, 'must start with file:, postgres:// or postgresql://')
     .optional(),
+  CLAIM_DATA_DIR: bool.default(false),
   MODEL_DIR: z.string().min(1).default('models/blip-scenes'),
   SEED_SAMPLES: bool.default(true),
   SAMPLES_DIR: z.string().min(1).default('samples'),
@@ -57,6 +58,8 @@ export type DatabaseConfig =
 export interface AppConfig {
   http: { port: number; host: string | undefined; corsOrigin: string; webDir: string };
   dataDir: string;
+  /** Bind DATA_DIR to this database although their instance ids differ (src/services/data-dir-binding.service.ts). */
+  claimDataDir: boolean;
   db: DatabaseConfig;
   models: { modelDir: string; maxImagePixels: number };
   seed: { enabled: boolean; samplesDir: string };
@@ -132,6 +135,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
   return deepFreeze({
     http: { port: e.PORT, host: e.HOST, corsOrigin: e.CORS_ORIGIN, webDir: path.resolve(e.WEB_DIR) },
     dataDir,
+    claimDataDir: e.CLAIM_DATA_DIR,
     db: databaseConfig(e.DATABASE_URL, dataDir),
     models: { modelDir: path.resolve(e.MODEL_DIR), maxImagePixels: e.MAX_IMAGE_PIXELS },
     seed: { enabled: e.SEED_SAMPLES, samplesDir: path.resolve(e.SAMPLES_DIR) },

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import hnswlib from 'hnswlib-node';
@@ -18,7 +20,8 @@ export type HnswOpenResult =
 /**
  * hnswlib-node behind VectorIndex: cosine space, doubles capacity when full, deletes by markDelete
  * (tracked here, since hnswlib-node cannot report them) and compacts by rebuilding from live points.
- * Persisted as `<dir>/hnsw.bin` plus a manifest naming the model and dimension that built it.
+ * Persisted as `<dir>/hnsw.bin` plus a manifest naming the model and dimension that built it and
+ * the file's size and sha256.
  */
 export class HnswVectorIndex implements VectorIndex {
   private hnsw: hnswlib.HierarchicalNSW;
@@ -52,10 +55,13 @@ export class HnswVectorIndex implements VectorIndex {
     if (!manifest) return empty('no index manifest');
     if (manifest.modelId !== modelId) return empty(`index built by model ${manifest.modelId}`);
     if (manifest.dim !== dim) return empty(`index has dimension ${manifest.dim}, model has ${dim}`);
+    const file = path.join(dir, 'hnsw.bin');
     const raw = new hnswlib.HierarchicalNSW('cosine', dim);
     try {
-      await fs.access(path.join(dir, 'hnsw.bin'));
-      await raw.readIndex(path.join(dir, 'hnsw.bin'));
+      const { size } = await fs.stat(file);
+      if (manifest.bytes !== undefined && manifest.bytes !== size) return empty(`index file has ${size} bytes, its manifest says ${manifest.bytes} (checksum)`);
+      if (manifest.sha256 !== undefined && (await sha256Of(file)) !== manifest.sha256) return empty('index file does not match its checksum');
+      await raw.readIndex(file);
     } catch (error) {
       return empty(`index file unreadable: ${(error as Error).message}`);
     }
@@ -96,6 +102,12 @@ export class HnswVectorIndex implements VectorIndex {
     return this.present.has(label) && !this.deleted.has(label);
   }
 
+  /** The stored vector of a live label (normalised: the cosine space stores unit vectors). */
+  vector(label: number): Float32Array {
+    if (!this.has(label)) throw new RangeError(`label ${label} is not in the index`);
+    return Float32Array.from(this.hnsw.getPoint(label));
+  }
+
   labels(): number[] {
     return [...this.present].filter((l) => !this.deleted.has(l));
   }
@@ -122,20 +134,39 @@ export class HnswVectorIndex implements VectorIndex {
     return true;
   }
 
-  /** Index file first, then the manifest; both atomic renames. */
+  /**
+   * Index file first, then the manifest with the file's checksum; both fsynced, atomic renames. A
+   * crash between the two leaves a file that fails the old manifest's checksum: it is rebuilt.
+   */
   async save(dir: string): Promise<void> {
     await fs.mkdir(dir, { recursive: true });
     const tmp = path.join(dir, `.hnsw.bin.${process.pid}.tmp`);
     // Synchronous on purpose: the async writeIndex reads the graph on a libuv thread while
     // addPoint/markDelete may mutate it from the event loop; a torn snapshot would be saved.
     this.hnsw.writeIndexSync(tmp);
+    const deleted = [...this.deleted];
+    const handle = await fs.open(tmp, 'r+');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    const [{ size }, sha256] = await Promise.all([fs.stat(tmp), sha256Of(tmp)]);
     await fs.rename(tmp, path.join(dir, 'hnsw.bin'));
     await writeIndexManifest(path.join(dir, 'hnsw.json'), {
-      formatVersion: 1,
+      formatVersion: 2,
       modelId: this.modelId,
       dim: this.dim,
-      deleted: [...this.deleted],
+      deleted,
       savedAt: new Date().toISOString(),
+      bytes: size,
+      sha256,
     });
   }
+}
+
+async function sha256Of(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
 }

@@ -8,6 +8,7 @@ import { writeFileAtomic } from '../lib/write-file-atomic.js';
  *   images/ab/<sha256>          original bytes (source of truth for pixels)
  *   itm-states/<modelId>/ab/<sha256>.f32   derived ITM vision states (cache, recomputable)
  *   thumbs/<size>/ab/<sha256>.webp          derived thumbnails (cache)
+ *   quarantine/<time>/<sha256>              originals no row referred to at a start (kept for a person to check)
  */
 export class ImageFileStore {
   constructor(private readonly dataDir: string) {}
@@ -74,6 +75,19 @@ export class ImageFileStore {
     for (const size of await fs.readdir(thumbRoot).catch(() => [] as string[])) {
       await fs.rm(path.join(thumbRoot, size, sha256.slice(0, 2), `${sha256}.webp`), { force: true });
     }
+  }
+
+  /**
+   * Moves an original out of images/ into `quarantine/<batch>/` (derived files are dropped: they
+   * can be recomputed). Start-up recovery never deletes an original it cannot prove orphaned.
+   * @returns the new path.
+   */
+  async quarantineOriginal(sha256: string, batch: string): Promise<string> {
+    const target = path.join(this.dataDir, 'quarantine', batch, sha256);
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    await fs.rename(this.originalPath(sha256), target);
+    await this.removeAll(sha256);
+    return target;
   }
 
   /** sha256s of stored originals, and leftover temp files (a crash mid-write). */

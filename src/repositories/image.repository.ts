@@ -120,6 +120,13 @@ export class PrismaImageRepository {
     return row ? embeddingFromBytes(row.vector) : null;
   }
 
+  /** Embeddings of the given labels for a model, keyed by label (absent ones are left out). */
+  async findEmbeddings(labels: number[], modelId: string): Promise<Map<number, Float32Array>> {
+    if (labels.length === 0) return new Map();
+    const rows = await this.db.imageEmbedding.findMany({ where: { modelId, imageLabel: { in: labels } }, select: { imageLabel: true, vector: true } });
+    return new Map(rows.map((r) => [r.imageLabel, embeddingFromBytes(r.vector)]));
+  }
+
   /** Pages through READY images' embeddings for a model, in label order (index rebuild). */
   async *streamEmbeddings(modelId: string, dim: number, pageSize = 500): AsyncGenerator<StoredEmbedding[]> {
     let after = 0;

@@ -42,10 +42,32 @@ export class ImageIndexService {
     const opened = await HnswVectorIndex.open(this.options.dir, this.modelId, this.dim, this.options);
     this.index = opened.index;
     if (opened.status === 'empty') this.log.info({ reason: opened.reason }, 'building vector index from the database');
+    else if (!(await this.matchesDatabase())) {
+      this.log.warn({ dir: this.options.dir }, 'index vectors differ from the database: rebuilding the index from the database');
+      this.index = HnswVectorIndex.create(this.dim, this.modelId, this.options);
+    }
     const { added, removed } = await this.repair();
     this.index.compactIfNeeded(this.options.compactRatio);
     this.log.info({ size: this.index.size, added, removed, loaded: opened.status === 'loaded' }, 'vector index ready');
     if (added || removed || opened.status === 'empty') await this.flush(true);
+  }
+
+  /**
+   * Compares a sample of the loaded index's vectors with the database's. A file with a valid
+   * checksum can still be the wrong one (restored from another installation's backup); its
+   * structure loads fine and it answers with wrong neighbours.
+   */
+  private async matchesDatabase(sampleSize = 64): Promise<boolean> {
+    const labels = this.index.labels();
+    const step = Math.max(1, Math.floor(labels.length / sampleSize));
+    const sample = labels.filter((_, i) => i % step === 0).slice(0, sampleSize);
+    const stored = await this.repo.findEmbeddings(sample, this.modelId);
+    for (const [label, vector] of stored) {
+      const inIndex = this.index.vector(label);
+      const norm = Math.hypot(...vector) || 1;
+      if (vector.some((v, i) => Math.abs(v / norm - (inIndex[i] as number)) > 1e-4)) return false;
+    }
+    return true;
   }
 
   /** Makes the index's live label set equal to the DB's READY images with an embedding for this model. */

@@ -9,8 +9,10 @@ import type { ItmStateCache } from './itm-state-cache.js';
 
 /**
  * Start-up work that turns whatever a crash left behind into a consistent state, before any
- * request is served: finish interrupted deletes, drop files no row refers to, load-or-rebuild and
- * repair the index. Embeddings for a new model are backfilled afterwards, in the background.
+ * request is served: finish interrupted deletes, quarantine originals no row refers to, load-or-
+ * rebuild and repair the index. Runs only once DATA_DIR is proven to belong to this database
+ * (src/services/data-dir-binding.service.ts). Embeddings for a new model are backfilled
+ * afterwards, in the background.
  */
 export class StorageRecoveryService {
   constructor(
@@ -31,9 +33,15 @@ export class StorageRecoveryService {
     const known = await this.repo.allSha256();
     const { hashes, tempFiles } = await this.files.listOriginals();
     for (const file of tempFiles) await fs.rm(file, { force: true });
+    if (tempFiles.length) this.log.info({ tempFiles: tempFiles.length }, 'removed temporary files of interrupted writes');
+    // A crash between writing the original and committing its row leaves such a file; so would a
+    // database that lost rows. Only the first is certain, so the file is moved aside, not deleted.
     const orphans = hashes.filter((h) => !known.has(h));
-    for (const sha256 of orphans) await this.files.removeAll(sha256);
-    if (orphans.length || tempFiles.length) this.log.info({ orphans: orphans.length, tempFiles: tempFiles.length }, 'removed files of unfinished ingests');
+    const batch = new Date().toISOString().replace(/[:.]/g, '-');
+    for (const sha256 of orphans) await this.files.quarantineOriginal(sha256, batch);
+    if (orphans.length) {
+      this.log.warn({ orphans: orphans.length, folder: `quarantine/${batch}` }, 'originals that no image row refers to were moved to quarantine; check and delete them');
+    }
     await this.index.open();
   }
 

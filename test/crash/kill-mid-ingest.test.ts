@@ -111,7 +111,10 @@ describe.each(flavours)('crash safety: SIGKILL a real server process mid-ingest 
 
   it('SIGTERM drains, saves the index and exits 0', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blip-term-'));
-    const { child, url } = await startChild({ ...env, DATA_DIR: dir, INDEX_SAVE_DELAY_MS: '600000', FAKE_DELAY_MS: '0' });
+    // A data folder of its own needs a database of its own (src/services/data-dir-binding.service.ts).
+    const schema = db === 'postgresql' ? await createPgSchema() : null;
+    const own = schema ? { DATABASE_URL: schema.url } : {};
+    const { child, url } = await startChild({ ...env, ...own, DATA_DIR: dir, INDEX_SAVE_DELAY_MS: '600000', FAKE_DELAY_MS: '0' });
     const res = await postGraphql<{ ingestImage: { image: { id: string } } }>(url, INGEST, { input: { base64: (await distinctPng(999)).toString('base64') } });
     expect(res.data?.ingestImage.image.id).toBeTruthy();
     const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
@@ -121,5 +124,6 @@ describe.each(flavours)('crash safety: SIGKILL a real server process mid-ingest 
     expect(manifest.modelId).toBe('fake-colour-v1');
     expect(fs.statSync(path.join(dir, 'index', 'hnsw.bin')).size).toBeGreaterThan(100);
     fs.rmSync(dir, { recursive: true, force: true });
+    await schema?.drop();
   }, 90_000);
 });
