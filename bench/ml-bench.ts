@@ -1,135 +1,289 @@
 /**
- * `npm run bench`: latency of every engine operation beside its FLOP count and the machine's
- * measured fp32 matmul peak (through onnxruntime, same thread count), for the bundled model
- * (models/blip-scenes, else the tiny-random fixture) and for a full-size export when
- * BLIP_BENCH_FULLSIZE_DIR names one (or several, separated by ':', e.g. an fp32 export and its
- * `tools.quantize` int8 copy, to compare them in one run on one machine). BLIP_BENCH_THREADS sets
- * ORT intra-op threads (default: all cores). GFLOP counts the model's multiply-adds whatever the
- * weights' type, so an int8 folder's GFLOP/s and % of the fp32 peak read as effective rates.
+ * `npm run bench [-- --json FILE] [-- --images N]`: what the running service costs, beside what
+ * this machine could do at best.
+ *
+ * - Peaks from bench/peak-probe.c (fp32 FMA and int8 dot-product chains on every core), measured
+ *   before and after; limits are FLOPs / peak.
+ * - The service's own configuration (loadConfig of this environment: INFERENCE_WORKERS,
+ *   INFERENCE_THREADS, ITM_BATCH_SIZE, SEARCH_CANDIDATES...) and code paths: ingest and search go
+ *   through startApplication, IngestService and GraphQL over HTTP on a scratch SQLite data folder.
+ * - Per operation: ms, GFLOP (Hugging Face's count and ours where they differ), % of peak.
+ * - A decoder step beside a synthetic graph of the same matrix shapes, run in turns in this process.
+ * - Event-loop delay (p99, max) while the models run, resident memory against the weights loaded.
+ *
+ * Models: the bundled one, plus each folder in BLIP_BENCH_FULLSIZE_DIR (':'-separated, e.g. the
+ * `npm run test:fullsize` export and its `tools/quantize.py` int8 copy).
  */
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
-import { DEFAULT_SEARCH_CANDIDATES } from '../src/config/load-config.js';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import { startApplication } from '../src/app.js';
+import { loadConfig } from '../src/config/load-config.js';
+import { createLogger } from '../src/lib/logger.js';
+import type { LoadedImage } from '../src/ml/blip-engine.js';
+import { IO } from '../src/ml/blip/blip-io-names.js';
+import { KvCacheDecoder } from '../src/ml/blip/kv-cache-decoder.js';
+import type { OnnxBlipEngine } from '../src/ml/blip/onnx-blip-engine.js';
 import { createBlipEngine } from '../src/ml/create-blip-engine.js';
-import type { ModelManifest } from '../src/ml/manifest/model-manifest.js';
-import { matmulChainModel } from '../src/ml/runtime/matmul-graph.js';
+import { BufferPool } from '../src/ml/runtime/buffer-pool.js';
 import { OnnxSession } from '../src/ml/runtime/onnx-session.js';
+import { floatTensor, type FloatTensor } from '../src/ml/runtime/tensor.js';
+import { flopModel } from './flops.js';
+import { measurePeak, type Peak } from './peak.js';
+import { decoderStepShapes, writeMatmulChain } from './synthetic-graph.js';
 
-const threads = Number(process.env.BLIP_BENCH_THREADS ?? availableParallelism());
+const args = parseArgs({ options: { json: { type: 'string' }, images: { type: 'string' } } }).values;
+const cores = availableParallelism();
+const env = { ...process.env, LOG_LEVEL: 'silent', SEED_SAMPLES: 'false', PORT: '0', HOST: '127.0.0.1' };
+const base = loadConfig(env);
+const threads = base.models.threads ?? Math.max(1, Math.floor(cores / base.models.workers));
+/** The reference machine of the issue's absolute targets (Zen 5, 2 cores): fp32 FMA peak. */
+const REFERENCE_FP32_PEAK = 430e9;
 
-async function matmulPeak(): Promise<number> {
-  const n = 1024;
-  const depth = 4;
-  const dir = mkdtempSync(path.join(tmpdir(), 'blip-bench-'));
-  const { bytes, flops } = matmulChainModel(n, depth);
-  writeFileSync(path.join(dir, 'mm.onnx'), bytes);
-  const io = (name: string) => ({ name, dtype: 'float32' as const, shape: [n, n] });
-  const s = await OnnxSession.create(dir, 'matmul', { file: 'mm.onnx', inputs: [io('x'), io('w')], outputs: [io('y')] }, { intraOpNumThreads: threads });
-  const x = { dtype: 'float32' as const, dims: [n, n], data: new Float32Array(n * n).fill(0.01) };
-  await s.run({ x, w: x });
-  let best = Infinity;
-  for (let i = 0; i < 5; i++) {
-    const t0 = performance.now();
-    await s.run({ x, w: x });
-    best = Math.min(best, performance.now() - t0);
-  }
-  await s.release();
-  return flops / (best / 1000);
-}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
-interface Arch { L: number; D: number; I: number; heads: number }
-function arch(m: ModelManifest, part: 'vision' | 'text'): Arch {
-  const c = (m as { config?: Record<string, Record<string, number>> }).config?.[part];
-  if (c) return { L: c.num_hidden_layers as number, D: c.hidden_size as number, I: c.intermediate_size as number, heads: c.num_attention_heads as number };
-  const D = part === 'vision' ? m.dims.visionHidden : m.dims.textHidden;
-  return { L: m.dims.decoderLayers, D, I: 4 * D, heads: m.dims.decoderHeads };
-}
-
-/** Multiply-adds x2 of the matmuls (softmax, LayerNorm, GELU left out: a few % at base size). */
-function flops(m: ModelManifest) {
-  const v = arch(m, 'vision');
-  const t = arch(m, 'text');
-  const N = m.dims.imageTokens;
-  const patch = Math.round(m.image.size / Math.sqrt(N - 1));
-  const V = m.text.vocabSize;
-  const vision = 2 * (N - 1) * v.D * 3 * patch * patch + v.L * (2 * N * v.D * 4 * v.D + 4 * N * N * v.D + 4 * N * v.D * v.I);
-  const textLayer = (T: number) => 2 * T * t.D * 4 * t.D + 4 * T * T * t.D + 4 * T * t.D * t.I;
-  const crossLayer = (T: number, S: number) => 2 * T * t.D * 2 * t.D + 4 * S * v.D * t.D + 4 * T * S * t.D;
-  const text = (T: number) => t.L * textLayer(T);
-  const itm = (T: number) => t.L * (textLayer(T) + crossLayer(T, N));
-  const crossKv = (S: number, Denc: number) => t.L * 4 * S * Denc * t.D;
-  const step = (P: number, S: number) => t.L * (2 * t.D * 4 * t.D + 4 * (P + 1) * t.D + 2 * t.D * 2 * t.D + 4 * S * t.D + 4 * t.D * t.I) + 2 * t.D * t.D + 2 * t.D * V;
-  return { vision, text, itm, crossKv, step, N, Dv: v.D, Dt: t.D };
-}
-
-async function timeIt(fn: () => Promise<unknown>, reps: number): Promise<number> {
+async function timeMedian(fn: () => Promise<unknown>, reps: number): Promise<number> {
   await fn();
-  const t0 = performance.now();
-  for (let i = 0; i < reps; i++) await fn();
-  return (performance.now() - t0) / reps;
+  const ts: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await fn();
+    ts.push(performance.now() - t0);
+  }
+  return median(ts);
 }
 
-async function benchModel(modelDir: string, peak: number): Promise<void> {
-  const engine = await createBlipEngine({ modelDir, workers: 1, threads, verify: 'size' });
+interface Row { op: string; ms: number; gflopHf: number; gflop: number; peak: 'fp32' | 'int8' }
+interface Target { what: string; value: number; limit: number; unit: string; ok: boolean; note?: string }
+
+/** Photo-like inputs: a JPEG of noise and shapes at 640 x 480, distinct bytes each. */
+async function photo(i: number): Promise<Buffer> {
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="640" height="480"><circle cx="${100 + ((i * 53) % 440)}" cy="${120 + ((i * 31) % 240)}" r="${40 + (i % 60)}" fill="rgb(${(i * 67) % 256},${(i * 29) % 256},${(i * 151) % 256})"/></svg>`;
+  return sharp({ create: { width: 640, height: 480, channels: 3, background: { r: 0, g: 0, b: 0 }, noise: { type: 'gaussian', mean: 120 + (i % 40), sigma: 40 } } })
+    .composite([{ input: Buffer.from(svg) }])
+    .jpeg({ quality: 85 })
+    .toBuffer();
+}
+
+function graphBytes(dir: string, m: OnnxBlipEngine['manifest']): number {
+  const used = new Set(Object.values(m.tasks).flatMap((t) => Object.values(t)));
+  return [...used].reduce((s, g) => s + statSync(path.join(dir, (m.graphs[g] as { file: string }).file)).size, 0);
+}
+
+/** The decoder step as the engine runs it (KvCacheDecoder over the session) beside the synthetic chain, in turns. */
+async function decoderStep(dir: string, engine: OnnxBlipEngine, image: LoadedImage): Promise<{ realMs: number; syntheticMs: number; weightBytes: number; rows: number }> {
   const m = engine.manifest;
-  const f = flops(m);
-  const image = await engine.loadImage(readFileSync('test/golden/images/scene.png'));
-  const fresh = () => ({ ...image });
-  const rows: Array<[string, number, number]> = [];
-  const big = f.vision > 1e9;
-  const reps = big ? 2 : 10;
+  const task = m.tasks.caption;
+  const opts = { intraOpNumThreads: threads };
+  const [vision, crossKv, decoder] = await Promise.all([
+    OnnxSession.create(dir, task.vision, m.graphs[task.vision]!, opts),
+    OnnxSession.create(dir, task.crossKv, m.graphs[task.crossKv]!, opts),
+    OnnxSession.create(dir, task.decoder, m.graphs[task.decoder]!, opts),
+  ]);
+  const s = m.image.size;
+  const states = (await vision.run({ [IO.pixelValues]: floatTensor(Float32Array.from(image.pixels), [1, 3, s, s]) }, [IO.imageEmbeds]))[IO.imageEmbeds] as FloatTensor;
+  const cross = (await crossKv.run({ [IO.encoderHiddenStates]: states }))[IO.crossKv] as FloatTensor;
+  const cfg = (m as { config?: { text?: { intermediate_size?: number } } }).config;
+  const rows = m.generation.caption.numBeams;
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'blip-bench-')), 'synthetic.onnx');
+  const weightBytes = await writeMatmulChain(file, rows, decoderStepShapes(m.dims.decoderLayers, m.dims.textHidden, cfg?.text?.intermediate_size ?? 4 * m.dims.textHidden, m.text.vocabSize), !!m.quantization);
+  const synthetic = await OnnxSession.create(path.dirname(file), 'synthetic', {
+    file: 'synthetic.onnx',
+    inputs: [{ name: 'x', dtype: 'float32', shape: [rows, m.dims.textHidden] }],
+    outputs: [{ name: 'y', dtype: 'float32', shape: [rows, m.text.vocabSize] }],
+  }, opts);
+  const x = floatTensor(new Float32Array(rows * m.dims.textHidden).fill(0.1), [rows, m.dims.textHidden]);
+  const pool = new BufferPool();
+  const real: number[] = [];
+  const synth: number[] = [];
+  const run = (g: string, feeds: Parameters<OnnxSession['run']>[0], outputs?: string[]) => decoder.run(feeds, outputs);
+  for (let round = 0; round < 3; round++) {
+    const dec = new KvCacheDecoder(run, task.decoder, cross, 24, pool);
+    const seqs = Array.from({ length: rows }, () => [m.text.specialTokens.dec]);
+    for (let step = 0; step < 16; step++) {
+      const t0 = performance.now();
+      await dec.step(seqs, step === 0 ? null : seqs.map((_, i) => (i + step) % rows));
+      if (step > 1) real.push(performance.now() - t0);
+      seqs.forEach((q, i) => q.push(1000 + i + step));
+      const t1 = performance.now();
+      await synthetic.run({ x });
+      if (step > 1) synth.push(performance.now() - t1);
+    }
+    dec.release();
+  }
+  await Promise.all([vision, crossKv, decoder, synthetic].map((x) => x.release()));
+  rmSync(path.dirname(file), { recursive: true, force: true });
+  return { realMs: median(real), syntheticMs: median(synth), weightBytes, rows };
+}
 
-  const batch = 8;
-  const tEmbed = (await timeIt(() => engine.embedImages(Array.from({ length: batch }, fresh)), reps)) / batch;
-  rows.push([`embed image (batch ${batch}, per image)`, tEmbed, f.vision]);
+async function benchModel(dir: string, peaks: { fp32: Peak; int8: Peak }, images: number) {
+  const rssBefore = process.memoryUsage().rss;
+  const config = loadConfig({ ...env, MODEL_DIR: dir, DATA_DIR: mkdtempSync(path.join(tmpdir(), 'blip-bench-data-')) });
+  const engine = await createBlipEngine({
+    modelDir: dir,
+    workers: config.models.workers,
+    threads: config.models.threads,
+    itmBatchSize: config.models.itmBatchSize,
+    verify: 'size',
+  });
+  const rssLoaded = process.memoryUsage().rss;
+  const m = engine.manifest;
+  const int8 = !!m.quantization;
+  const peakKind = int8 ? 'int8' : 'fp32';
+  const peak = peaks[peakKind].gops * 1e9;
+  const f = flopModel(m);
+  const full = f.vision > 1e9;
+  const reps = full ? 3 : 10;
+  const sample = await engine.loadImage(await photo(0));
+  const fresh = (): LoadedImage => ({ ...sample });
+  const rows: Row[] = [];
+  const add = (op: string, ms: number, gflopHf: number, gflop = gflopHf) => rows.push({ op, ms, gflopHf: gflopHf / 1e9, gflop: gflop / 1e9, peak: peakKind });
 
-  const d = m.generation.caption;
-  const { ids } = await engine.captionIds(fresh(), { numBeams: d.numBeams });
-  const gen = ids.length - 1;
-  let capFlops = f.vision + f.crossKv(f.N, f.Dv);
-  for (let p = 1; p <= gen; p++) capFlops += d.numBeams * f.step(p, f.N);
-  const tCap = await timeIt(() => engine.caption(fresh(), { numBeams: d.numBeams }), big ? 1 : 3);
-  rows.push([`caption (beam ${d.numBeams}, ${gen} steps, incl. vision)`, tCap, capFlops]);
-
+  add('embed image (retrieval vision graph)', await timeMedian(() => engine.embedImage(fresh()), reps), f.vision);
+  const beams = m.generation.caption.numBeams;
+  const { ids } = await engine.captionIds(fresh());
+  const generated = ids.length - 1;
+  const sharedVision = m.tasks.caption.vision === m.tasks.retrieval.vision;
+  add(`caption (beam ${beams}, ${generated} tokens, incl. its vision graph)`, await timeMedian(() => engine.caption(fresh()), full ? 2 : reps), f.caption(generated, beams, true));
   const text = 'a small red circle above a large blue square';
   const T = engine.countTokens(text);
-  rows.push([`embed text (${T} tokens)`, await timeIt(() => engine.embedText(text), reps * 2), f.text(T)]);
-
+  add(`embed text (${T} tokens)`, await timeMedian(() => engine.embedText(text), reps * 2), f.text(T));
   const enc = await engine.embedImage(fresh());
-  const cands = 16;
-  const tItm = (await timeIt(() => engine.itmScores(text, Array.from({ length: cands }, () => enc.itmStates)), reps)) / cands;
-  rows.push([`ITM (${cands} candidates, per candidate)`, tItm, f.itm(T)]);
-  if (!big) {
-    // What a default re-ranked search spends in ITM (SearchService: runs of `cands` = ITM_BATCH_SIZE).
-    // At full size this is DEFAULT_SEARCH_CANDIDATES x the row above (tens of seconds), so not run.
-    const all = Array.from({ length: DEFAULT_SEARCH_CANDIDATES }, () => enc.itmStates);
-    const tRerank = await timeIt(async () => {
-      for (let i = 0; i < all.length; i += cands) await engine.itmScores(text, all.slice(i, i + cands));
-    }, 3);
-    rows.push([`ITM re-rank, ${DEFAULT_SEARCH_CANDIDATES} candidates (SEARCH_CANDIDATES)`, tRerank, DEFAULT_SEARCH_CANDIDATES * f.itm(T)]);
-  }
-
+  const sixteen = Array.from({ length: 16 }, () => enc.itmStates);
+  add('ITM, 16 candidates (one call)', await timeMedian(() => engine.itmScores(text, sixteen), reps), 16 * f.itmHf(T), 16 * f.itm(T));
   const q = 'what color is the circle?';
   const Tq = engine.countTokens(q);
   const ans = await engine.answerIds(fresh(), q);
-  let vqaFlops = f.vision + f.itm(Tq) + f.crossKv(Tq, f.Dt);
+  let vqaFlops = f.vision + f.itmHf(Tq) + f.crossKv(Tq, f.Dt);
   for (let p = 1; p < ans.length; p++) vqaFlops += f.step(p, Tq);
-  rows.push([`VQA (${ans.length - 1} steps, incl. vision)`, await timeIt(() => engine.answer(fresh(), q), reps), vqaFlops]);
-  await engine.close();
+  add(`VQA (${ans.length - 1} tokens, incl. its vision graph)`, await timeMedian(() => engine.answer(fresh(), q), reps), vqaFlops, vqaFlops - f.itmHf(Tq) + f.itm(Tq));
+  const step = await decoderStep(dir, engine, sample);
+  add(`decoder step (${step.rows} rows)`, step.realMs, step.rows * f.step(10, f.N));
+  add(`synthetic step, same matrix shapes (${(step.weightBytes / 1e6).toFixed(0)} MB of weights)`, step.syntheticMs, step.rows * (f.step(10, f.N) - f.Dt * 0));
 
-  const int8 = m.quantization ? `, ${m.quantization.weights} weights` : '';
-  console.log(`\n${m.modelId} (${modelDir}${int8}), image ${m.image.size}px, ${threads} ORT thread(s), matmul peak ${(peak / 1e9).toFixed(1)} GFLOP/s`);
-  console.log(`${'operation'.padEnd(46)} ${'ms'.padStart(9)} ${'GFLOP'.padStart(9)} ${'GFLOP/s'.padStart(9)} ${'% peak'.padStart(7)}`);
-  for (const [name, ms, fl] of rows) {
-    const rate = fl / (ms / 1000);
-    console.log(`${name.padEnd(46)} ${ms.toFixed(2).padStart(9)} ${(fl / 1e9).toFixed(4).padStart(9)} ${(rate / 1e9).toFixed(2).padStart(9)} ${((100 * rate) / peak).toFixed(1).padStart(7)}`);
+  // The service: startApplication with this engine, ingest and search as clients do.
+  const app = await startApplication(config, engine, createLogger('silent'));
+  const url = `http://127.0.0.1:${app.port}/graphql`;
+  const search = async (textQ: string, candidates?: number) => {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: `query($t: String!, $c: Int) { searchImages(text: $t, first: 10, candidates: $c) { totalCount } }`, variables: { t: textQ, c: candidates ?? null } }),
+    });
+    const body = (await res.json()) as { errors?: unknown };
+    if (body.errors) throw new Error(JSON.stringify(body.errors));
+  };
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  const photos = await Promise.all(Array.from({ length: images + 1 }, (_, i) => photo(i + 1)));
+  const ingest = (b: Buffer) => app.ingest.ingestImage({ source: { kind: 'base64', data: b.toString('base64') } });
+  await ingest(photos[0] as Buffer);
+  const single: number[] = [];
+  for (const b of photos.slice(1, 4)) {
+    const t0 = performance.now();
+    await ingest(b);
+    single.push(performance.now() - t0);
   }
+  const rest = photos.slice(4);
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: 4 }, async () => {
+    while (next < rest.length) await ingest(rest[next++] as Buffer);
+  }));
+  const throughput = rest.length / ((performance.now() - t0) / 1000);
+  const ingestFlops = f.vision * (sharedVision ? 1 : 2) + f.caption(generated, beams, false) + f.itmHf(12);
+  add('ingest one image (service: decode, 2 vision graphs, caption, ITM, files, DB)', median(single), ingestFlops, ingestFlops - f.itmHf(12) + f.itm(12));
+
+  const words = ['red', 'blue', 'green', 'yellow', 'purple', 'orange', 'circle', 'square', 'star', 'triangle'];
+  let w = 0;
+  const query = () => `a ${words[w++ % words.length]} ${words[(w * 3) % words.length]} on the left ${w}`;
+  const itmRows = () => engine.scheduler.stats.itmRows;
+  const search16: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t1 = performance.now();
+    await search(query(), 16);
+    search16.push(performance.now() - t1);
+  }
+  const r0 = itmRows();
+  const searchDefault: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t1 = performance.now();
+    await search(query());
+    searchDefault.push(performance.now() - t1);
+  }
+  const defaultCandidates = (itmRows() - r0) / 3;
+  const Ts = 14;
+  add('search, 16 candidates (GraphQL over HTTP)', median(search16), f.text(Ts) + 16 * f.itmHf(Ts), f.text(Ts) + 16 * f.itm(Ts));
+  add(`search, default candidates (${defaultCandidates})`, median(searchDefault), f.text(Ts) + defaultCandidates * f.itmHf(Ts), f.text(Ts) + defaultCandidates * f.itm(Ts));
+  loop.disable();
+  const rssPeak = process.resourceUsage().maxRSS * 1024;
+  await app.stop();
+  rmSync(config.dataDir, { recursive: true, force: true });
+
+  const weights = graphBytes(dir, m);
+  const memory = (rssLoaded - rssBefore) / weights;
+  const refScale = REFERENCE_FP32_PEAK / (peaks.fp32.gops * 1e9);
+  const limit = (gflop: number) => (gflop * 1e9) / peak;
+  const row = (name: string) => rows.find((r) => r.op.startsWith(name)) as Row;
+  const ingestRow = row('ingest one image');
+  const s16 = row('search, 16');
+  const sDef = row('search, default');
+  const targets: Target[] = int8
+    ? [
+        { what: 'ingest per image <= 3x its FLOP limit', value: ingestRow.ms / 1000, limit: 3 * limit(ingestRow.gflopHf), unit: 's', ok: false },
+        { what: 'search with 16 candidates <= 2x its FLOP limit', value: s16.ms / 1000, limit: 2 * limit(s16.gflopHf), unit: 's', ok: false },
+        { what: 'ingest throughput >= 2 images/s (scaled to this peak)', value: throughput, limit: 2 / refScale, unit: 'images/s', ok: false },
+      ]
+    : [
+        { what: 'ingest per image <= 1.5x its FLOP limit', value: ingestRow.ms / 1000, limit: 1.5 * limit(ingestRow.gflopHf), unit: 's', ok: false },
+        { what: 'search with 16 candidates <= 1.3x its FLOP limit', value: s16.ms / 1000, limit: 1.3 * limit(s16.gflopHf), unit: 's', ok: false },
+        { what: 'search with the default candidates <= 2 s (scaled to this peak)', value: sDef.ms / 1000, limit: 2 * refScale, unit: 's', ok: false },
+        { what: 'ingest throughput >= 1 image/s (scaled to this peak)', value: throughput, limit: 1 / refScale, unit: 'images/s', ok: false },
+      ];
+  targets.push(
+    { what: 'event-loop delay p99 during ingest and search', value: loop.percentile(99) / 1e6, limit: 20, unit: 'ms', ok: false },
+    { what: 'event-loop delay max during ingest and search', value: loop.max / 1e6, limit: 50, unit: 'ms', ok: false },
+    { what: 'resident memory of the loaded engine <= 1.5x its weights', value: memory, limit: 1.5, unit: 'x', ok: false },
+    { what: 'decoder step <= 1.2x the synthetic step', value: step.realMs / step.syntheticMs, limit: 1.2, unit: 'x', ok: false },
+  );
+  for (const t of targets) t.ok = t.unit === 'images/s' ? t.value >= t.limit : t.value <= t.limit;
+  return {
+    model: m.modelId, dir, int8, threads, workers: config.models.workers, itmBatchSize: config.models.itmBatchSize,
+    weightsMB: weights / 1e6, rssLoadedMB: (rssLoaded - rssBefore) / 1e6, rssPeakMB: rssPeak / 1e6,
+    ingestThroughput: throughput, defaultCandidates, rows, targets,
+    eventLoop: { p50: loop.percentile(50) / 1e6, p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 },
+  };
 }
 
-const peak = await matmulPeak();
-const bundled = existsSync('models/blip-scenes/manifest.json') ? 'models/blip-scenes' : 'test/fixtures/tiny-random';
-await benchModel(bundled, peak);
-const full = process.env.BLIP_BENCH_FULLSIZE_DIR;
-if (full) for (const dir of full.split(path.delimiter).filter(Boolean)) await benchModel(dir, peak);
-else console.log('\n(set BLIP_BENCH_FULLSIZE_DIR to a full-size export folder to bench it too)');
+function print(r: Awaited<ReturnType<typeof benchModel>>, peaks: { fp32: Peak; int8: Peak }) {
+  const peak = (r.int8 ? peaks.int8 : peaks.fp32).gops;
+  console.log(`\n${r.model} (${r.dir}${r.int8 ? ', int8 weights' : ''}): ${r.workers} worker x ${r.threads} threads, ITM batch ${r.itmBatchSize}, weights ${r.weightsMB.toFixed(0)} MB`);
+  console.log(`${'operation'.padEnd(72)} ${'ms'.padStart(9)} ${'GFLOP HF'.padStart(9)} ${'GFLOP run'.padStart(9)} ${'limit ms'.padStart(9)} ${'x limit'.padStart(8)} ${'% peak'.padStart(7)}`);
+  for (const row of r.rows) {
+    const lim = (row.gflopHf / peak) * 1000;
+    const eff = (100 * row.gflop) / peak / (row.ms / 1000);
+    console.log(`${row.op.padEnd(72)} ${row.ms.toFixed(1).padStart(9)} ${row.gflopHf.toFixed(2).padStart(9)} ${row.gflop.toFixed(2).padStart(9)} ${lim.toFixed(1).padStart(9)} ${(row.ms / lim).toFixed(2).padStart(8)} ${eff.toFixed(1).padStart(7)}`);
+  }
+  console.log(`ingest throughput ${r.ingestThroughput.toFixed(2)} images/s (4 concurrent clients); event loop p50 ${r.eventLoop.p50.toFixed(1)} / p99 ${r.eventLoop.p99.toFixed(1)} / max ${r.eventLoop.max.toFixed(1)} ms; resident memory +${r.rssLoadedMB.toFixed(0)} MB loaded, ${r.rssPeakMB.toFixed(0)} MB peak (process)`);
+  console.log('targets:');
+  for (const t of r.targets) console.log(`  ${t.ok ? 'ok  ' : 'MISS'} ${t.what.padEnd(60)} ${t.value.toFixed(3).padStart(9)} ${t.unit.padEnd(8)} limit ${t.limit.toFixed(3)}`);
+}
+
+const measure = () => ({ fp32: measurePeak('fp32', cores), int8: measurePeak('int8', cores) });
+const before = measure();
+console.log(`peaks before: fp32 ${before.fp32.gops.toFixed(1)} GFLOP/s (${before.fp32.isa}), int8 ${before.int8.gops.toFixed(1)} GOP/s (${before.int8.isa}), ${cores} cores`);
+const dirs = [readFileSync('models/blip-scenes/manifest.json') ? 'models/blip-scenes' : 'test/fixtures/tiny-random', ...(process.env.BLIP_BENCH_FULLSIZE_DIR ?? '').split(path.delimiter).filter(Boolean)];
+const results = [];
+for (const dir of dirs) {
+  const full = !dir.startsWith('models/') && !dir.startsWith('test/');
+  const r = await benchModel(dir, before, Number(args.images ?? (full ? 24 : 40)));
+  results.push(r);
+  print(r, before);
+}
+const after = measure();
+console.log(`\npeaks after: fp32 ${after.fp32.gops.toFixed(1)} GFLOP/s, int8 ${after.int8.gops.toFixed(1)} GOP/s (limits use the peaks before)`);
+if (!process.env.BLIP_BENCH_FULLSIZE_DIR) console.log('(set BLIP_BENCH_FULLSIZE_DIR to full-size export folders to bench them too)');
+if (args.json) writeFileSync(args.json, JSON.stringify({ machine: { cores, peaksBefore: before, peaksAfter: after }, results }, null, 2));

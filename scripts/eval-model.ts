@@ -16,7 +16,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_SEARCH_CANDIDATES } from '../src/config/load-config.js';
+import { FALLBACK_SEARCH_CANDIDATES } from '../src/services/search.service.js';
 import { createBlipEngine } from '../src/ml/create-blip-engine.js';
 import type { ImageEncoding } from '../src/ml/blip-engine.js';
 
@@ -33,7 +33,7 @@ const { values: args } = parseArgs({
   options: {
     model: { type: 'string', default: 'models/blip-scenes' },
     set: { type: 'string', default: '.cache/evalset' },
-    candidates: { type: 'string', default: String(DEFAULT_SEARCH_CANDIDATES) }, // the service's SEARCH_CANDIDATES default
+    candidates: { type: 'string' }, // default: the model's manifest (search.defaultCandidates), as the service
     limit: { type: 'string' },
     // How the ITM head's two logits join the ITC cosine when re-ranking (dev-set experiments; the
     // service's own rule is 'logit').
@@ -68,8 +68,8 @@ const r4 = (x: number) => Math.round(x * 10000) / 10000;
 
 async function main() {
   const set: EvalSet = JSON.parse(await readFile(join(args.set!, 'evalset.json'), 'utf8'));
-  const K = Number(args.candidates);
   const engine = await createBlipEngine({ modelDir: args.model! });
+  const K = Number(args.candidates ?? engine.defaultSearchCandidates ?? FALLBACK_SEARCH_CANDIDATES);
   const t0 = Date.now();
   const gallery = args.limit ? set.gallery.slice(0, Number(args.limit)) : set.gallery;
   const enc = new Map<number, ImageEncoding>();

@@ -20,7 +20,13 @@ async function main(): Promise<void> {
   const { models, limits } = config;
   const app = await startApplication(
     config,
-    () => createBlipEngine({ modelDir: models.modelDir, limits: { maxBytes: limits.maxUploadBytes, maxPixels: models.maxImagePixels } }),
+    () => createBlipEngine({
+      modelDir: models.modelDir,
+      workers: models.workers,
+      threads: models.threads,
+      itmBatchSize: models.itmBatchSize,
+      limits: { maxBytes: limits.maxUploadBytes, maxPixels: models.maxImagePixels },
+    }),
     log,
   );
   let signals = 0;

@@ -21,8 +21,10 @@ def main() -> None:
     ap.add_argument("--name", default=None, help="model name in the manifest (default: <name>-int8)")
     ap.add_argument("--reduce-range", action="store_true",
                     help="7-bit weights, for CPUs without AVX-512 VNNI / AVX-VNNI (their int8 kernels can saturate)")
+    ap.add_argument("--keep-fp32", default="", help="comma-separated graphs to leave in float32 (default: none)")
     args = ap.parse_args()
-    m = quantize_folder(args.model, args.out, name=args.name, reduce_range=args.reduce_range)
+    keep = {g for g in args.keep_fp32.split(",") if g}
+    m = quantize_folder(args.model, args.out, name=args.name, reduce_range=args.reduce_range, keep_fp32=keep)
     total = sum(m["quantization"]["matmuls"].values())
     print(f"wrote {args.out} ({m['modelId']}): {total} MatMuls on int8 weights")
 

@@ -7,14 +7,6 @@ const bool = z
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
 
-/**
- * ITC candidates that ITM re-ranks when a search names none. BLIP's own retrieval evaluation
- * re-ranks the top 128 for a gallery of 1000 images (Flickr30K) and 256 for 5000 (COCO), contract §7;
- * the bundled model's precision@10 (models/blip-scenes/eval.json, `npm run eval`) is measured at
- * this value. Full-size models on CPUs want fewer (docs/models.md: ITM costs 0.25 s a candidate).
- */
-export const DEFAULT_SEARCH_CANDIDATES = 128;
-
 /** Every variable the service reads, with its default. Documented in the README table. */
 const envSchema = z.object({
   PORT: int(0, 65535).default(4000),
@@ -35,9 +27,14 @@ const envSchema = z.object({
   MAX_IMAGE_PIXELS: int(1, 1e9).default(50_000_000),
   MAX_TEXT_CHARS: int(1, 100_000).default(500),
   MAX_PAGE_SIZE: int(1, 1000).default(100),
-  SEARCH_CANDIDATES: int(1, 10_000).default(DEFAULT_SEARCH_CANDIDATES),
+  // Unset: the model's manifest chooses (models/*/manifest.json "search"), else 128.
+  SEARCH_CANDIDATES: int(1, 10_000).optional(),
   MAX_SEARCH_CANDIDATES: int(1, 10_000).default(500),
   ITM_BATCH_SIZE: int(1, 1024).default(16),
+  // Inference: one worker using every core serves a lone request fastest and holds one copy of
+  // each model's weights (docs/performance.md).
+  INFERENCE_WORKERS: int(1, 64).default(1),
+  INFERENCE_THREADS: int(1, 256).optional(),
   ITM_CACHE_MB: int(0, 1_000_000).default(256),
   MIN_ALT_TEXT_MATCH: num(0, 1).default(0.5),
   MAX_QUERY_DEPTH: int(1, 100).default(8),
@@ -61,7 +58,16 @@ export interface AppConfig {
   /** Bind DATA_DIR to this database although their instance ids differ (src/services/data-dir-binding.service.ts). */
   claimDataDir: boolean;
   db: DatabaseConfig;
-  models: { modelDir: string; maxImagePixels: number };
+  models: {
+    modelDir: string;
+    maxImagePixels: number;
+    /** Inference worker threads, each with its own copy of the sessions. */
+    workers: number;
+    /** onnxruntime intra-op threads per worker; undefined: cores / workers. */
+    threads: number | undefined;
+    /** ITM candidates per graph run inside a worker. */
+    itmBatchSize: number;
+  };
   seed: { enabled: boolean; samplesDir: string };
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   limits: {
@@ -72,9 +78,9 @@ export interface AppConfig {
     maxQueryComplexity: number;
   };
   search: {
-    defaultCandidates: number;
+    /** SEARCH_CANDIDATES; undefined lets the model's manifest choose. */
+    defaultCandidates: number | undefined;
     maxCandidates: number;
-    itmBatchSize: number;
     itmCacheBytes: number;
     minAltTextMatch: number;
   };
@@ -127,7 +133,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
   }
   const e = parsed.data;
   const issues: string[] = [];
-  if (e.SEARCH_CANDIDATES > e.MAX_SEARCH_CANDIDATES) {
+  if (e.SEARCH_CANDIDATES !== undefined && e.SEARCH_CANDIDATES > e.MAX_SEARCH_CANDIDATES) {
     issues.push(`SEARCH_CANDIDATES: must not exceed MAX_SEARCH_CANDIDATES (${e.MAX_SEARCH_CANDIDATES})`);
   }
   if (issues.length) throw new ConfigError(issues);
@@ -137,7 +143,13 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
     dataDir,
     claimDataDir: e.CLAIM_DATA_DIR,
     db: databaseConfig(e.DATABASE_URL, dataDir),
-    models: { modelDir: path.resolve(e.MODEL_DIR), maxImagePixels: e.MAX_IMAGE_PIXELS },
+    models: {
+      modelDir: path.resolve(e.MODEL_DIR),
+      maxImagePixels: e.MAX_IMAGE_PIXELS,
+      workers: e.INFERENCE_WORKERS,
+      threads: e.INFERENCE_THREADS,
+      itmBatchSize: e.ITM_BATCH_SIZE,
+    },
     seed: { enabled: e.SEED_SAMPLES, samplesDir: path.resolve(e.SAMPLES_DIR) },
     logLevel: e.LOG_LEVEL,
     limits: {
@@ -150,7 +162,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
     search: {
       defaultCandidates: e.SEARCH_CANDIDATES,
       maxCandidates: e.MAX_SEARCH_CANDIDATES,
-      itmBatchSize: e.ITM_BATCH_SIZE,
       itmCacheBytes: e.ITM_CACHE_MB * 1024 * 1024,
       minAltTextMatch: e.MIN_ALT_TEXT_MATCH,
     },

@@ -16,13 +16,17 @@ export interface CreateBlipEngineOptions {
   /** ORT intra-op threads per worker. Default: cores / workers, at least 1. */
   threads?: number;
   /**
-   * Inference worker threads, each with its own sessions. Default 2 when the machine has 2+
-   * cores (one kept free of background work for interactive requests), else 1. 0 runs ORT on
-   * the calling thread: it blocks the event loop, and exists for comparisons in tests and the bench.
+   * Inference worker threads, each with its own copy of the sessions. Default 1: one worker with
+   * every core runs a lone request fastest and holds one copy of the weights; its run gate shares
+   * it between interactive and background work (src/ml/runtime/run-gate.ts). More workers add
+   * throughput on machines with many cores, at the cost of a copy of the weights each. 0 runs ORT
+   * on the calling thread: it blocks the event loop, and exists for comparisons in tests and the bench.
    */
   workers?: number;
-  /** Executors background work may not use. Default 1 with 2+ workers, else 0. */
+  /** Executors background work may not use. Default 0. */
   reservedInteractive?: number;
+  /** ITM candidates per graph run inside the worker. Default 16. */
+  itmBatchSize?: number;
   /** Byte and pixel limits of loadImage. */
   limits?: Partial<ImageLimits>;
   /** Request merging: rows per run and how long a request may wait for companions. */
@@ -46,7 +50,7 @@ export async function createBlipEngine(options: CreateBlipEngineOptions): Promis
   await verifyGraphFiles(modelDir, manifest, options.verify ?? 'sha256');
   const tokenizer = await BertTokenizer.load(modelDir, manifest);
   const cores = availableParallelism();
-  const workers = options.workers ?? (cores >= 2 ? 2 : 1);
+  const workers = options.workers ?? 1;
   const threads = options.threads ?? Math.max(1, Math.floor(cores / Math.max(1, workers)));
   const hostOptions = { intraOpNumThreads: threads, warmUp: options.warmUp ?? true };
   let executors: JobExecutor[];
@@ -68,7 +72,9 @@ export async function createBlipEngine(options: CreateBlipEngineOptions): Promis
     maxBatchSize: options.batching?.maxBatchSize,
     maxWaitMs: options.batching?.maxWaitMs,
     reservedInteractive: options.reservedInteractive,
-    batchableGraphs: [t.retrieval.vision, t.caption.vision, t.vqa.vision, t.retrieval.textFeature, t.retrieval.itm, t.vqa.questionEncoder],
+    batchableGraphs: [t.retrieval.vision, t.caption.vision, t.vqa.vision, t.retrieval.textFeature, t.vqa.questionEncoder],
   });
-  return new OnnxBlipEngine(manifest, tokenizer, scheduler, { ...DEFAULT_IMAGE_LIMITS, ...options.limits }, options.resizeKernel);
+  return new OnnxBlipEngine(manifest, tokenizer, scheduler, { ...DEFAULT_IMAGE_LIMITS, ...options.limits }, options.resizeKernel, {
+    ...(options.itmBatchSize ? { itmBatchSize: options.itmBatchSize } : {}),
+  });
 }

@@ -1,12 +1,14 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { OriginalMissingError } from '../domain/errors.js';
+import type { ItmStates } from '../ml/blip-engine.js';
 import { writeFileAtomic } from '../lib/write-file-atomic.js';
 
 /**
  * Files under DATA_DIR, content-addressed by sha256:
  *   images/ab/<sha256>          original bytes (source of truth for pixels)
- *   itm-states/<modelId>/ab/<sha256>.f32   derived ITM vision states (cache, recomputable)
+ *   itm-states/<modelId>/ab/<sha256>.i8    derived ITM states (cache, recomputable): per-token
+ *                                           float32 scales, then the int8 codes
  *   thumbs/<size>/ab/<sha256>.webp          derived thumbnails (cache)
  *   quarantine/<time>/<sha256>              originals no row referred to at a start (kept for a person to check)
  */
@@ -31,25 +33,53 @@ export class ImageFileStore {
   }
 
   itmStatesPath(modelId: string, sha256: string): string {
-    return path.join(this.dataDir, 'itm-states', safeSegment(modelId), sha256.slice(0, 2), `${sha256}.f32`);
+    return path.join(this.dataDir, 'itm-states', safeSegment(modelId), sha256.slice(0, 2), `${sha256}.i8`);
   }
 
-  async writeItmStates(modelId: string, sha256: string, states: Float32Array): Promise<void> {
-    await writeFileAtomic(this.itmStatesPath(modelId, sha256), new Uint8Array(states.buffer, states.byteOffset, states.byteLength));
+  async writeItmStates(modelId: string, sha256: string, states: ItmStates): Promise<void> {
+    const bytes = (a: Int8Array | Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    await writeFileAtomic(this.itmStatesPath(modelId, sha256), [bytes(states.scales), bytes(states.codes)]);
   }
 
-  /** null when absent or of the wrong length (a torn or foreign file is treated as missing). */
-  async readItmStates(modelId: string, sha256: string, expectedLength: number): Promise<Float32Array | null> {
-    let buf: Buffer;
+  /**
+   * null when absent or of the wrong length (a torn or foreign file is treated as missing). The
+   * file is read straight into shared memory (src/ml/runtime/shared-memory.ts explains why), so
+   * the event loop neither copies nor first-touches the states.
+   */
+  async readItmStates(modelId: string, sha256: string, dims: { tokens: number; hidden: number }): Promise<ItmStates | null> {
+    const size = dims.tokens * 4 + dims.tokens * dims.hidden;
+    let handle: fs.FileHandle;
     try {
-      buf = await fs.readFile(this.itmStatesPath(modelId, sha256));
+      handle = await fs.open(this.itmStatesPath(modelId, sha256), 'r');
     } catch {
       return null;
     }
-    if (buf.byteLength !== expectedLength * 4) return null;
-    const copy = new Float32Array(expectedLength);
-    new Uint8Array(copy.buffer).set(buf);
-    return copy;
+    try {
+      if ((await handle.stat()).size !== size) return null;
+      const memory = new SharedArrayBuffer(size);
+      let read = 0;
+      while (read < size) {
+        const { bytesRead } = await handle.read(new Uint8Array(memory, read), 0, size - read, read);
+        if (bytesRead === 0) return null;
+        read += bytesRead;
+      }
+      return { scales: new Float32Array(memory, 0, dims.tokens), codes: new Int8Array(memory, dims.tokens * 4) };
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Removes the ITM states of every model but `modelId` (derived data of models no longer served). */
+  async pruneItmStates(modelId: string): Promise<string[]> {
+    const root = path.join(this.dataDir, 'itm-states');
+    const keep = safeSegment(modelId);
+    const removed: string[] = [];
+    for (const model of await fs.readdir(root).catch(() => [] as string[])) {
+      if (model === keep) continue;
+      await fs.rm(path.join(root, model), { recursive: true, force: true });
+      removed.push(model);
+    }
+    return removed;
   }
 
   thumbnailPath(size: number, sha256: string): string {
@@ -69,7 +99,7 @@ export class ImageFileStore {
     await fs.rm(this.originalPath(sha256), { force: true });
     const itmRoot = path.join(this.dataDir, 'itm-states');
     for (const model of await fs.readdir(itmRoot).catch(() => [] as string[])) {
-      await fs.rm(path.join(itmRoot, model, sha256.slice(0, 2), `${sha256}.f32`), { force: true });
+      await fs.rm(path.join(itmRoot, model, sha256.slice(0, 2), `${sha256}.i8`), { force: true });
     }
     const thumbRoot = path.join(this.dataDir, 'thumbs');
     for (const size of await fs.readdir(thumbRoot).catch(() => [] as string[])) {

@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { InvalidInputError, NotFoundError } from '../domain/errors.js';
 import { pageOf, resolvePage, type Page } from '../domain/pagination.js';
+import type { ImageRecord } from '../domain/image.js';
 import type { SearchHit } from '../domain/search.js';
 import type { BlipEngine } from '../ml/blip-engine.js';
 import type { PrismaImageRepository } from '../repositories/image.repository.js';
@@ -27,10 +28,13 @@ export interface SimilarImagesQuery {
 export interface SearchSettings {
   maxPageSize: number;
   maxTextChars: number;
-  defaultCandidates: number;
+  /** SEARCH_CANDIDATES when set; else the model's own default (its manifest), else 128. */
+  defaultCandidates: number | undefined;
   maxCandidates: number;
-  itmBatchSize: number;
 }
+
+/** BLIP's own retrieval evaluation re-ranks 128 candidates for 1000 images (docs/models.md). */
+export const FALLBACK_SEARCH_CANDIDATES = 128;
 
 /**
  * Retrieval as BLIP evaluates it (contract §7): ITC cosine picks `candidates` images from the HNSW
@@ -54,7 +58,7 @@ export class SearchService {
     const { offset, limit } = resolvePage(query, this.settings.maxPageSize);
     const rerank = query.rerank ?? true;
     const candidates = requireIntInRange(
-      query.candidates ?? Math.max(this.settings.defaultCandidates, limit),
+      query.candidates ?? Math.min(this.settings.maxCandidates, Math.max(this.defaultCandidates, limit)),
       'candidates',
       1,
       this.settings.maxCandidates,
@@ -70,6 +74,11 @@ export class SearchService {
       this.rankedLists.set(key, ranked);
     }
     return this.withFreshRows(pageOf(ranked, offset, limit));
+  }
+
+  /** Candidates re-ranked when a query names none. */
+  get defaultCandidates(): number {
+    return this.settings.defaultCandidates ?? this.engine.defaultSearchCandidates ?? FALLBACK_SEARCH_CANDIDATES;
   }
 
   /** Cached lists may hold stale rows (recaptioned, deleted since): re-read the page's rows. */
@@ -111,23 +120,24 @@ export class SearchService {
       return image ? [{ image, itc: m.score }] : [];
     });
     if (!rerank) return found.map(({ image, itc }) => ({ image, itcScore: itc, itmScore: null, score: itc }));
-
-    const hits: SearchHit[] = [];
-    for (let start = 0; start < found.length; start += this.settings.itmBatchSize) {
-      // A candidate deleted while we rank loses its files: drop it rather than fail the search.
-      const loaded = await Promise.allSettled(found.slice(start, start + this.settings.itmBatchSize).map(({ image }) => this.itmStates.get(image)));
-      const batch = found.slice(start, start + this.settings.itmBatchSize).filter((_, i) => loaded[i]!.status === 'fulfilled');
-      const states = loaded.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-      if (states.length === 0) continue;
-      const itm = await engineCall(() => this.engine.itmScores(text, states));
-      batch.forEach(({ image, itc }, i) => {
-        const logit = itm.logits[i]![1];
-        hits.push({ image, itcScore: itc, itmScore: itm.probabilities[i]!, score: logit + itc });
-      });
-    }
+    const hits = await this.rerank(text, found);
     return hits
       .filter((h) => minMatch === null || (h.itmScore ?? 0) >= minMatch)
       .sort((a, b) => b.score - a.score || a.image.label - b.image.label);
+  }
+
+  /**
+   * ITM scores of every candidate in one engine call (the inference worker batches them), score =
+   * ITM match logit + ITC cosine. A candidate deleted while we rank loses its files: it is
+   * dropped rather than failing the search.
+   */
+  private async rerank(text: string, found: Array<{ image: ImageRecord; itc: number }>): Promise<SearchHit[]> {
+    const loaded = await Promise.allSettled(found.map(({ image }) => this.itmStates.get(image)));
+    const kept = found.filter((_, i) => loaded[i]!.status === 'fulfilled');
+    const states = loaded.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    if (states.length === 0) return [];
+    const itm = await engineCall(() => this.engine.itmScores(text, states));
+    return kept.map(({ image, itc }, i) => ({ image, itcScore: itc, itmScore: itm.probabilities[i]!, score: itm.logits[i]![1] + itc }));
   }
 
   private async embedText(text: string): Promise<Float32Array> {

@@ -42,6 +42,8 @@ export class StorageRecoveryService {
     if (orphans.length) {
       this.log.warn({ orphans: orphans.length, folder: `quarantine/${batch}` }, 'originals that no image row refers to were moved to quarantine; check and delete them');
     }
+    const pruned = await this.files.pruneItmStates(this.engine.modelId);
+    if (pruned.length) this.log.info({ models: pruned }, 'removed the ITM states of models no longer served');
     await this.index.open();
   }
 

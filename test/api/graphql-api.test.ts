@@ -73,7 +73,8 @@ describe.each(flavours)('GraphQL over HTTP (%s)', (db) => {
     for (const e of edges) {
       expect(e.itmScore).toBeGreaterThanOrEqual(0);
       expect(e.itmScore).toBeLessThanOrEqual(1);
-      expect(e.score).toBeCloseTo(10 * (e.itcScore - 0.5) + e.itcScore, 4); // fake ITM logit + cosine
+      // score = ITM match logit + ITC cosine; the fake's no-match logit is 0, so logit = log(p / (1 - p))
+      expect(e.score).toBeCloseTo(Math.log(e.itmScore / (1 - e.itmScore)) + e.itcScore, 4);
     }
     const scores = edges.map((e: { score: number }) => e.score);
     expect([...scores].sort((a, b) => b - a)).toEqual(scores);

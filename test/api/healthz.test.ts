@@ -16,7 +16,7 @@ describe('GET /healthz', () => {
     const engine = new Promise<BlipEngine>((r) => (release = r));
     let port = 0;
     const starting = startApplication(config, () => engine, createLogger('silent'), { onListening: (p) => (port = p) });
-    await expect.poll(() => port).toBeGreaterThan(0);
+    await expect.poll(() => port, { timeout: 15_000 }).toBeGreaterThan(0);
     const before = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(before.status).toBe(503);
     const gql = await fetch(`http://127.0.0.1:${port}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ serviceInfo { modelId } }"}' });

@@ -37,7 +37,8 @@ function sharedEngine(): Promise<BlipEngine> {
   return shared.then((engine) => ({
     get modelId() { return engine.modelId; },
     get embedDim() { return engine.embedDim; },
-    get itmStatesLength() { return engine.itmStatesLength; },
+    get itmStateDims() { return engine.itmStateDims; },
+    get defaultSearchCandidates() { return engine.defaultSearchCandidates; },
     loadImage: (b) => engine.loadImage(b),
     embedImage: (i) => engine.embedImage(i),
     embedText: (t) => engine.embedText(t),

@@ -113,7 +113,7 @@ describe.each(flavours)('crash safety: SIGKILL a real server process mid-ingest 
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blip-term-'));
     // A data folder of its own needs a database of its own (src/services/data-dir-binding.service.ts).
     const schema = db === 'postgresql' ? await createPgSchema() : null;
-    const own = schema ? { DATABASE_URL: schema.url } : {};
+    const own: Record<string, string> = schema ? { DATABASE_URL: schema.url } : {};
     const { child, url } = await startChild({ ...env, ...own, DATA_DIR: dir, INDEX_SAVE_DELAY_MS: '600000', FAKE_DELAY_MS: '0' });
     const res = await postGraphql<{ ingestImage: { image: { id: string } } }>(url, INGEST, { input: { base64: (await distinctPng(999)).toString('base64') } });
     expect(res.data?.ingestImage.image.id).toBeTruthy();

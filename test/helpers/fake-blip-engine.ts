@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
-import type { BlipEngine, CaptionOptions, ImageEncoding, ItmResult, LoadedImage } from '../../src/ml/blip-engine.js';
+import type { BlipEngine, CaptionOptions, ImageEncoding, ItmResult, ItmStates, LoadedImage } from '../../src/ml/blip-engine.js';
 import { ImageTooLargeError, InvalidTextError, UnsupportedImageError } from '../../src/ml/errors.js';
 
 import { SCENE_COLOURS } from './scene-svg.js';
@@ -35,7 +35,8 @@ export interface FakeEngineOptions {
 export class FakeBlipEngine implements BlipEngine {
   readonly modelId: string;
   readonly embedDim = DIM;
-  readonly itmStatesLength = DIM * 2;
+  readonly itmStateDims = { tokens: 2, hidden: DIM };
+  readonly defaultSearchCandidates = undefined;
   calls = { embedImage: 0, embedText: 0, itmScores: 0, caption: 0, answer: 0 };
   closed = false;
 
@@ -76,10 +77,14 @@ export class FakeBlipEngine implements BlipEngine {
     this.calls.embedImage++;
     if (this.options.delayMs) await new Promise((r) => setTimeout(r, this.options.delayMs));
     const feature = Float32Array.from(image.pixels);
-    const itmStates = new Float32Array(this.itmStatesLength);
-    itmStates.set(feature, 0);
-    itmStates.set(feature, DIM);
-    return { feature, itmStates };
+    // Two "tokens", both the feature, quantized as the real retrieval encoder does.
+    const scale = Math.max(...feature.map(Math.abs)) / 127 || 1;
+    const codes = new Int8Array(2 * DIM);
+    feature.forEach((v, i) => {
+      codes[i] = Math.round(v / scale);
+      codes[DIM + i] = Math.round(v / scale);
+    });
+    return { feature, itmStates: { codes, scales: Float32Array.from([scale, scale]) } };
   }
 
   async embedText(text: string): Promise<Float32Array> {
@@ -91,12 +96,12 @@ export class FakeBlipEngine implements BlipEngine {
     return normalize(v);
   }
 
-  async itmScores(text: string, itmStates: Float32Array[]): Promise<ItmResult> {
+  async itmScores(text: string, itmStates: ItmStates[]): Promise<ItmResult> {
     this.calls.itmScores++;
     const t = await this.embedText(text);
     const logits = itmStates.map((s): [number, number] => {
       let cos = 0;
-      for (let i = 0; i < DIM; i++) cos += t[i]! * s[i]!;
+      for (let i = 0; i < DIM; i++) cos += t[i]! * s.codes[i]! * s.scales[0]!;
       return [0, 10 * (cos - 0.5)];
     });
     return { logits, probabilities: logits.map(([a, b]) => 1 / (1 + Math.exp(a - b))) };

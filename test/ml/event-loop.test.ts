@@ -47,7 +47,7 @@ function heavyModelDir(): { dir: string; manifest: ReturnType<typeof parseModelM
 
 async function runHeavy(exec: JobExecutor, times: number): Promise<void> {
   const x = { dtype: 'float32' as const, dims: [N, N], data: new Float32Array(N * N).fill(0.01) };
-  for (let i = 0; i < times; i++) await exec.execute({ kind: 'run', graph: 'heavy', feeds: { x, w: x } });
+  for (let i = 0; i < times; i++) await exec.execute({ kind: 'run', graph: 'heavy', feeds: { x, w: x } }, 'interactive');
 }
 
 describe('event loop stays responsive during inference', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { InferenceJob, JobExecutor } from '../../src/ml/runtime/inference-job.js';
+import type { InferenceJob, JobExecutor, JobResult } from '../../src/ml/runtime/inference-job.js';
 import { InferenceScheduler, RECENT_RUNS_KEPT } from '../../src/ml/runtime/inference-scheduler.js';
 import { floatTensor, type TensorMap } from '../../src/ml/runtime/tensor.js';
 
@@ -8,12 +8,15 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 class FakeExecutor implements JobExecutor {
   log: Array<{ job: InferenceJob; start: number; end: number }> = [];
   constructor(private readonly delayMs: (job: InferenceJob) => number) {}
-  execute(job: InferenceJob): Promise<never>;
-  async execute(job: InferenceJob): Promise<TensorMap | number[]> {
+  async execute<J extends InferenceJob>(job: J): Promise<JobResult<J>> {
+    return (await this.executeAny(job)) as JobResult<J>;
+  }
+  private async executeAny(job: InferenceJob): Promise<TensorMap | number[] | Float32Array> {
     const start = performance.now();
     await sleep(this.delayMs(job));
     this.log.push({ job, start, end: performance.now() });
     if (job.kind === 'generate') return [1, 2, 3];
+    if (job.kind === 'itm') return new Float32Array(job.states.length * 2);
     const x = job.feeds.x!;
     return { y: floatTensor(Float32Array.from(x.data as Float32Array, (v) => v * 2), [...x.dims]) };
   }
@@ -63,7 +66,7 @@ describe('InferenceScheduler batching', () => {
 describe('InferenceScheduler priorities', () => {
   it('interactive work is not queued behind background work (reserved executor)', async () => {
     const execs = [new FakeExecutor(() => 40), new FakeExecutor(() => 40)];
-    const s = new InferenceScheduler(execs, { maxBatchSize: 1, maxWaitMs: 0, batchableGraphs: [] });
+    const s = new InferenceScheduler(execs, { maxBatchSize: 1, maxWaitMs: 0, batchableGraphs: [], reservedInteractive: 1 });
     const done: string[] = [];
     const bg = Array.from({ length: 6 }, (_, i) => s.run('caption', row(i), 'background').then(() => done.push(`bg${i}`)));
     await sleep(5);

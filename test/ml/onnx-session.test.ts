@@ -62,17 +62,19 @@ describe('ONNX sessions from the manifest', async () => {
     await expect(OnnxSession.create(dir, 'text_feature', spec)).rejects.toThrow(/has inputs \[attention_mask, input_ids\].*declares inputs \[ids: int64\[batch,seq\]\]/);
   });
 
-  it('decoder runs with an empty past and returns present_kv', async () => {
+  it('decoder runs on an empty fixed-capacity cache and returns only the new keys and values', async () => {
     const s = await OnnxSession.create(dir, 'caption_decoder', decoder);
+    const capacity = 4;
     const out = await s.run({
       input_ids: intTensor([146], [1, 1]),
-      attention_mask: intTensor([1], [1, 1]),
-      past_kv: floatTensor(new Float32Array(0), [2, 2, 1, 2, 0, 16]),
+      attention_mask: intTensor([0, 0, 0, 0, 1], [1, capacity + 1]),
+      past_kv: floatTensor(new Float32Array(2 * 2 * 2 * capacity * 16), [2, 2, 1, 2, capacity, 16]),
+      past_length: intTensor([0], [1]),
       cross_kv: floatTensor(new Float32Array(2 * 2 * 2 * 17 * 16), [2, 2, 1, 2, 17, 16]),
       encoder_attention_mask: intTensor(new Array(17).fill(1), [1, 17]),
     });
     expect(out.logits!.dims).toEqual([1, 1, 148]);
-    expect(out.present_kv!.dims).toEqual([2, 2, 1, 2, 1, 16]);
+    expect(out.new_kv!.dims).toEqual([2, 2, 1, 2, 1, 16]);
     await s.release();
   });
 });

@@ -13,9 +13,11 @@ describe('loadConfig', () => {
     expect(Object.isFrozen(config) && Object.isFrozen(config.limits)).toBe(true);
   });
 
-  it('re-ranks by default as deep as the bundled model was evaluated (its eval.json figures are what a search gets)', () => {
+  it('re-ranks by default as deep as the bundled model was evaluated (its manifest chooses; eval.json figures are what a search gets)', () => {
     const evaluated = JSON.parse(fs.readFileSync('models/blip-scenes/eval.json', 'utf8')) as { precision_at_10: { rerank_candidates: number } };
-    expect(loadConfig({}).search.defaultCandidates).toBe(evaluated.precision_at_10.rerank_candidates);
+    const manifest = JSON.parse(fs.readFileSync('models/blip-scenes/manifest.json', 'utf8')) as { search: { defaultCandidates: number } };
+    expect(manifest.search.defaultCandidates).toBe(evaluated.precision_at_10.rerank_candidates);
+    expect(loadConfig({}).search.defaultCandidates).toBeUndefined();
     expect(loadConfig({ SEARCH_CANDIDATES: '32' }).search.defaultCandidates).toBe(32);
   });
 

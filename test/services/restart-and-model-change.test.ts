@@ -24,7 +24,7 @@ describe('restarts: the index is a derived cache of the database', () => {
 
     const engine = new FakeBlipEngine({ modelId: 'fake-colour-v2' });
     const third = await startTestServer({ reuse, engine });
-    await expect.poll(async () => (await third.gql(`{ serviceInfo { indexedImages } }`)).data.serviceInfo.indexedImages).toBe(2);
+    await expect.poll(async () => (await third.gql(`{ serviceInfo { indexedImages } }`)).data.serviceInfo.indexedImages, { timeout: 15_000 }).toBe(2);
     fs.rmSync(path.join(first.dataDir, 'itm-states'), { recursive: true });
     const res = await third.gql(SEARCH);
     expect(res.data.searchImages.edges[0].node.id).toBe(red);
@@ -40,7 +40,7 @@ describe('restarts: the index is a derived cache of the database', () => {
     fs.writeFileSync(path.join(samples, 'a.txt'), 'a green square');
     fs.writeFileSync(path.join(samples, 'broken.png'), 'not a png');
     const server = await startTestServer({ env: { SEED_SAMPLES: 'true', SAMPLES_DIR: samples } });
-    await expect.poll(async () => (await server.gql(`{ images { totalCount } }`)).data.images.totalCount).toBe(1);
+    await expect.poll(async () => (await server.gql(`{ images { totalCount } }`)).data.images.totalCount, { timeout: 15_000 }).toBe(1);
     const img = (await server.gql(`{ images { edges { node { altText metadata } } } }`)).data.images.edges[0].node;
     expect(img).toEqual({ altText: 'a green square', metadata: { sample: 'a.png' } });
     const id = (await server.gql(`{ images { edges { node { id } } } }`)).data.images.edges[0].node.id;

@@ -16,11 +16,13 @@ describe('SearchService with a fake engine', () => {
   });
   afterAll(async () => server?.dispose());
 
-  it('re-ranks the ITC candidates with ITM in batches of ITM_BATCH_SIZE', async () => {
+  it('re-ranks all SEARCH_CANDIDATES ITC candidates with ITM in one engine call', async () => {
     const before = engine.calls.itmScores;
     const res = await server.gql(`{ searchImages(text: "yellow", first: 5) { totalCount edges { itcScore itmScore score } } }`);
     expect(res.data.searchImages.totalCount).toBe(5);
-    expect(engine.calls.itmScores - before).toBe(3);
+    expect(engine.calls.itmScores - before).toBe(1);
+    const scores = res.data.searchImages.edges.map((e: { score: number }) => e.score);
+    expect(scores).toEqual([...scores].sort((a, b) => b - a));
   });
 
   it('caches the text embedding and the ranked list across pages', async () => {

@@ -11,15 +11,32 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .absorbed import encode_absorbed
 from .model import (BlipConfig, BlipForConditionalGeneration, BlipForImageTextRetrieval,
                     BlipForQuestionAnswering, BlipVisionModel)
 
 OPSET = 14
+FORMAT_VERSION = 2
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
+def quantize_states(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per token: x[b, n, :] ~= codes[b, n, :] * scales[b, n]. The ITM states of an
+    image shrink from 4 to about 1 byte a value (0.44 MB at base size), stored once per image."""
+    scales = (x.abs().amax(dim=-1) / 127.0).clamp(min=1e-12)
+    codes = torch.round(x / scales[..., None]).clamp(-127, 127).to(torch.int8)
+    return codes, scales
+
+
+def dequantize_states(codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    return codes.to(torch.float32) * scales[..., None]
+
+
 class VisionGraph(nn.Module):
+    """Image states for captioning/VQA; the retrieval encoder adds the ITC feature and the ITM
+    states as int8 codes with per-token scales."""
+
     def __init__(self, vision: BlipVisionModel, proj: nn.Linear | None):
         super().__init__()
         self.vision, self.proj = vision, proj
@@ -28,7 +45,8 @@ class VisionGraph(nn.Module):
         image_embeds = self.vision(pixel_values)
         if self.proj is None:
             return image_embeds
-        return image_embeds, F.normalize(self.proj(image_embeds[:, 0, :]), dim=-1)
+        codes, scales = quantize_states(image_embeds)
+        return image_embeds, F.normalize(self.proj(image_embeds[:, 0, :]), dim=-1), codes, scales
 
 
 class TextFeatureGraph(nn.Module):
@@ -41,12 +59,15 @@ class TextFeatureGraph(nn.Module):
 
 
 class ItmGraph(nn.Module):
+    """ITM logits from the stored int8 ITM states, cross-attention as in tools/blip/absorbed.py."""
+
     def __init__(self, m: BlipForImageTextRetrieval):
         super().__init__()
         self.m = m
 
-    def forward(self, input_ids, attention_mask, image_embeds):
-        return self.m.itm_logits(input_ids, attention_mask, image_embeds)
+    def forward(self, input_ids, attention_mask, itm_states, itm_scales):
+        h = encode_absorbed(self.m.text_encoder, input_ids, attention_mask, dequantize_states(itm_states, itm_scales))
+        return self.m.itm_head(h[:, 0, :])
 
 
 class QuestionEncoderGraph(nn.Module):
@@ -55,7 +76,7 @@ class QuestionEncoderGraph(nn.Module):
         self.m = m
 
     def forward(self, input_ids, attention_mask, image_embeds):
-        return self.m.question_states(input_ids, attention_mask, image_embeds)
+        return encode_absorbed(self.m.text_encoder, input_ids, attention_mask, image_embeds)
 
 
 class CrossKvGraph(nn.Module):
@@ -68,13 +89,23 @@ class CrossKvGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
+    """One decoder step for `batch` rows (beams) of one input.
+
+    past_kv is a fixed-capacity cache [L,2,B,H,capacity,Dh] that the caller owns and fills: slots
+    at past_length and beyond are hidden by attention_mask ([B, capacity + new]). The graph returns
+    only the new tokens' keys and values (new_kv), so a step copies kilobytes out of onnxruntime,
+    not the whole cache (onnxruntime-node copies every output into a fresh buffer). cross_kv has
+    batch 1 and is broadcast to every row: beams share it, nothing is tiled."""
+
     def __init__(self, decoder):
         super().__init__()
         self.decoder = decoder
 
-    def forward(self, input_ids, attention_mask, past_kv, cross_kv, encoder_attention_mask):
-        return self.decoder(input_ids, attention_mask, encoder_attention_mask=encoder_attention_mask,
-                            past_kv=past_kv, cross_kv=cross_kv, return_present=True)
+    def forward(self, input_ids, attention_mask, past_kv, past_length, cross_kv, encoder_attention_mask):
+        logits, present = self.decoder(input_ids, attention_mask, encoder_attention_mask=encoder_attention_mask,
+                                       past_kv=past_kv, cross_kv=cross_kv, return_present=True,
+                                       past_length=past_length)
+        return logits, present[:, :, :, :, past_kv.shape[4]:, :]
 
 
 def model_id(name: str, graphs: dict) -> str:
@@ -110,7 +141,9 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list, outputs: l
 def export_folder(out: str | Path, *, name: str, config: BlipConfig, retrieval: BlipForImageTextRetrieval,
                   caption: BlipForConditionalGeneration, vqa: BlipForQuestionAnswering, tokenizer: dict,
                   source: str, text_max_length: int = 35, generation: dict | None = None,
-                  extra: dict | None = None) -> dict:
+                  search: dict | None = None, extra: dict | None = None) -> dict:
+    """search: service defaults chosen for this model, e.g. {"defaultCandidates": 128} (the ITC
+    candidates ITM re-ranks when a query names none; docs/model-format.md)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     v, t = config.vision, config.text
@@ -139,7 +172,8 @@ def export_folder(out: str | Path, *, name: str, config: BlipConfig, retrieval: 
         proj = retrieval.vision_proj if m.vision_model is retrieval.vision_model else None
         outputs = [_io("image_embeds", "float32", ["batch", N, Dv])]
         if proj is not None:
-            outputs.append(_io("image_feat", "float32", ["batch", E]))
+            outputs += [_io("image_feat", "float32", ["batch", E]), _io("itm_states", "int8", ["batch", N, Dv]),
+                        _io("itm_scales", "float32", ["batch", N])]
         add(gname, VisionGraph(m.vision_model, proj), (pix,),
             [_io("pixel_values", "float32", ["batch", 3, S, S])], outputs)
         vision_names[id(m.vision_model)] = gname
@@ -147,7 +181,8 @@ def export_folder(out: str | Path, *, name: str, config: BlipConfig, retrieval: 
     text_in = [_io("input_ids", "int64", ["batch", "seq"]), _io("attention_mask", "int64", ["batch", "seq"])]
     add("text_feature", TextFeatureGraph(retrieval), (ids, mask), text_in, [_io("text_feat", "float32", ["batch", E])])
     emb = torch.randn(2, N, Dv)
-    add("itm", ItmGraph(retrieval), (ids, mask, emb), text_in + [_io("image_embeds", "float32", ["batch", N, Dv])],
+    add("itm", ItmGraph(retrieval), (ids, mask, *quantize_states(emb)),
+        text_in + [_io("itm_states", "int8", ["batch", N, Dv]), _io("itm_scales", "float32", ["batch", N])],
         [_io("itm_logits", "float32", ["batch", 2])])
     add("vqa_question_encoder", QuestionEncoderGraph(vqa), (ids, mask, emb),
         text_in + [_io("image_embeds", "float32", ["batch", N, Dv])],
@@ -158,17 +193,20 @@ def export_folder(out: str | Path, *, name: str, config: BlipConfig, retrieval: 
         add(f"{prefix}_cross_kv", CrossKvGraph(m.text_decoder), (enc,),
             [_io("encoder_hidden_states", "float32", ["batch", "enc_seq", enc_dim])],
             [_io("cross_kv", "float32", [L, 2, "batch", H, "enc_seq", Dh])])
-        past = torch.randn(L, 2, 2, H, 3, Dh)
-        cross = torch.randn(L, 2, 2, H, 5, Dh)
+        past = torch.randn(L, 2, 2, H, 4, Dh)
+        cross = torch.randn(L, 2, 1, H, 5, Dh)
         dec_ids = torch.tensor([[5, 6], [7, 8]], dtype=torch.long).clamp(max=V - 1)
+        dec_mask = torch.tensor([[1, 1, 1, 0, 1, 1], [1, 1, 1, 0, 1, 1]], dtype=torch.long)
         add(f"{prefix}_decoder", DecoderGraph(m.text_decoder),
-            (dec_ids, torch.ones(2, 5, dtype=torch.long), past, cross, torch.ones(2, 5, dtype=torch.long)),
-            [_io("input_ids", "int64", ["batch", "new"]), _io("attention_mask", "int64", ["batch", "past_plus_new"]),
-             _io("past_kv", "float32", [L, 2, "batch", H, "past", Dh]),
-             _io("cross_kv", "float32", [L, 2, "batch", H, "enc_seq", Dh]),
-             _io("encoder_attention_mask", "int64", ["batch", "enc_seq"])],
+            (dec_ids, dec_mask, past, torch.tensor([3]), cross, torch.ones(1, 5, dtype=torch.long)),
+            [_io("input_ids", "int64", ["batch", "new"]),
+             _io("attention_mask", "int64", ["batch", "capacity_plus_new"]),
+             _io("past_kv", "float32", [L, 2, "batch", H, "capacity", Dh]),
+             _io("past_length", "int64", [1]),
+             _io("cross_kv", "float32", [L, 2, 1, H, "enc_seq", Dh]),
+             _io("encoder_attention_mask", "int64", [1, "enc_seq"])],
             [_io("logits", "float32", ["batch", "new", V]),
-             _io("present_kv", "float32", [L, 2, "batch", H, "past_plus_new", Dh])])
+             _io("new_kv", "float32", [L, 2, "batch", H, "new", Dh])])
 
     for g in graphs.values():
         p = out / g["file"]
@@ -181,7 +219,7 @@ def export_folder(out: str | Path, *, name: str, config: BlipConfig, retrieval: 
                "mask": vocab["[MASK]"], "dec": added["[DEC]"], "enc": added["[ENC]"]}
     manifest = {
         "format": "blip-search-model",
-        "formatVersion": 1,
+        "formatVersion": FORMAT_VERSION,
         "name": name,
         "modelId": model_id(name, graphs),
         "source": source,
@@ -195,6 +233,7 @@ def export_folder(out: str | Path, *, name: str, config: BlipConfig, retrieval: 
             "caption": {"maxLength": 30, "minLength": 5, "numBeams": 3, "repetitionPenalty": 1.0, "prompt": ""},
             "vqa": {"maxLength": 10, "minLength": 1, "numBeams": 1}},
         "config": config.to_dict(),
+        **({"search": search} if search else {}),
         "graphs": graphs,
         "tasks": {
             "retrieval": {"vision": vision_names[id(retrieval.vision_model)], "textFeature": "text_feature", "itm": "itm"},

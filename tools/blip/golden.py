@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageOps
 
 from . import generate
-from .export import CLIP_MEAN, CLIP_STD
+from .export import CLIP_MEAN, CLIP_STD, dequantize_states, quantize_states
 from .tokenizer import WordPieceTokenizer
 
 
@@ -50,12 +50,19 @@ def make_goldens(bundle, tok: WordPieceTokenizer, manifest: dict, images: list[P
     for path in images:
         pix = preprocess(path, S)
         emb = r.vision_model(pix)
+        codes, scales = quantize_states(emb)
         entry = {"file": path.name, "pixels": _r(pix, 6), "image_feat": _r(r.image_feat(emb)),
-                 "image_embeds_first": _r(emb[0, 0, :16]), "itm": []}
+                 "image_embeds_first": _r(emb[0, 0, :16]), "itm_scales": _r(scales[0], 9),
+                 "itm_codes_first": codes[0, :2].reshape(-1).tolist(), "itm": []}
+        deq = dequantize_states(codes, scales)
         for text in texts:
             ids = torch.tensor([tok.encode(text, max_len)])
             logits = r.itm_logits(ids, torch.ones_like(ids), emb)[0]
-            entry["itm"].append({"text": text, "logits": _r(logits), "probability": float(torch.softmax(logits, -1)[1])})
+            # What the int8 ITM graph must reproduce exactly: the reference on the stored states.
+            logits_q = r.itm_logits(ids, torch.ones_like(ids), deq)[0]
+            entry["itm"].append({"text": text, "logits": _r(logits), "probability": float(torch.softmax(logits, -1)[1]),
+                                 "logits_int8_states": _r(logits_q),
+                                 "probability_int8_states": float(torch.softmax(logits_q, -1)[1])})
         cemb = c.vision_model(pix)
         ones = torch.ones(1, cemb.shape[1], dtype=torch.long)
         gs, bs = caption_settings["greedy"], caption_settings["beam"]

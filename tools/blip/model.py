@@ -292,12 +292,15 @@ class BlipTextModel(nn.Module):
         return torch.stack([torch.stack(kv) for kv in self.layer_cross_kv(encoder_hidden_states)])
 
     def forward(self, input_ids, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
-                is_decoder=False, past_kv=None, cross_kv=None, return_present=False, encoder_index=None):
+                is_decoder=False, past_kv=None, cross_kv=None, return_present=False, encoder_index=None,
+                past_length=None):
         """encoder_index (training): row i cross-attends to encoder_hidden_states[encoder_index[i]], so
-        texts that share an image (ITM pairs, several questions) project its keys and values once."""
+        texts that share an image (ITM pairs, several questions) project its keys and values once.
+        past_length: position of the first new token when past_kv is a fixed-capacity cache whose
+        unused slots attention_mask hides (default: every cached position is used)."""
         b, t = input_ids.shape
         past_len = 0 if past_kv is None else past_kv.shape[4]
-        h = self.embeddings(input_ids, past_len)
+        h = self.embeddings(input_ids, past_len if past_length is None else past_length)
         dtype = h.dtype
         if attention_mask is None:
             attention_mask = torch.ones(b, past_len + t, dtype=torch.long, device=input_ids.device)
@@ -377,9 +380,10 @@ class BlipTextLMHeadModel(nn.Module):
         self.cls = BlipTextOnlyMLMHead(c)
 
     def forward(self, input_ids, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
-                past_kv=None, cross_kv=None, return_present=False):
+                past_kv=None, cross_kv=None, return_present=False, past_length=None):
         out = self.bert(input_ids, attention_mask, encoder_hidden_states, encoder_attention_mask,
-                        is_decoder=True, past_kv=past_kv, cross_kv=cross_kv, return_present=return_present)
+                        is_decoder=True, past_kv=past_kv, cross_kv=cross_kv, return_present=return_present,
+                        past_length=past_length)
         if return_present:
             h, present = out
             return self.cls(h), present

@@ -44,14 +44,15 @@ def _probe(config: BlipConfig, share_vision: bool) -> BlipBundle:
     return bundle.eval()
 
 
-def _locate(probe: BlipBundle) -> dict[bytes, tuple[str, bool]]:
-    """Parameter name and whether transposed, keyed by the bytes of the value the exporter writes."""
-    index: dict[bytes, tuple[str, bool]] = {}
+def _locate(probe: BlipBundle) -> dict[bytes, tuple[str, bool, tuple[int, ...]]]:
+    """Parameter name, whether transposed and its shape, keyed by the bytes of the value the
+    exporter writes (a weight used reshaped, as tools/blip/absorbed.py does, has the same bytes)."""
+    index: dict[bytes, tuple[str, bool, tuple[int, ...]]] = {}
     for name, p in probe.named_parameters():  # shared modules are listed once, under their first name
         a = p.detach().numpy().astype(np.float32)
-        index.setdefault(np.ascontiguousarray(a).tobytes(), (name, False))
+        index.setdefault(np.ascontiguousarray(a).tobytes(), (name, False, a.shape))
         if a.ndim == 2:
-            index.setdefault(np.ascontiguousarray(a.T).tobytes(), (name, True))
+            index.setdefault(np.ascontiguousarray(a.T).tobytes(), (name, True, a.shape))
     return index
 
 
@@ -85,8 +86,8 @@ def state_dict_from_folder(folder: str | Path, tokenizer: dict) -> tuple[BlipCon
                     raise ValueError(f"{gname}: initializer {init_name} {value.shape} matches no parameter")
                 if init_name not in trained or trained[init_name].shape != value.shape:
                     raise ValueError(f"{gname}: the trained graph lacks initializer {init_name} {value.shape}")
-                pname, transposed = hit
-                w = torch.from_numpy(np.array(trained[init_name].T if transposed else trained[init_name]))
+                pname, transposed, shape = hit
+                w = torch.from_numpy(np.array(trained[init_name].T if transposed else trained[init_name])).reshape(shape)
                 if pname in found and not torch.equal(found[pname], w):
                     raise ValueError(f"graphs disagree on {pname}")
                 found[pname] = w

@@ -68,11 +68,17 @@ def quantize_graph(model: onnx.ModelProto, reduce_range: bool = False) -> int:
     return count
 
 
-def quantize_folder(src: str | Path, out: str | Path, *, name: str | None = None, reduce_range: bool = False) -> dict:
+def quantize_folder(src: str | Path, out: str | Path, *, name: str | None = None, reduce_range: bool = False,
+                    keep_fp32: set[str] | frozenset[str] = frozenset()) -> dict:
+    """keep_fp32: graphs copied as they are (per-graph choice: int8 only where it costs no quality,
+    as measured by `npm run eval` on the bundled model and the feature cosines of the full-size test)."""
     src, out = Path(src), Path(out)
     if src.resolve() == out.resolve():
         raise SystemExit("--out must be another folder: the fp32 model stays as it is")
     manifest = json.loads((src / "manifest.json").read_text())
+    unknown = set(keep_fp32) - set(manifest["graphs"])
+    if unknown:
+        raise SystemExit(f"--keep-fp32 names graphs the model does not have: {sorted(unknown)}; it has {sorted(manifest['graphs'])}")
     out.mkdir(parents=True, exist_ok=True)
     for f in src.iterdir():
         if f.is_file() and f.suffix != ".onnx" and f.name not in NOT_COPIED:
@@ -80,7 +86,7 @@ def quantize_folder(src: str | Path, out: str | Path, *, name: str | None = None
     matmuls = {}
     for gname, spec in manifest["graphs"].items():
         model = onnx.load(str(src / spec["file"]))
-        matmuls[gname] = quantize_graph(model, reduce_range)
+        matmuls[gname] = 0 if gname in keep_fp32 else quantize_graph(model, reduce_range)
         path = out / spec["file"]
         onnx.save(model, str(path))
         spec["sha256"] = sha256_file(path)
@@ -91,6 +97,6 @@ def quantize_folder(src: str | Path, out: str | Path, *, name: str | None = None
     manifest["source"] = f"{manifest.get('source', manifest['name'])}; int8 weights by tools.quantize"
     manifest["quantization"] = {"weights": "int8", "scheme": "symmetric per output column",
                                 "reduceRange": reduce_range, "operator": f"{MS_DOMAIN}.DynamicQuantizeMatMul",
-                                "matmuls": matmuls, "from": fp32_id}
+                                "matmuls": matmuls, "fp32Graphs": sorted(keep_fp32), "from": fp32_id}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -6,6 +6,8 @@ export const IO = {
   pixelValues: 'pixel_values',
   imageEmbeds: 'image_embeds',
   imageFeat: 'image_feat',
+  itmStates: 'itm_states',
+  itmScales: 'itm_scales',
   inputIds: 'input_ids',
   attentionMask: 'attention_mask',
   textFeat: 'text_feat',
@@ -14,7 +16,8 @@ export const IO = {
   encoderHiddenStates: 'encoder_hidden_states',
   crossKv: 'cross_kv',
   pastKv: 'past_kv',
-  presentKv: 'present_kv',
+  pastLength: 'past_length',
+  newKv: 'new_kv',
   encoderAttentionMask: 'encoder_attention_mask',
   logits: 'logits',
 } as const;

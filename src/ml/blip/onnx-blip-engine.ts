@@ -1,10 +1,10 @@
-import type { BlipEngine, CaptionOptions, ImageEncoding, ItmResult, LoadedImage } from '../blip-engine.js';
+import type { BlipEngine, CaptionOptions, ImageEncoding, ItmResult, ItmStates, LoadedImage } from '../blip-engine.js';
 import { InvalidTextError } from '../errors.js';
 import type { GenerationConfig } from '../generation/generation-config.js';
 import type { ModelManifest } from '../manifest/model-manifest.js';
 import { decodeImage, type ImageLimits, type ResizeKernel } from '../preprocess/image-decoder.js';
 import type { InferenceScheduler, Priority } from '../runtime/inference-scheduler.js';
-import { concat, floatTensor, intTensor, type FloatTensor, type TensorMap } from '../runtime/tensor.js';
+import { floatTensor, intTensor, type FloatTensor, type Int8Tensor, type TensorMap } from '../runtime/tensor.js';
 import type { BertTokenizer } from '../tokenizer/bert-tokenizer.js';
 import { IO } from './blip-io-names.js';
 
@@ -14,8 +14,11 @@ export interface PriorityOption {
   priority?: Priority;
 }
 
-/** Largest number of ITM candidates per request; the scheduler merges requests up to its own limit. */
-const ITM_CHUNK = 16;
+/** Options of {@link OnnxBlipEngine} beyond the manifest. */
+export interface EngineSettings {
+  /** ITM candidates per graph run inside the worker. Default 16. */
+  itmBatchSize?: number;
+}
 
 /**
  * {@link BlipEngine} over a manifest's graphs. Tokenizing and image decoding happen here (sharp
@@ -25,8 +28,12 @@ const ITM_CHUNK = 16;
 export class OnnxBlipEngine implements BlipEngine {
   readonly modelId: string;
   readonly embedDim: number;
-  readonly itmStatesLength: number;
+  readonly itmStateDims: { tokens: number; hidden: number };
+  readonly defaultSearchCandidates: number | undefined;
   private readonly visionCache = new WeakMap<LoadedImage, Map<string, Promise<TensorMap>>>();
+  /** Per vision graph, the outputs the tasks that name it read (only those cross the thread boundary). */
+  private readonly visionOutputs = new Map<string, string[]>();
+  private readonly itmBatchSize: number;
 
   constructor(
     readonly manifest: ModelManifest,
@@ -35,10 +42,18 @@ export class OnnxBlipEngine implements BlipEngine {
     readonly scheduler: InferenceScheduler,
     private readonly limits: ImageLimits,
     private readonly kernel?: ResizeKernel,
+    settings: EngineSettings = {},
   ) {
     this.modelId = manifest.modelId;
     this.embedDim = manifest.dims.embed;
-    this.itmStatesLength = manifest.dims.imageTokens * manifest.dims.visionHidden;
+    this.itmStateDims = { tokens: manifest.dims.imageTokens, hidden: manifest.dims.visionHidden };
+    this.defaultSearchCandidates = manifest.search?.defaultCandidates;
+    this.itmBatchSize = settings.itmBatchSize ?? 16;
+    const t = manifest.tasks;
+    const need = (graph: string, names: string[]) => this.visionOutputs.set(graph, [...new Set([...(this.visionOutputs.get(graph) ?? []), ...names])]);
+    need(t.retrieval.vision, [IO.imageFeat, IO.itmStates, IO.itmScales]);
+    need(t.caption.vision, [IO.imageEmbeds]);
+    need(t.vqa.vision, [IO.imageEmbeds]);
   }
 
   /**
@@ -62,7 +77,7 @@ export class OnnxBlipEngine implements BlipEngine {
     let outputs = byGraph.get(graph);
     if (!outputs) {
       const s = this.manifest.image.size;
-      outputs = this.scheduler.run(graph, { [IO.pixelValues]: floatTensor(image.pixels, [1, 3, s, s]) }, priority);
+      outputs = this.scheduler.run(graph, { [IO.pixelValues]: floatTensor(image.pixels, [1, 3, s, s]) }, priority, this.visionOutputs.get(graph));
       const cache = byGraph;
       outputs.catch(() => cache.delete(graph));
       byGraph.set(graph, outputs);
@@ -72,11 +87,15 @@ export class OnnxBlipEngine implements BlipEngine {
 
   /**
    * ITC feature and ITM states of an image (retrieval vision graph). Background priority by default.
-   * @returns feature Float32Array(embed), L2-normalised; itmStates Float32Array(imageTokens*visionHidden).
+   * @returns feature Float32Array(embed), L2-normalised; itmStates int8 codes (imageTokens*visionHidden)
+   *   and per-token scales (imageTokens).
    */
   async embedImage(image: LoadedImage, options: PriorityOption = {}): Promise<ImageEncoding> {
     const out = await this.vision(image, this.manifest.tasks.retrieval.vision, options.priority ?? 'background');
-    return { feature: (out[IO.imageFeat] as FloatTensor).data, itmStates: (out[IO.imageEmbeds] as FloatTensor).data };
+    return {
+      feature: (out[IO.imageFeat] as FloatTensor).data,
+      itmStates: { codes: (out[IO.itmStates] as Int8Tensor).data, scales: (out[IO.itmScales] as FloatTensor).data },
+    };
   }
 
   /** {@link embedImage} for several images; their runs are merged by the scheduler. */
@@ -105,36 +124,30 @@ export class OnnxBlipEngine implements BlipEngine {
   }
 
   /**
-   * ITM of `text` against each image's itmStates ([imageTokens*visionHidden] each), rows batched.
-   * Token 0 is [CLS] or [ENC] per manifest text.itmFirstToken. Interactive priority.
+   * ITM of `text` against each image's states, in one job: the inference worker assembles the
+   * batches ({@link EngineSettings.itmBatchSize} rows per run) from the states' memory, so the
+   * event loop copies nothing. Token 0 is [CLS] or [ENC] per manifest text.itmFirstToken.
+   * Interactive priority.
    * @returns raw logits [no-match, match] and softmax(logits)[1] per image, in input order.
    */
-  async itmScores(text: string, itmStates: Float32Array[], options: PriorityOption = {}): Promise<ItmResult> {
-    const { imageTokens, visionHidden } = this.manifest.dims;
+  async itmScores(text: string, itmStates: ItmStates[], options: PriorityOption = {}): Promise<ItmResult> {
+    const { tokens, hidden } = this.itmStateDims;
     for (const [i, s] of itmStates.entries()) {
-      if (s.length !== this.itmStatesLength) {
-        throw new RangeError(`itmStates[${i}] has ${s.length} values; this model needs ${this.itmStatesLength} (${imageTokens}x${visionHidden})`);
+      if (s.codes.length !== tokens * hidden || s.scales.length !== tokens) {
+        throw new RangeError(`itmStates[${i}] has ${s.codes.length} codes and ${s.scales.length} scales; this model needs ${tokens * hidden} (${tokens}x${hidden}) and ${tokens}`);
       }
     }
+    if (itmStates.length === 0) return { logits: [], probabilities: [] };
     const enc = this.tokenizer.encode(text, this.manifest.text.itmFirstToken);
-    const n = enc.ids.length;
-    const ids = intTensor(enc.ids, [1, n]);
-    const mask = intTensor(enc.attentionMask, [1, n]);
-    const chunks: Promise<TensorMap>[] = [];
-    for (let start = 0; start < itmStates.length; start += ITM_CHUNK) {
-      const part = itmStates.slice(start, start + ITM_CHUNK);
-      const rows = part.length;
-      chunks.push(this.scheduler.run(this.manifest.tasks.retrieval.itm, {
-        [IO.inputIds]: concat(new Array(rows).fill(ids), 0),
-        [IO.attentionMask]: concat(new Array(rows).fill(mask), 0),
-        [IO.imageEmbeds]: concat(part.map((s) => floatTensor(s, [1, imageTokens, visionHidden])), 0),
-      }, options.priority ?? 'interactive'));
-    }
+    const flat = await this.scheduler.itm({
+      kind: 'itm',
+      graph: this.manifest.tasks.retrieval.itm,
+      inputIds: enc.ids,
+      states: itmStates.map((s) => ({ codes: s.codes, scales: s.scales })),
+      chunk: this.itmBatchSize,
+    }, options.priority ?? 'interactive');
     const logits: Array<[number, number]> = [];
-    for (const out of await Promise.all(chunks)) {
-      const t = out[IO.itmLogits] as FloatTensor;
-      for (let r = 0; r < (t.dims[0] as number); r++) logits.push([t.data[2 * r] as number, t.data[2 * r + 1] as number]);
-    }
+    for (let r = 0; r < itmStates.length; r++) logits.push([flat[2 * r] as number, flat[2 * r + 1] as number]);
     const probabilities = logits.map(([a, b]) => {
       const m = Math.max(a, b);
       return Math.exp(b - m) / (Math.exp(a - m) + Math.exp(b - m));

@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { IO } from '../blip/blip-io-names.js';
 import { ModelFormatError } from '../errors.js';
 
 const dimSchema = z.union([z.number().int().nonnegative(), z.string().min(1)]);
-const dtypeSchema = z.enum(['float32', 'int64']);
+const dtypeSchema = z.enum(['float32', 'int64', 'int8']);
 
 const ioSchema = z.object({
   name: z.string().min(1),
@@ -28,9 +29,14 @@ const generationSchema = z.object({
   prompt: z.string().default(''),
 });
 
+/** The manifest format this runtime reads (docs/model-format.md). */
+export const MODEL_FORMAT_VERSION = 2;
+
 const manifestSchema = z.object({
   format: z.literal('blip-search-model'),
-  formatVersion: z.literal(1),
+  formatVersion: z.literal(MODEL_FORMAT_VERSION, {
+    error: (issue) => `format version ${JSON.stringify(issue.input)} is not supported: this runtime reads version ${MODEL_FORMAT_VERSION}; re-export the folder with tools/convert_hf.py (or tools/export_scenes.py), then tools/quantize.py for an int8 copy`,
+  }),
   name: z.string().min(1),
   modelId: z.string().min(1),
   source: z.string().optional(),
@@ -72,6 +78,11 @@ const manifestSchema = z.object({
     caption: generationSchema,
     vqa: generationSchema,
   }),
+  /** Search defaults chosen for this model from its measured quality and speed. */
+  search: z.object({
+    /** ITC candidates ITM re-ranks when a query names none (SEARCH_CANDIDATES overrides it). */
+    defaultCandidates: z.number().int().positive(),
+  }).loose().optional(),
   graphs: z.record(z.string(), graphSchema),
   /** Present on a `tools.quantize` copy: its MatMul weights are int8 (docs/model-format.md). */
   quantization: z.object({
@@ -93,7 +104,7 @@ const manifestSchema = z.object({
   }),
 }).loose();
 
-/** A model folder's manifest.json (docs/model-format.md, format version 1), validated. */
+/** A model folder's manifest.json (docs/model-format.md, format version 2), validated. */
 export type ModelManifest = z.infer<typeof manifestSchema>;
 /** One graph entry of the manifest: file, hash, declared inputs and outputs. */
 export type GraphSpec = z.infer<typeof graphSchema>;
@@ -125,8 +136,25 @@ export function parseModelManifest(json: unknown, where = 'manifest.json'): Mode
       `${where} names graphs it does not define: ${missing.join(', ')}; defined graphs: ${known.join(', ')}`,
     );
   }
+  const wrong = REQUIRED_IO.flatMap(({ task, role, side, names }) => {
+    const spec = m.graphs[(m.tasks[task] as Record<string, string>)[role] as string];
+    const have = new Set((spec?.[side] ?? []).map((io) => io.name));
+    const absent = names.filter((n) => !have.has(n));
+    return absent.length ? [`tasks.${task}.${role} lacks ${side} ${absent.join(', ')}`] : [];
+  });
+  if (wrong.length > 0) throw new ModelFormatError(`${where}: ${wrong.join('; ')}`);
   return m;
 }
+
+/** What the runtime feeds and fetches per task graph (docs/model-format.md, "Graphs"). */
+const REQUIRED_IO: Array<{ task: keyof ModelManifest['tasks']; role: string; side: 'inputs' | 'outputs'; names: string[] }> = [
+  { task: 'retrieval', role: 'vision', side: 'outputs', names: [IO.imageFeat, IO.itmStates, IO.itmScales] },
+  { task: 'retrieval', role: 'itm', side: 'inputs', names: [IO.inputIds, IO.attentionMask, IO.itmStates, IO.itmScales] },
+  { task: 'caption', role: 'vision', side: 'outputs', names: [IO.imageEmbeds] },
+  { task: 'caption', role: 'decoder', side: 'inputs', names: [IO.pastKv, IO.pastLength, IO.crossKv] },
+  { task: 'caption', role: 'decoder', side: 'outputs', names: [IO.logits, IO.newKv] },
+  { task: 'vqa', role: 'decoder', side: 'inputs', names: [IO.pastKv, IO.pastLength, IO.crossKv] },
+];
 
 /** Reads and validates `<modelDir>/manifest.json`. */
 export async function loadModelManifest(modelDir: string): Promise<ModelManifest> {

@@ -1,6 +1,7 @@
 import sharp, { type Metadata } from 'sharp';
 import type { ImageInfo } from '../blip-engine.js';
 import { ImageTooLargeError, UnsupportedImageError } from '../errors.js';
+import { sharedArray } from '../runtime/shared-memory.js';
 
 /** Size limits checked before any pixel is decoded. */
 export interface ImageLimits {
@@ -122,11 +123,12 @@ export async function resizeRgb(rgb: RgbImage, size: number, kernel: ResizeKerne
 
 /**
  * Interleaved RGB bytes -> CHW float32: `(v * rescaleFactor - mean[c]) / std[c]`.
- * @returns Float32Array(3 * S * S), channel-major.
+ * @returns Float32Array(3 * S * S), channel-major, in shared memory (it is posted to an
+ *   inference worker once per vision graph: src/ml/runtime/shared-memory.ts).
  */
 export function normalizeRgb(data: Uint8Array, spec: PixelSpec): Float32Array {
   const plane = spec.size * spec.size;
-  const out = new Float32Array(3 * plane);
+  const out = sharedArray(Float32Array, 3 * plane);
   for (let c = 0; c < 3; c++) {
     const mean = spec.mean[c] as number;
     const std = spec.std[c] as number;

@@ -4,8 +4,11 @@ import { ModelFormatError } from '../errors.js';
 import { beamSearch } from '../generation/beam-search.js';
 import { greedySearch } from '../generation/greedy-search.js';
 import type { ModelManifest } from '../manifest/model-manifest.js';
-import type { GenerateJob, InferenceJob, JobExecutor, RunJob } from './inference-job.js';
+import { BufferPool } from './buffer-pool.js';
+import type { GenerateJob, InferenceJob, ItmJob, JobExecutor, JobResult, Priority } from './inference-job.js';
 import { OnnxSession, type SessionOptions } from './onnx-session.js';
+import { RunGate } from './run-gate.js';
+import { isShared } from './shared-memory.js';
 import type { FloatTensor, TensorMap } from './tensor.js';
 
 /** Options of {@link InferenceHost.open}. */
@@ -14,14 +17,22 @@ export interface InferenceHostOptions extends SessionOptions {
   graphs?: string[];
   /** Run each graph once on zeros after loading. Default true. */
   warmUp?: boolean;
+  /** Share of the worker's time background runs keep while interactive runs wait. Default 0.4. */
+  backgroundShare?: number;
 }
 
 /**
  * Owns the ORT sessions of one model folder and executes jobs on them. Lives inside an inference
- * worker thread (or in-process for tests and the event-loop control measurement).
+ * worker thread (or in-process for tests and the event-loop control measurement). Several jobs
+ * may be in progress at once; their graph runs take turns through a {@link RunGate}.
  */
 export class InferenceHost implements JobExecutor {
-  private constructor(private readonly sessions: Map<string, OnnxSession>) {}
+  private readonly pool = new BufferPool();
+  private readonly gate: RunGate;
+
+  private constructor(private readonly sessions: Map<string, OnnxSession>, options: InferenceHostOptions) {
+    this.gate = new RunGate(options.backgroundShare);
+  }
 
   /** Loads (and warms up) the sessions. Blocks its thread for the loads. */
   static async open(modelDir: string, manifest: ModelManifest, options: InferenceHostOptions = {}): Promise<InferenceHost> {
@@ -39,28 +50,105 @@ export class InferenceHost implements JobExecutor {
       await Promise.all([...sessions.values()].map((s) => s.release()));
       throw err;
     }
-    return new InferenceHost(sessions);
+    return new InferenceHost(sessions, options);
   }
 
-  /** Runs one graph by manifest name. */
-  run = async (graph: string, feeds: TensorMap): Promise<TensorMap> => {
+  /** Runs one graph by manifest name, when the gate gives `priority` its turn. */
+  async run(graph: string, feeds: TensorMap, outputs?: string[], priority: Priority = 'interactive'): Promise<TensorMap> {
     const session = this.sessions.get(graph);
     if (!session) throw new ModelFormatError(`graph "${graph}" is not loaded; loaded: ${[...this.sessions.keys()].join(', ')}`);
-    return session.run(feeds);
-  };
-
-  execute(job: RunJob): Promise<TensorMap>;
-  execute(job: GenerateJob): Promise<number[]>;
-  execute(job: InferenceJob): Promise<TensorMap | number[]>;
-  async execute(job: InferenceJob): Promise<TensorMap | number[]> {
-    if (job.kind === 'run') return this.run(job.graph, job.feeds);
-    return this.generate(job);
+    // onnxruntime-node rejects typed arrays over shared memory: copy those into pooled buffers.
+    const borrowed: ArrayBuffer[] = [];
+    const own: TensorMap = {};
+    for (const [name, t] of Object.entries(feeds)) {
+      if (!isShared(t.data)) {
+        own[name] = t;
+        continue;
+      }
+      const buffer = this.pool.acquire(t.data.byteLength);
+      borrowed.push(buffer);
+      const Ctor = t.data.constructor as new (b: ArrayBuffer, o: number, n: number) => typeof t.data;
+      const copy = new Ctor(buffer, 0, t.data.length);
+      (copy as Float32Array).set(t.data as Float32Array);
+      own[name] = { ...t, data: copy } as typeof t;
+    }
+    try {
+      return await this.gate.run(priority, () => session.run(own, outputs));
+    } finally {
+      for (const b of borrowed) this.pool.release(b);
+    }
   }
 
-  private async generate(job: GenerateJob): Promise<number[]> {
-    const out = await this.run(job.crossKvGraph, { [IO.encoderHiddenStates]: job.encoderStates });
-    const decoder = new KvCacheDecoder(this.run, job.decoderGraph, out[IO.crossKv] as FloatTensor);
-    return job.config.numBeams > 1 ? beamSearch(decoder, job.prefix, job.config) : greedySearch(decoder, job.prefix, job.config);
+  async execute<J extends InferenceJob>(job: J, priority: Priority = 'interactive'): Promise<JobResult<J>> {
+    const result = job.kind === 'run'
+      ? await this.run(job.graph, job.feeds, job.outputs, priority)
+      : job.kind === 'generate'
+        ? await this.generate(job, priority)
+        : await this.itm(job, priority);
+    return result as JobResult<J>;
+  }
+
+  private async generate(job: GenerateJob, priority: Priority): Promise<number[]> {
+    const out = await this.run(job.crossKvGraph, { [IO.encoderHiddenStates]: job.encoderStates }, [IO.crossKv], priority);
+    const run = (graph: string, feeds: TensorMap, outputs?: string[]) => this.run(graph, feeds, outputs, priority);
+    const decoder = new KvCacheDecoder(run, job.decoderGraph, out[IO.crossKv] as FloatTensor, job.config.maxLength, this.pool);
+    try {
+      return job.config.numBeams > 1 ? await beamSearch(decoder, job.prefix, job.config) : await greedySearch(decoder, job.prefix, job.config);
+    } finally {
+      decoder.release();
+    }
+  }
+
+  /**
+   * ITM logits of one text against every image of the job, `job.chunk` rows per run. The batch
+   * inputs are assembled here, in pooled buffers, from the states' shared memory.
+   */
+  private async itm(job: ItmJob, priority: Priority): Promise<Float32Array> {
+    const n = job.states.length;
+    const logits = new Float32Array(n * 2);
+    if (n === 0) return logits;
+    const first = job.states[0] as ItmJob['states'][number];
+    const tokens = first.scales.length;
+    const perImage = first.codes.length;
+    const T = job.inputIds.length;
+    const rowsMax = Math.min(job.chunk, n);
+    const codesBuf = this.pool.acquire(rowsMax * perImage);
+    const scalesBuf = this.pool.acquire(rowsMax * tokens * 4);
+    const idsBuf = this.pool.acquire(rowsMax * T * 8);
+    const maskBuf = this.pool.acquire(rowsMax * T * 8);
+    try {
+      const ids = new BigInt64Array(idsBuf, 0, rowsMax * T);
+      const mask = new BigInt64Array(maskBuf, 0, rowsMax * T);
+      for (let r = 0; r < rowsMax; r++) {
+        job.inputIds.forEach((id, t) => {
+          ids[r * T + t] = BigInt(id);
+          mask[r * T + t] = 1n;
+        });
+      }
+      for (let start = 0; start < n; start += rowsMax) {
+        const rows = Math.min(rowsMax, n - start);
+        const codes = new Int8Array(codesBuf, 0, rows * perImage);
+        const scales = new Float32Array(scalesBuf, 0, rows * tokens);
+        for (let r = 0; r < rows; r++) {
+          const s = job.states[start + r] as ItmJob['states'][number];
+          if (s.codes.length !== perImage || s.scales.length !== tokens) {
+            throw new RangeError(`ITM states ${start + r} have ${s.codes.length} codes and ${s.scales.length} scales; expected ${perImage} and ${tokens}`);
+          }
+          codes.set(s.codes, r * perImage);
+          scales.set(s.scales, r * tokens);
+        }
+        const out = await this.run(job.graph, {
+          [IO.inputIds]: { dtype: 'int64', dims: [rows, T], data: ids.subarray(0, rows * T) },
+          [IO.attentionMask]: { dtype: 'int64', dims: [rows, T], data: mask.subarray(0, rows * T) },
+          [IO.itmStates]: { dtype: 'int8', dims: [rows, tokens, perImage / tokens], data: codes },
+          [IO.itmScales]: { dtype: 'float32', dims: [rows, tokens], data: scales },
+        }, [IO.itmLogits], priority);
+        logits.set((out[IO.itmLogits] as FloatTensor).data, start * 2);
+      }
+    } finally {
+      for (const b of [codesBuf, scalesBuf, idsBuf, maskBuf]) this.pool.release(b);
+    }
+    return logits;
   }
 
   async close(): Promise<void> {

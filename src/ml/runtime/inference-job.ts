@@ -6,6 +6,8 @@ export interface RunJob {
   kind: 'run';
   graph: string;
   feeds: TensorMap;
+  /** Outputs to return (default: every declared output). */
+  outputs?: string[];
   /**
    * The feeds' buffers belong to this job alone (the scheduler built them by merging requests),
    * so a worker executor may move them to its thread instead of copying them on the event loop.
@@ -16,7 +18,7 @@ export interface RunJob {
 /**
  * A whole generation (caption or VQA answer) for one input: `crossKvGraph` once on
  * `encoderStates` [1,S,D], then the decoder step by step with greedy or beam search. Runs where
- * the sessions live, so the KV cache and the tiled cross K/V never cross a thread boundary.
+ * the sessions live, so the key/value caches never cross a thread boundary.
  */
 export interface GenerateJob {
   kind: 'generate';
@@ -28,16 +30,37 @@ export interface GenerateJob {
   config: GenerationConfig;
 }
 
-/** Work for an inference executor. */
-export type InferenceJob = RunJob | GenerateJob;
+/** One image's stored ITM states: int8 codes [tokens, hidden], one scale per token. */
+export interface ItmStateArrays {
+  codes: Int8Array;
+  scales: Float32Array;
+}
 
-/** `run` -> the graph's outputs; `generate` -> the token ids (prefix included). */
-export type JobResult<J extends InferenceJob> = J extends RunJob ? TensorMap : number[];
+/**
+ * ITM of one text against many images. The worker builds the batches from the states (shared
+ * memory, so nothing is copied on the event loop) in `chunk`-row runs.
+ */
+export interface ItmJob {
+  kind: 'itm';
+  graph: string;
+  /** The text's ids, [first token] ... [SEP]. */
+  inputIds: number[];
+  states: ItmStateArrays[];
+  /** Rows per graph run: bounds the worker's input buffers. */
+  chunk: number;
+}
+
+/** Work for an inference executor. */
+export type InferenceJob = RunJob | GenerateJob | ItmJob;
+
+/** `run` -> the graph's outputs; `generate` -> the token ids (prefix included); `itm` -> logits [n, 2], flattened. */
+export type JobResult<J extends InferenceJob> = J extends RunJob ? TensorMap : J extends GenerateJob ? number[] : Float32Array;
+
+/** Interactive work (search, ITM re-ranking, VQA) goes before background work (ingest). */
+export type Priority = 'interactive' | 'background';
 
 /** Whatever executes jobs: an in-process {@link InferenceHost}, a worker thread, a test fake. */
 export interface JobExecutor {
-  execute(job: RunJob): Promise<TensorMap>;
-  execute(job: GenerateJob): Promise<number[]>;
-  execute(job: InferenceJob): Promise<TensorMap | number[]>;
+  execute<J extends InferenceJob>(job: J, priority: Priority): Promise<JobResult<J>>;
   close(): Promise<void>;
 }

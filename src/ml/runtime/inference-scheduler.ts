@@ -1,19 +1,25 @@
 import { EngineClosedError } from '../errors.js';
-import type { GenerateJob, InferenceJob, JobExecutor } from './inference-job.js';
+import type { GenerateJob, InferenceJob, ItmJob, JobExecutor, JobResult, Priority } from './inference-job.js';
 import { concat, sliceBatch, type TensorData, type TensorMap } from './tensor.js';
 
-/** Interactive work (search, ITM re-ranking, VQA) goes before background work (ingest). */
-export type Priority = 'interactive' | 'background';
+export type { Priority } from './inference-job.js';
 
 /** Options of {@link InferenceScheduler}. */
 export interface SchedulerOptions {
   /** Largest number of batch rows merged into one run. Default 8. */
   maxBatchSize?: number;
+  /**
+   * Largest merged feed, in bytes: merging copies the requests' inputs on the event loop, which
+   * pays off for small inputs (the bundled model's 96 px images, texts) and stalls it for large
+   * ones (a 384 px image is 1.7 MB). Default 4 MB.
+   */
+  maxMergeBytes?: number;
   /** How long a batchable request may wait for companions when an executor is free. Default 2 ms. */
   maxWaitMs?: number;
   /**
-   * Executors background work may not occupy, so interactive work always finds one free.
-   * Default 1 when there are several executors, else 0.
+   * Executors background work may not occupy, so interactive work always finds one without
+   * background work. Default 0: each executor runs one interactive and one background job at a
+   * time, and its run gate (src/ml/runtime/run-gate.ts) orders their graph runs.
    */
   reservedInteractive?: number;
   /** Graphs whose runs may be merged along axis 0 (every input and output has batch first). */
@@ -25,60 +31,70 @@ interface Item {
   priority: Priority;
   key: string | null;
   rows: number;
+  bytes: number;
   enqueuedAt: number;
-  resolve: (r: TensorMap | number[]) => void;
+  resolve: (r: TensorMap | number[] | Float32Array) => void;
   reject: (e: unknown) => void;
 }
 
 interface Slot {
   executor: JobExecutor;
-  jobs: number;
-  background: number;
-  generating: boolean;
+  running: Record<Priority, number>;
 }
 
 /** How many recent run jobs `SchedulerStats.runs` keeps: the service runs for months. */
 export const RECENT_RUNS_KEPT = 256;
 
-/** What the scheduler did: for tests and the bench. */
+/** What the scheduler did: for tests, the bench and metrics. */
 export interface SchedulerStats {
   /** The most recent run jobs (at most RECENT_RUNS_KEPT), oldest first: graph and merged row count. */
   runs: Array<{ graph: string; rows: number; requests: number; priority: Priority }>;
   /** Run jobs executed since start, per graph. */
   runsByGraph: Record<string, number>;
   generations: number;
+  /** ITM jobs and the images they scored. */
+  itmJobs: number;
+  itmRows: number;
 }
 
 /**
- * Queues inference jobs in two priority lanes over a fixed set of executors (worker threads).
- * Runs on the same batchable graph with equal non-batch dims are merged along axis 0 up to
- * `maxBatchSize`, waiting at most `maxWaitMs` for companions. Background work never takes the
- * reserved executors; an interactive run may also join an executor that is busy generating,
- * because workers interleave jobs between decoder steps.
+ * Queues inference jobs in two priority lanes over a fixed set of executors (inference workers).
+ * Each executor takes one interactive and one background job at a time; inside the worker their
+ * graph runs take turns, interactive first with a guaranteed share for background work, so a
+ * search waits for at most one graph run of an ingest, and ingest keeps progressing under a
+ * stream of searches. Runs on the same batchable graph with equal non-batch dims are merged
+ * along axis 0 up to `maxBatchSize` rows and `maxMergeBytes`, waiting at most `maxWaitMs`.
  */
 export class InferenceScheduler {
   private readonly lanes: Record<Priority, Item[]> = { interactive: [], background: [] };
   private readonly slots: Slot[];
   private readonly maxBatchSize: number;
+  private readonly maxMergeBytes: number;
   private readonly maxWaitMs: number;
   private readonly reserved: number;
   private readonly batchable: Set<string>;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
-  readonly stats: SchedulerStats = { runs: [], runsByGraph: {}, generations: 0 };
+  readonly stats: SchedulerStats = { runs: [], runsByGraph: {}, generations: 0, itmJobs: 0, itmRows: 0 };
 
   constructor(executors: JobExecutor[], options: SchedulerOptions = {}) {
     if (executors.length === 0) throw new RangeError('the scheduler needs at least one executor');
-    this.slots = executors.map((executor) => ({ executor, jobs: 0, background: 0, generating: false }));
+    this.slots = executors.map((executor) => ({ executor, running: { interactive: 0, background: 0 } }));
     this.maxBatchSize = options.maxBatchSize ?? 8;
+    this.maxMergeBytes = options.maxMergeBytes ?? 4 * 1024 * 1024;
     this.maxWaitMs = options.maxWaitMs ?? 2;
-    this.reserved = Math.min(options.reservedInteractive ?? (executors.length > 1 ? 1 : 0), executors.length - 1);
+    this.reserved = Math.min(options.reservedInteractive ?? 0, executors.length - 1);
     this.batchable = new Set(options.batchableGraphs ?? []);
   }
 
+  /** Jobs waiting for an executor, per lane (metrics, health). */
+  get queued(): Record<Priority, number> {
+    return { interactive: this.lanes.interactive.length, background: this.lanes.background.length };
+  }
+
   /** Runs `graph`, possibly merged with other requests. Outputs are this request's rows only. */
-  run(graph: string, feeds: TensorMap, priority: Priority): Promise<TensorMap> {
-    return this.enqueue({ kind: 'run', graph, feeds }, priority) as Promise<TensorMap>;
+  run(graph: string, feeds: TensorMap, priority: Priority, outputs?: string[]): Promise<TensorMap> {
+    return this.enqueue({ kind: 'run', graph, feeds, ...(outputs ? { outputs } : {}) }, priority) as Promise<TensorMap>;
   }
 
   /** Runs a whole generation on one executor. */
@@ -86,66 +102,61 @@ export class InferenceScheduler {
     return this.enqueue(job, priority) as Promise<number[]>;
   }
 
-  private enqueue(job: InferenceJob, priority: Priority): Promise<TensorMap | number[]> {
+  /** ITM of one text against many images on one executor; logits [n, 2] flattened. */
+  itm(job: ItmJob, priority: Priority): Promise<Float32Array> {
+    return this.enqueue(job, priority) as Promise<Float32Array>;
+  }
+
+  private enqueue(job: InferenceJob, priority: Priority): Promise<TensorMap | number[] | Float32Array> {
     if (this.closed) return Promise.reject(new EngineClosedError());
     return new Promise((resolve, reject) => {
       let key: string | null = null;
       let rows = 1;
+      let bytes = 0;
       if (job.kind === 'run' && this.batchable.has(job.graph)) {
         const entries = Object.entries(job.feeds).sort(([a], [b]) => (a < b ? -1 : 1));
-        key = `${job.graph}|${entries.map(([n, t]) => `${n}:${t.dtype}[${t.dims.slice(1).join(',')}]`).join('|')}`;
+        key = `${job.graph}|${(job.outputs ?? []).join(',')}|${entries.map(([n, t]) => `${n}:${t.dtype}[${t.dims.slice(1).join(',')}]`).join('|')}`;
         rows = entries[0]?.[1].dims[0] ?? 1;
+        bytes = entries.reduce((s, [, t]) => s + t.data.byteLength, 0);
       }
-      this.lanes[priority].push({ job, priority, key, rows, enqueuedAt: performance.now(), resolve, reject });
+      this.lanes[priority].push({ job, priority, key, rows, bytes, enqueuedAt: performance.now(), resolve, reject });
       this.pump();
     });
   }
 
-  private findSlot(priority: Priority, job: InferenceJob): Slot | undefined {
-    const idle = this.slots.find((s) => s.jobs === 0);
-    if (priority === 'background') {
-      const busyBackground = this.slots.filter((s) => s.background > 0).length;
-      return busyBackground < this.slots.length - this.reserved ? idle : undefined;
+  private findSlot(priority: Priority): Slot | undefined {
+    if (priority === 'interactive') {
+      // Prefer an executor without background work (the reserved ones are last).
+      const free = this.slots.filter((s) => s.running.interactive === 0);
+      return free.find((s) => s.running.background === 0) ?? free[0];
     }
-    if (idle) return idle;
-    // a worker busy generating takes one interactive run between its decoder steps
-    return job.kind === 'run' ? this.slots.find((s) => s.generating && s.jobs === 1) : undefined;
+    // Background work never enters the reserved executors; prefer one with nothing running.
+    const open = this.slots.slice(0, this.slots.length - this.reserved).filter((s) => s.running.background === 0);
+    return open.find((s) => s.running.interactive === 0) ?? open[0];
   }
 
   private pump(): void {
     if (this.closed) return;
     let nextDeadline = Number.POSITIVE_INFINITY;
-    for (;;) {
-      let dispatched = false;
-      for (const priority of ['interactive', 'background'] as const) {
+    for (const priority of ['interactive', 'background'] as const) {
+      for (;;) {
         const lane = this.lanes[priority];
-        for (let i = 0; i < lane.length && !dispatched; i++) {
-          const item = lane[i] as Item;
-          const slot = this.findSlot(priority, item.job);
-          if (!slot) continue;
-          let group = [item];
-          if (item.key !== null) {
-            group = [item];
-            let rows = item.rows;
-            for (const other of lane) {
-              if (other !== item && other.key === item.key && rows + other.rows <= this.maxBatchSize) {
-                group.push(other);
-                rows += other.rows;
-              }
-            }
-            const deadline = item.enqueuedAt + this.maxWaitMs;
-            if (rows < this.maxBatchSize && performance.now() < deadline) {
-              nextDeadline = Math.min(nextDeadline, deadline);
-              continue;
-            }
+        const slot = this.findSlot(priority);
+        if (!slot || lane.length === 0) break;
+        let chosen: Item[] | null = null;
+        for (const item of lane) {
+          const group = this.group(item, lane);
+          if (group === 'wait') {
+            nextDeadline = Math.min(nextDeadline, item.enqueuedAt + this.maxWaitMs);
+            continue;
           }
-          this.lanes[priority] = lane.filter((x) => !group.includes(x));
-          this.dispatch(slot, group);
-          dispatched = true;
+          chosen = group;
+          break;
         }
-        if (dispatched) break;
+        if (!chosen) break;
+        this.lanes[priority] = lane.filter((x) => !(chosen as Item[]).includes(x));
+        this.dispatch(slot, chosen);
       }
-      if (!dispatched) break;
     }
     if (nextDeadline !== Number.POSITIVE_INFINITY && !this.timer) {
       this.timer = setTimeout(() => {
@@ -155,34 +166,50 @@ export class InferenceScheduler {
     }
   }
 
+  /** The requests to run with `item`, or 'wait' while companions may still come. */
+  private group(item: Item, lane: Item[]): Item[] | 'wait' {
+    if (item.key === null) return [item];
+    const group = [item];
+    let rows = item.rows;
+    let bytes = item.bytes;
+    for (const other of lane) {
+      if (other !== item && other.key === item.key && rows + other.rows <= this.maxBatchSize && bytes + other.bytes <= this.maxMergeBytes) {
+        group.push(other);
+        rows += other.rows;
+        bytes += other.bytes;
+      }
+    }
+    const full = rows >= this.maxBatchSize || bytes + item.bytes / item.rows > this.maxMergeBytes;
+    return !full && performance.now() < item.enqueuedAt + this.maxWaitMs ? 'wait' : group;
+  }
+
   private dispatch(slot: Slot, group: Item[]): void {
     const first = group[0] as Item;
-    const background = first.priority === 'background';
-    slot.jobs++;
-    if (background) slot.background++;
-    const generating = first.job.kind === 'generate';
-    if (generating) slot.generating = true;
+    const priority = first.priority;
+    slot.running[priority]++;
     const done = (): void => {
-      slot.jobs--;
-      if (background) slot.background--;
-      if (generating) slot.generating = false;
+      slot.running[priority]--;
       this.pump();
     };
-    if (first.job.kind === 'generate') {
-      this.stats.generations++;
-      slot.executor.execute(first.job).then(first.resolve, first.reject).finally(done);
+    if (first.job.kind !== 'run') {
+      if (first.job.kind === 'generate') this.stats.generations++;
+      else {
+        this.stats.itmJobs++;
+        this.stats.itmRows += first.job.states.length;
+      }
+      (slot.executor.execute(first.job, priority) as Promise<JobResult<InferenceJob>>).then(first.resolve, first.reject).finally(done);
       return;
     }
-    const graph = first.job.graph;
+    const { graph, outputs } = first.job;
     const jobs = group.map((g) => g.job as { feeds: TensorMap });
     const feeds: TensorMap = {};
-    for (const name of Object.keys(jobs[0]?.feeds ?? {})) feeds[name] = concat(jobs.map((j) => j.feeds[name] as TensorData), 0);
+    for (const name of Object.keys(jobs[0]?.feeds ?? {})) feeds[name] = group.length === 1 ? (jobs[0]?.feeds[name] as TensorData) : concat(jobs.map((j) => j.feeds[name] as TensorData), 0);
     const totalRows = group.reduce((s, g) => s + g.rows, 0);
-    this.stats.runs.push({ graph, rows: group.length === 1 ? first.rows : totalRows, requests: group.length, priority: first.priority });
+    this.stats.runs.push({ graph, rows: group.length === 1 ? first.rows : totalRows, requests: group.length, priority });
     if (this.stats.runs.length > RECENT_RUNS_KEPT) this.stats.runs.shift();
     this.stats.runsByGraph[graph] = (this.stats.runsByGraph[graph] ?? 0) + 1;
     slot.executor
-      .execute({ kind: 'run', graph, feeds, ownsFeeds: group.length > 1 })
+      .execute({ kind: 'run', graph, feeds, ...(outputs ? { outputs } : {}), ownsFeeds: group.length > 1 }, priority)
       .then(
         (out) => {
           if (group.length === 1) {

@@ -1,25 +1,40 @@
 /**
  * Entry point of an inference worker thread: opens an {@link InferenceHost} and executes the
  * jobs it is sent. ORT's run() is synchronous native code; here it blocks only this thread.
- * Jobs are handled as they arrive, so an interactive run sent while a generation is in progress
- * executes between two decoder steps.
+ * Jobs are handled as they arrive and take turns between graph runs (the host's run gate), so an
+ * interactive run sent while a caption is being generated executes between two decoder steps.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { InferenceHost } from './inference-host.js';
+import { isShared, toShared } from './shared-memory.js';
 import type { JobMessage, ReplyMessage, WireError, WorkerInit } from './worker-protocol.js';
 import type { TensorMap } from './tensor.js';
 
 const port = parentPort;
 if (!port) throw new Error('inference-worker must run as a worker thread');
 
+/** Outputs larger than this come back in shared memory (see shared-memory.ts); smaller ones are moved. */
+const SHARED_OUTPUT_BYTES = 64 * 1024;
+
 function toWire(err: unknown): WireError {
   const e = err as { name?: string; code?: string; message?: string };
   return { name: e?.name ?? 'Error', code: e?.code, message: e?.message ?? String(err) };
 }
 
-function transferables(result: TensorMap | number[]): ArrayBuffer[] {
-  if (Array.isArray(result)) return [];
-  return Object.values(result).map((t) => t.data.buffer as ArrayBuffer);
+/**
+ * Large outputs are copied into shared memory here, on the worker's time: the engine caches them
+ * and may send them back (vision states to a caption job, ITM states to re-ranking), which is
+ * free for shared memory and a copy on the event loop otherwise.
+ */
+function prepare(result: TensorMap | number[] | Float32Array): { result: TensorMap | number[] | Float32Array; transfer: ArrayBuffer[] } {
+  if (Array.isArray(result)) return { result, transfer: [] };
+  if (result instanceof Float32Array) return { result, transfer: isShared(result) ? [] : [result.buffer as ArrayBuffer] };
+  const transfer: ArrayBuffer[] = [];
+  for (const t of Object.values(result)) {
+    if (t.data.byteLength > SHARED_OUTPUT_BYTES) t.data = toShared(t.data as Float32Array) as typeof t.data;
+    else if (!isShared(t.data)) transfer.push(t.data.buffer as ArrayBuffer);
+  }
+  return { result, transfer };
 }
 
 const init = workerData as WorkerInit;
@@ -30,8 +45,11 @@ try {
       void host.close().finally(() => port.close());
       return;
     }
-    host.execute(msg.job).then(
-      (result) => port.postMessage({ id: msg.id, ok: true, result } satisfies ReplyMessage, transferables(result)),
+    host.execute(msg.job, msg.priority).then(
+      (out) => {
+        const { result, transfer } = prepare(out);
+        port.postMessage({ id: msg.id, ok: true, result } satisfies ReplyMessage, transfer);
+      },
       (err: unknown) => port.postMessage({ id: msg.id, ok: false, error: toWire(err) } satisfies ReplyMessage),
     );
   });

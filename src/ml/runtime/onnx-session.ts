@@ -74,27 +74,35 @@ export class OnnxSession {
   /**
    * Runs the graph. Feeds are validated against the manifest first; ORT failures are rethrown
    * as InferenceError naming the graph and each input's name, dtype and dims.
-   * @returns the declared outputs, as plain tensors owning fresh buffers.
+   * @param outputs the outputs to return (default: every declared one).
+   * @returns those outputs, as plain tensors owning fresh buffers.
    */
-  async run(feeds: TensorMap): Promise<TensorMap> {
+  async run(feeds: TensorMap, outputs?: readonly string[]): Promise<TensorMap> {
     validateFeeds(this.graphName, this.spec, feeds);
+    const wanted = outputs ?? this.spec.outputs.map((o) => o.name);
+    const unknown = wanted.filter((name) => !this.spec.outputs.some((o) => o.name === name));
+    if (unknown.length > 0) {
+      throw new InferenceError(`graph "${this.graphName}" has no output ${unknown.join(', ')}; it has ${this.spec.outputs.map((o) => o.name).join(', ')}`);
+    }
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.dtype, t.data, t.dims);
     let result: ort.InferenceSession.OnnxValueMapType;
     try {
-      result = await this.session.run(ortFeeds, this.spec.outputs.map((o) => o.name));
+      // Only the outputs asked for: onnxruntime-node copies each fetched output into a new buffer.
+      result = await this.session.run(ortFeeds, [...wanted]);
     } catch (cause) {
       const shapes = Object.entries(feeds).map(([n, t]) => describeTensor(n, t)).join(', ');
       throw new InferenceError(`graph "${this.graphName}" failed with inputs ${shapes}: ${(cause as Error).message}`, { cause });
     }
     const out: TensorMap = {};
-    for (const o of this.spec.outputs) {
-      const v = result[o.name] as ort.Tensor | undefined;
-      if (!v) throw new InferenceError(`graph "${this.graphName}" returned no "${o.name}"`);
+    for (const name of wanted) {
+      const v = result[name] as ort.Tensor | undefined;
+      if (!v) throw new InferenceError(`graph "${this.graphName}" returned no "${name}"`);
       const dims = [...v.dims];
-      if (v.type === 'float32') out[o.name] = { dtype: 'float32', dims, data: own(v.data as Float32Array) };
-      else if (v.type === 'int64') out[o.name] = { dtype: 'int64', dims, data: own(v.data as BigInt64Array) };
-      else throw new InferenceError(`graph "${this.graphName}" output ${o.name} has unsupported type ${v.type}`);
+      if (v.type === 'float32') out[name] = { dtype: 'float32', dims, data: own(v.data as Float32Array) };
+      else if (v.type === 'int64') out[name] = { dtype: 'int64', dims, data: own(v.data as BigInt64Array) };
+      else if (v.type === 'int8') out[name] = { dtype: 'int8', dims, data: own(v.data as Int8Array) };
+      else throw new InferenceError(`graph "${this.graphName}" output ${name} has unsupported type ${v.type}`);
     }
     return out;
   }
@@ -106,7 +114,9 @@ export class OnnxSession {
       const dims = warmUpDims(input.shape);
       feeds[input.name] = input.dtype === 'float32'
         ? { dtype: 'float32', dims, data: new Float32Array(sizeOf(dims)) }
-        : { dtype: 'int64', dims, data: new BigInt64Array(sizeOf(dims)).fill(1n) };
+        : input.dtype === 'int8'
+          ? { dtype: 'int8', dims, data: new Int8Array(sizeOf(dims)) }
+          : { dtype: 'int64', dims, data: new BigInt64Array(sizeOf(dims)).fill(1n) };
     }
     await this.run(feeds);
   }
@@ -118,7 +128,7 @@ export class OnnxSession {
 }
 
 // Outputs may be views into a larger native buffer; copy those so they can be transferred.
-function own<T extends Float32Array | BigInt64Array>(a: T): T {
+function own<T extends Float32Array | BigInt64Array | Int8Array>(a: T): T {
   return a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : (a.slice() as T);
 }
 

@@ -4,7 +4,7 @@
  */
 
 /** Element types the BLIP graphs use. */
-export type TensorDtype = 'float32' | 'int64';
+export type TensorDtype = 'float32' | 'int64' | 'int8';
 
 /** A float32 tensor: `data.length === product(dims)`. */
 export interface FloatTensor {
@@ -20,8 +20,15 @@ export interface IntTensor {
   data: BigInt64Array;
 }
 
+/** An int8 tensor (quantized ITM states): `data.length === product(dims)`. */
+export interface Int8Tensor {
+  dtype: 'int8';
+  dims: number[];
+  data: Int8Array;
+}
+
 /** Any tensor a graph takes or returns. */
-export type TensorData = FloatTensor | IntTensor;
+export type TensorData = FloatTensor | IntTensor | Int8Tensor;
 
 /** Named graph inputs or outputs. */
 export type TensorMap = Record<string, TensorData>;
@@ -46,6 +53,17 @@ export function intTensor(data: ArrayLike<number> | BigInt64Array, dims: number[
   return { dtype: 'int64', dims, data: arr };
 }
 
+/** Int8 tensor over `data` (not copied). */
+export function int8Tensor(data: Int8Array, dims: number[]): Int8Tensor {
+  if (data.length !== sizeOf(dims)) throw new RangeError(`int8 data has ${data.length} elements, dims [${dims}] need ${sizeOf(dims)}`);
+  return { dtype: 'int8', dims, data };
+}
+
+/** A new, zeroed array of `dtype` with `length` elements. */
+export function allocate<T extends TensorData>(dtype: T['dtype'], length: number): T['data'] {
+  return (dtype === 'float32' ? new Float32Array(length) : dtype === 'int64' ? new BigInt64Array(length) : new Int8Array(length)) as T['data'];
+}
+
 /** `name: dtype[d0,d1,...]`, for error messages and logs. */
 export function describeTensor(name: string, t: { dtype: string; dims: readonly number[] }): string {
   return `${name}: ${t.dtype}[${t.dims.join(',')}]`;
@@ -62,7 +80,7 @@ export function concat<T extends TensorData>(tensors: readonly T[], axis = 0): T
   const outer = sizeOf(first.dims.slice(0, axis));
   const dims = [...first.dims];
   dims[axis] = tensors.reduce((s, t) => s + (t.dims[axis] ?? 0), 0);
-  const out = (first.dtype === 'float32' ? new Float32Array(sizeOf(dims)) : new BigInt64Array(sizeOf(dims))) as T['data'];
+  const out = allocate<T>(first.dtype, sizeOf(dims));
   const chunks = tensors.map((t) => sizeOf(t.dims.slice(axis)));
   let offset = 0;
   for (let o = 0; o < outer; o++) {
@@ -85,7 +103,7 @@ export function gather<T extends TensorData>(t: T, indices: readonly number[], a
   const inner = sizeOf(t.dims.slice(axis + 1));
   const dims = [...t.dims];
   dims[axis] = indices.length;
-  const out = (t.dtype === 'float32' ? new Float32Array(sizeOf(dims)) : new BigInt64Array(sizeOf(dims))) as T['data'];
+  const out = allocate<T>(t.dtype, sizeOf(dims));
   const src = t.data as Float32Array;
   let offset = 0;
   for (let o = 0; o < outer; o++) {

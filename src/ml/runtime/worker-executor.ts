@@ -2,7 +2,8 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { EngineClosedError, InferenceError, InvalidFeedsError, MlError, ModelFormatError } from '../errors.js';
-import type { GenerateJob, InferenceJob, JobExecutor, RunJob } from './inference-job.js';
+import type { InferenceJob, JobExecutor, JobResult, Priority } from './inference-job.js';
+import { isShared } from './shared-memory.js';
 import type { TensorMap } from './tensor.js';
 import type { JobMessage, ReplyMessage, WireError, WorkerInit } from './worker-protocol.js';
 
@@ -39,7 +40,7 @@ function spawnWorker(init: WorkerInit): Worker {
  */
 export class WorkerExecutor implements JobExecutor {
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (r: TensorMap | number[]) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (r: TensorMap | number[] | Float32Array) => void; reject: (e: Error) => void }>();
   private closed = false;
 
   private constructor(private readonly worker: Worker) {
@@ -82,16 +83,16 @@ export class WorkerExecutor implements JobExecutor {
     return new WorkerExecutor(worker);
   }
 
-  execute(job: RunJob): Promise<TensorMap>;
-  execute(job: GenerateJob): Promise<number[]>;
-  execute(job: InferenceJob): Promise<TensorMap | number[]>;
-  execute(job: InferenceJob): Promise<TensorMap | number[]> {
+  execute<J extends InferenceJob>(job: J, priority: Priority = 'interactive'): Promise<JobResult<J>> {
     if (this.closed) return Promise.reject(new EngineClosedError());
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      const transfer = job.kind === 'run' && job.ownsFeeds ? [...new Set(Object.values(job.feeds).map((t) => t.data.buffer as ArrayBuffer))] : [];
-      this.worker.postMessage({ id, job } satisfies JobMessage, transfer);
+      this.pending.set(id, { resolve: resolve as (r: TensorMap | number[] | Float32Array) => void, reject });
+      // Shared memory is posted as it is; only feeds built for this job alone are moved.
+      const transfer = job.kind === 'run' && job.ownsFeeds
+        ? [...new Set(Object.values(job.feeds).filter((t) => !isShared(t.data)).map((t) => t.data.buffer as ArrayBuffer))]
+        : [];
+      this.worker.postMessage({ id, job, priority } satisfies JobMessage, transfer);
     });
   }
 

@@ -1,5 +1,5 @@
 import type { ModelManifest } from '../manifest/model-manifest.js';
-import type { InferenceJob } from './inference-job.js';
+import type { InferenceJob, Priority } from './inference-job.js';
 import type { TensorMap } from './tensor.js';
 import type { InferenceHostOptions } from './inference-host.js';
 
@@ -14,6 +14,7 @@ export interface WorkerInit {
 export interface JobMessage {
   id: number;
   job: InferenceJob;
+  priority: Priority;
 }
 
 /** A serialisable error: class name, code and message survive the thread boundary. */
@@ -25,5 +26,5 @@ export interface WireError {
 
 /** Worker -> main. `id` 0 announces readiness (or a failed start). */
 export type ReplyMessage =
-  | { id: number; ok: true; result: TensorMap | number[] }
+  | { id: number; ok: true; result: TensorMap | number[] | Float32Array }
   | { id: number; ok: false; error: WireError };
