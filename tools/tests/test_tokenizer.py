@@ -34,6 +34,7 @@ class Tokenizer(unittest.TestCase):
         pieces = [tok.inv[i] for i in tok.encode("zebra")[1:-1]]
         self.assertEqual(pieces, ["z", "##e", "##b", "##r", "##a"])  # letters then ## continuations
         self.assertEqual(tok.encode("café")[1:-1], tok.encode("cafe")[1:-1])  # accents stripped, as BertNormalizer
+        self.assertEqual(tok.encode("日本")[1:-1], [tok.unk, tok.unk])  # each CJK ideograph is a word, as in BertNormalizer
 
     def test_tokenizer_json_round_trips_through_a_file(self):
         tok, tj = scenes_tokenizer()
