@@ -9,7 +9,7 @@ const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
 
 /**
  * ITC candidates that ITM re-ranks when a search names none. BLIP's own retrieval evaluation
- * re-ranks the top 128 for a gallery of 1000 images (Flickr30K) and 256 for 5000 (COCO), contract §7;
+ * re-ranks the top 128 for a gallery of 1000 images (Flickr30K) and 256 for 5000 (COCO), docs/blip.md;
  * the bundled model's precision@10 (models/blip-scenes/eval.json, `npm run eval`) is measured at
  * this value. Full-size models on CPUs want fewer (docs/models.md: ITM costs 0.25 s a candidate).
  */
