@@ -11,7 +11,7 @@ import { FakeBlipEngine } from './fake-blip-engine.js';
 
 export type DbFlavour = 'sqlite' | 'postgresql';
 
-/** PostgreSQL from ../shared/environment.md; TEST_PG_URL overrides it. */
+/** The test PostgreSQL of docs/testing.md; TEST_PG_URL overrides it. */
 export const PG_BASE_URL = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** A unique schema per test run, dropped afterwards. */
