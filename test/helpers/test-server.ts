@@ -38,6 +38,7 @@ export interface TestServer {
   dataDir: string;
   engine: BlipEngine;
   env: Record<string, string>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read each response by the shape their query asks for
   gql<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<GqlResponse<T>>;
   /** Stops the server; the data stays for a restart. */
   stop(): Promise<void>;
