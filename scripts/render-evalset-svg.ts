@@ -1,8 +1,8 @@
 /**
  * Redraws an evaluation set with a second, independent renderer: SVG rasterised by librsvg through
  * sharp, from each gallery image's scene description (shapes, colours, sizes, centres, radii,
- * rotations), following shared/scenes.md but sharing no drawing code with tools/blip/scenes.py.
- * scenes.md warns that evaluation may use another renderer of the same grammar; this measures
+ * rotations), following docs/scenes.md but sharing no drawing code with tools/blip/scenes.py.
+ * docs/scenes.md warns that evaluation may use another renderer of the same grammar; this measures
  * how much of the model's quality survives a change of renderer.
  *
  *   npx tsx scripts/render-evalset-svg.ts [--set .cache/evalset] [--out .cache/evalset-svg]

@@ -1,9 +1,9 @@
 """Training images outside the grammar's palette, which no text describes: objects recoloured in
 grays or in hues of no named colour, grounds relit to any gray (never near-white behind yellow).
 They teach the image encoder colour apart from the ground's lightness, and shape apart from
-colour, without showing a held-out combination (docs/models.md, stages 8-10 and 15-16). Vision-only
-batches and the --vision-mix images of joint batches use them with no text; joint scenes
-(--joint-relight, --joint-recolor) with texts kept to what still holds (tools.batches)."""
+colour, without showing a held-out combination (docs/history/models-log.md, stages 8-10 and 15-16).
+Vision-only batches and the --vision-mix images of joint batches use them with no text; relit
+joint scenes (--joint-relight) with texts kept to what still holds (tools.batches)."""
 from __future__ import annotations
 
 import colorsys
@@ -18,10 +18,8 @@ from tools.blip import scenes
 class VisionAugment:
     """How the images of vision-only batches (and of --vision-mix images) leave the grammar's palette.
     Per object: `decolor` a random gray, `rehue` a random hue away from the named ones (colour label
-    ignored for both); per image: `gray` grayscale (colour labels ignored), `relight` a random gray
-    background level (per-patch labels stay, as backgrounds have none; the attribute bag drops its
-    background columns)."""
-    gray: float = 0.0
+    ignored for both); per image: `relight` a random gray background level (per-patch labels stay,
+    as backgrounds have none; the attribute bag drops its background columns)."""
     decolor: float = 0.0
     rehue: float = 0.0
     relight: float = 0.0
@@ -69,11 +67,6 @@ def recolor(scene: scenes.Scene, rng: random.Random, gray: float, hue: float = 0
     return scene, ranks
 
 
-# The colour of a recoloured object in a scene that texts still describe (--joint-recolor): none of
-# the named ones, so "a purple triangle" is false of a triangle in a hue beside purple.
-OFF_PALETTE = "off-palette"
-
-
 # Brightest background behind a yellow object when relighting: the grammar's white is 245 +- 12,
 # and yellow on white is held out.
 YELLOW_MAX_BACKGROUND = 215
@@ -83,7 +76,7 @@ def relight(scene: scenes.Scene, rng: random.Random) -> scenes.Scene:
     """A copy of the scene on a gray background of random level. In the grammar yellow is always
     brighter than its background (yellow on white is held out), orange is darker than white: an
     encoder learns "warm and darker than the ground = orange" and reads held-out yellow-on-white
-    objects as orange (docs/models.md, stages 15-16). Levels up to 215 put yellow (luminance
+    objects as orange (docs/history/models-log.md, stages 15-16). Levels up to 215 put yellow (luminance
     about 200) on grounds as bright as itself and brighter, never on white."""
     scene = copy.deepcopy(scene)
     top = YELLOW_MAX_BACKGROUND if any(o.color == "yellow" for o in scene.objects) else 255

@@ -37,7 +37,7 @@ def main() -> None:
     manifest = export_folder(
         ROOT / args.out, name="blip-scenes", config=cfg, retrieval=bundle.retrieval, caption=bundle.caption,
         vqa=bundle.vqa, tokenizer=tj, text_max_length=35,
-        source=f"trained on the synthetic scenes of shared/scenes.md by tools/train.py ({ck['step']} steps)",
+        source=f"trained on the synthetic scenes of docs/scenes.md by tools/train.py ({ck['step']} steps)",
         generation={"caption": {"maxLength": 30, "minLength": 5, "numBeams": 3, "repetitionPenalty": 1.0, "prompt": ""},
                     "vqa": {"maxLength": 10, "minLength": 1, "numBeams": 1}},
         # Measured (models/blip-scenes/EVAL.md): held-out precision@10 reaches 0.94 at 128

@@ -4,9 +4,9 @@ import { encodeOffsetCursor, resolvePage, type Page } from '../domain/pagination
 import type { AnswerResult } from '../domain/search.js';
 import type { Logger } from '../lib/logger.js';
 import type { BlipEngine, CaptionOptions } from '../ml/blip-engine.js';
+import { renderThumbnail } from '../ml/preprocess/image-decoder.js';
 import type { ImageFileStore } from '../repositories/image-file-store.js';
 import type { PrismaImageRepository } from '../repositories/image.repository.js';
-import { renderThumbnail } from '../repositories/thumbnail-renderer.js';
 import { engineCall } from './engine-errors.js';
 import type { ImageIndexService } from './image-index.service.js';
 import type { ItmStateCache } from './itm-state-cache.js';

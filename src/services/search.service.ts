@@ -37,7 +37,7 @@ export interface SearchSettings {
 export const FALLBACK_SEARCH_CANDIDATES = 128;
 
 /**
- * Retrieval as BLIP evaluates it (contract §7): ITC cosine picks `candidates` images from the HNSW
+ * Retrieval as BLIP evaluates it (docs/blip.md): ITC cosine picks `candidates` images from the HNSW
  * index, ITM re-scores them, score = ITM match logit + cosine. Pages are slices of that ranked list;
  * the list is cached per query and index version, so turning a page costs no inference.
  */

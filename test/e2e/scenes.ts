@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import { SCENE_BACKGROUNDS, SCENE_COLOURS } from '../helpers/scene-svg.js';
 
 /**
- * Scenes as ../shared/scenes.md describes them (the bundled model's world), drawn with sharp from
+ * Scenes as docs/scenes.md describes them (the bundled model's world), drawn with sharp from
  * SVG: a flat background and 1-3 filled shapes that do not overlap. The test knows exactly what
  * each image contains, so it can check rankings and answers against the truth.
  */

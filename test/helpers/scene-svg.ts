@@ -54,7 +54,7 @@ function shapeSvg(o: SceneObject): string {
   return objectSvg({ shape: o.shape, cx: o.x, cy: o.y, r, rot: o.shape === 'square' ? 6 : 0, fill: rgb(SCENE_COLOURS[o.colour]) });
 }
 
-/** Renders a scene that follows ../shared/scenes.md as a 128 x 128 PNG. */
+/** Renders a scene that follows docs/scenes.md as a 128 x 128 PNG. */
 export async function renderScene(background: keyof typeof SCENE_BACKGROUNDS, objects: SceneObject[]): Promise<Buffer> {
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="128" height="128"><rect width="128" height="128" fill="${rgb(SCENE_BACKGROUNDS[background])}"/>${objects.map(shapeSvg).join('')}</svg>`;
   return sharp(Buffer.from(svg)).png().toBuffer();

@@ -11,7 +11,7 @@ import { FakeBlipEngine } from './fake-blip-engine.js';
 
 export type DbFlavour = 'sqlite' | 'postgresql';
 
-/** PostgreSQL from ../shared/environment.md; TEST_PG_URL overrides it. */
+/** The test PostgreSQL of docs/testing.md; TEST_PG_URL overrides it. */
 export const PG_BASE_URL = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** A unique schema per test run, dropped afterwards. */
@@ -38,6 +38,7 @@ export interface TestServer {
   dataDir: string;
   engine: BlipEngine;
   env: Record<string, string>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read each response by the shape their query asks for
   gql<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<GqlResponse<T>>;
   /** Stops the server; the data stays for a restart. */
   stop(): Promise<void>;

@@ -65,7 +65,7 @@ describe('greedy search', () => {
     expect(await greedySearch(probsModel(chain), [1], cfg({ maxLength: 3 }))).toEqual([1, 5, 4]);
   });
   it('min length blocks an early EOS', async () => {
-    const eosFirst = (s: number[]): number[] => Array.from({ length: V }, (_, i) => (i === EOS ? 0.5 : i === 2 ? 0.3 : 0.05));
+    const eosFirst = (_s: number[]): number[] => Array.from({ length: V }, (_, i) => (i === EOS ? 0.5 : i === 2 ? 0.3 : 0.05));
     expect(await greedySearch(probsModel(eosFirst), [1], cfg({ minLength: 3 }))).toEqual([1, 2, 2, EOS]);
   });
   it('repetition penalty changes the choice on raw logits', async () => {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { ImageTooLargeError, UnsupportedImageError } from '../../src/ml/errors.js';
-import { createThumbnail, decodeImage, decodeRgb, probeImage, type ResizeKernel } from '../../src/ml/preprocess/image-decoder.js';
+import { decodeImage, decodeRgb, probeImage, renderThumbnail, type ResizeKernel } from '../../src/ml/preprocess/image-decoder.js';
 
 const golden = JSON.parse(readFileSync('test/golden/tiny-random.json', 'utf8')) as {
   images: Array<{ file: string; pixels: number[] }>;
@@ -105,12 +105,19 @@ describe('EXPECTED FAILURE - bad or oversized images', () => {
 });
 
 describe('thumbnails', () => {
-  it('JPEG for opaque, WebP for alpha, within maxSide, oriented', async () => {
-    const t = await createThumbnail(readFileSync('test/golden/images/scene.jpg'), 64);
-    expect(t.mimeType).toBe('image/jpeg');
-    expect(Math.max(t.width, t.height)).toBeLessThanOrEqual(64);
-    const a = await createThumbnail(await solid('png', true), 16);
-    expect(a.mimeType).toBe('image/webp');
-    expect((await sharp(a.bytes).metadata()).format).toBe('webp');
+  it('WebP within maxSide on its longest side, aspect kept, never enlarged', async () => {
+    const wide = await sharp({ create: { width: 200, height: 50, channels: 3, background: '#c33' } }).png().toBuffer();
+    const meta = await sharp(await renderThumbnail(wide, 64)).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['webp', 64, 16]);
+    const small = await sharp(await renderThumbnail(await solid('png', true), 256)).metadata();
+    expect([small.format, small.width, small.height, small.hasAlpha]).toEqual(['webp', 40, 20, true]);
+  });
+
+  it('applies EXIF orientation and drops it', async () => {
+    // 40 x 20 pixels stored, EXIF orientation 6 (rotate 90 degrees clockwise to display): 20 x 40 shown
+    const stored = await sharp({ create: { width: 40, height: 20, channels: 3, background: '#36c' } })
+      .jpeg().withMetadata({ orientation: 6 }).toBuffer();
+    const meta = await sharp(await renderThumbnail(stored, 1000)).metadata();
+    expect([meta.format, meta.width, meta.height, meta.orientation]).toEqual(['webp', 20, 40, undefined]);
   });
 });

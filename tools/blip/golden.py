@@ -7,8 +7,6 @@ tensor, so the TS tests can check the graphs independently of preprocessing diff
 """
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import numpy as np

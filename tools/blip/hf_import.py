@@ -72,7 +72,7 @@ def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> Non
 
 
 # HF class defaults (configuration_blip.py), used for keys a config.json leaves out. Note the
-# text heads default of 8: the Hub configs set 12 explicitly (contract §0.1).
+# text heads default of 8: the Hub configs set 12 explicitly (docs/blip.md, pitfall 1).
 _HF_TEXT_DEFAULTS = dict(vocab_size=30524, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                          num_attention_heads=8, max_position_embeddings=512, layer_norm_eps=1e-12,
                          encoder_hidden_size=768, pad_token_id=0, sep_token_id=102, bos_token_id=30522)

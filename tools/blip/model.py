@@ -2,7 +2,7 @@
 
 Module attribute names are chosen so that `state_dict()` keys are identical to the Hugging Face
 checkpoints (Salesforce/blip-itm-base-coco, blip-image-captioning-base, blip-vqa-base): those load
-with strict key matching (see hf_import.py). The math follows ../shared/blip-contract.md §2.
+with strict key matching (see hf_import.py). The math follows docs/blip.md, "Forward math".
 
 Two additions that HF does not have, both exact re-arrangements of the same math:
 - `BlipTextModel.cross_kv(encoder_hidden_states)` computes every layer's cross-attention key and
@@ -43,7 +43,7 @@ class TextConfig:
     hidden_size: int = 768
     intermediate_size: int = 3072
     num_hidden_layers: int = 12
-    num_attention_heads: int = 12  # NOT the class default of 8: see contract §0.1
+    num_attention_heads: int = 12  # NOT the class default of 8: docs/blip.md, pitfall 1
     max_position_embeddings: int = 512
     layer_norm_eps: float = 1e-12
     encoder_hidden_size: int = 768

@@ -1,4 +1,4 @@
-"""Synthetic scenes, exactly as ../shared/scenes.md describes them: drawing, captions, partial
+"""Synthetic scenes, exactly as docs/scenes.md describes them: drawing, captions, partial
 queries with a checker, questions and answers. Deterministic given a `random.Random`.
 
 Everything a scene says is computed from its structured form (`Scene`), so any renderer that
@@ -145,18 +145,6 @@ def sample_scene(rng: random.Random, train: bool, n_objects: int | None = None) 
 def _clear_of(o: Obj, others: list) -> bool:
     """At least 4 px apart from every other object at the 128 px canvas: 4/128 of the side."""
     return all(math.hypot(o.cx - p.cx, o.cy - p.cy) >= o.extent() + p.extent() + 4 / 128 for p in others)
-
-
-def placed_by_the_rules(scene: Scene) -> bool:
-    """Whether every object lies inside the canvas, with the margins and gaps sample_scene keeps. For
-    scenes edited after they were drawn (batches.counterfactual): a star grown large must still fit."""
-    for k, o in enumerate(scene.objects):
-        e = o.extent()
-        if 2 * e > 0.95 or not (e + 0.01 <= o.cx <= 1 - e - 0.01 and e + 0.01 <= o.cy <= 1 - e - 0.01):
-            return False
-        if not _clear_of(o, scene.objects[:k]):
-            return False
-    return True
 
 
 def _polygon(o: Obj, W: float) -> list:

@@ -21,11 +21,19 @@ def _is_punct(ch: str) -> bool:
     return unicodedata.category(ch).startswith("P")
 
 
+# CJK ideograph blocks: BertNormalizer(handle_chinese_chars=True) makes each such character a word.
+_CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+        (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+
 def _normalize(text: str) -> str:
     out = []
     for ch in text:
         cp = ord(ch)
         if cp == 0 or cp == 0xFFFD or (unicodedata.category(ch).startswith("C") and ch not in "\t\n\r"):
+            continue
+        if any(lo <= cp <= hi for lo, hi in _CJK):
+            out.append(f" {ch} ")
             continue
         out.append(" " if ch.isspace() else ch)
     text = "".join(out).lower()

@@ -154,27 +154,18 @@ export async function decodeImage(
 }
 
 /**
- * A thumbnail no larger than `maxSide` on either side (aspect kept, never enlarged), EXIF
- * orientation applied, metadata stripped. WebP when the source has alpha, else JPEG.
- * @throws the same errors as {@link decodeRgb}.
+ * A WebP thumbnail no larger than `maxSide` on either side (aspect kept, never enlarged), EXIF
+ * orientation applied, metadata stripped. For originals already accepted at ingest: no size limit
+ * is applied again, so lowering MAX_IMAGE_PIXELS later does not refuse thumbnails of stored images.
+ * Thumbnails are a transport concern, not inference, so they do not go through BlipEngine; they
+ * live here because this is the one module that imports sharp.
  */
-export async function createThumbnail(
-  bytes: Uint8Array,
-  maxSide: number,
-  limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
-): Promise<{ bytes: Buffer; mimeType: string; width: number; height: number }> {
-  const header = await readHeader(bytes, limits);
-  try {
-    const pipeline = sharp(bytes, { limitInputPixels: limits.maxPixels, failOn: 'error', page: 0, pages: 1 })
-      .rotate()
-      .toColourspace('srgb')
-      .resize(maxSide, maxSide, { fit: 'inside', withoutEnlargement: true });
-    const out = header.info.hasAlpha ? pipeline.webp({ quality: 80 }) : pipeline.jpeg({ quality: 82, mozjpeg: true });
-    const { data, info } = await out.toBuffer({ resolveWithObject: true });
-    return { bytes: data, mimeType: header.info.hasAlpha ? 'image/webp' : 'image/jpeg', width: info.width, height: info.height };
-  } catch (cause) {
-    throw new UnsupportedImageError(`cannot decode ${header.info.format} image (${(cause as Error).message})`, { cause });
-  }
+export async function renderThumbnail(original: Uint8Array, maxSide: number): Promise<Buffer> {
+  return sharp(original, { limitInputPixels: false })
+    .rotate()
+    .resize(maxSide, maxSide, { fit: 'inside', withoutEnlargement: true })
+    .webp({ quality: 80 })
+    .toBuffer();
 }
 
 /** Reads only the header: format, oriented size, alpha. Enforces the byte and pixel limits. */

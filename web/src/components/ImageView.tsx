@@ -68,8 +68,10 @@ function ImageDetail({ image, onDeleted, onChanged }: { image: ImageNode; onDele
   // A new page for screen readers and keyboards: start from its title.
   useEffect(() => {
     titleRef.current?.focus({ preventScroll: true });
-    document.title = `${caption} · blip-search`;
   }, [image.id]);
+  useEffect(() => {
+    document.title = `${caption} · blip-search`;
+  }, [caption]);
   return (
     <>
       <div class="detail-grid">

@@ -134,7 +134,7 @@ function errorTitle(route: ListRoute): string {
 
 function ResultsHeading({ route, total, loading }: { route: ListRoute; total: number | undefined; loading: boolean }) {
   let title: string;
-  let sub: string | null = null;
+  let sub: string;
   if (route.name === 'search') {
     title = `Results for “${route.q}”`;
     sub = route.rerank ? 'Ranked by image–text matching (ITM)' : 'Ranked by embedding similarity (ITC) only';
