@@ -17,7 +17,14 @@ from tools.blip.export import export_folder
 from tools.blip.hf_import import load_checkpoint, load_tokenizer
 
 
-def convert(hf_dirs: list[str], out: str, name: str, text_max_length: int = 35) -> dict:
+# ITC candidates ITM re-ranks by default at base size: a search stays near 2 s on a 2-core CPU
+# (docs/performance.md); BLIP's own evaluation re-ranks 128-256 on a GPU. SEARCH_CANDIDATES and
+# a search's `candidates` override it.
+BASE_SEARCH_CANDIDATES = 48
+
+
+def convert(hf_dirs: list[str], out: str, name: str, text_max_length: int = 35,
+            search_candidates: int = BASE_SEARCH_CANDIDATES) -> dict:
     models, config, tokenizer = {}, None, None
     for d in hf_dirs:
         task, model, cfg = load_checkpoint(d)
@@ -36,7 +43,8 @@ def convert(hf_dirs: list[str], out: str, name: str, text_max_length: int = 35) 
     sources = ", ".join(str(Path(d).name) for d in hf_dirs)
     return export_folder(out, name=name, config=models["retrieval"].config, retrieval=models["retrieval"],
                          caption=models["caption"], vqa=models["vqa"], tokenizer=tokenizer,
-                         source=f"converted from Hugging Face snapshots: {sources}", text_max_length=text_max_length)
+                         source=f"converted from Hugging Face snapshots: {sources}", text_max_length=text_max_length,
+                         search={"defaultCandidates": search_candidates})
 
 
 def main() -> None:
@@ -44,8 +52,10 @@ def main() -> None:
     ap.add_argument("--hf-dir", action="append", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--name", default="blip-base")
+    ap.add_argument("--search-candidates", type=int, default=BASE_SEARCH_CANDIDATES,
+                    help="ITC candidates ITM re-ranks when a search names none (written to the manifest)")
     args = ap.parse_args()
-    m = convert(args.hf_dir, args.out, args.name)
+    m = convert(args.hf_dir, args.out, args.name, search_candidates=args.search_candidates)
     print(f"wrote {args.out} ({m['modelId']})")
 
 

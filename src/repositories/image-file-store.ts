@@ -1,8 +1,13 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { OriginalMissingError } from '../domain/errors.js';
-import type { ItmStates } from '../ml/blip-engine.js';
 import { writeFileAtomic } from '../lib/write-file-atomic.js';
+
+/** An image's ITM states as stored: int8 codes and one scale per token (src/ml/blip-engine.ts ItmStates). */
+export interface StoredItmStates {
+  codes: Int8Array;
+  scales: Float32Array;
+}
 
 /**
  * Files under DATA_DIR, content-addressed by sha256:
@@ -36,7 +41,7 @@ export class ImageFileStore {
     return path.join(this.dataDir, 'itm-states', safeSegment(modelId), sha256.slice(0, 2), `${sha256}.i8`);
   }
 
-  async writeItmStates(modelId: string, sha256: string, states: ItmStates): Promise<void> {
+  async writeItmStates(modelId: string, sha256: string, states: StoredItmStates): Promise<void> {
     const bytes = (a: Int8Array | Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
     await writeFileAtomic(this.itmStatesPath(modelId, sha256), [bytes(states.scales), bytes(states.codes)]);
   }
@@ -46,7 +51,7 @@ export class ImageFileStore {
    * file is read straight into shared memory (src/ml/runtime/shared-memory.ts explains why), so
    * the event loop neither copies nor first-touches the states.
    */
-  async readItmStates(modelId: string, sha256: string, dims: { tokens: number; hidden: number }): Promise<ItmStates | null> {
+  async readItmStates(modelId: string, sha256: string, dims: { tokens: number; hidden: number }): Promise<StoredItmStates | null> {
     const size = dims.tokens * 4 + dims.tokens * dims.hidden;
     let handle: fs.FileHandle;
     try {
