@@ -17,7 +17,7 @@
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { startApplication } from '../src/app.js';
@@ -178,21 +178,39 @@ async function benchModel(dir: string, peaks: { fp32: Peak; int8: Peak }, images
   };
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
+  // Where the event loop stalls: a histogram per phase, and the longest garbage collection.
+  const phases: Record<string, { p99: number; max: number; gcMax: number }> = {};
+  const phase = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const h = monitorEventLoopDelay({ resolution: 1 });
+    let gcMax = 0;
+    const gc = new PerformanceObserver((list) => list.getEntries().forEach((e) => (gcMax = Math.max(gcMax, e.duration))));
+    gc.observe({ entryTypes: ['gc'] });
+    h.enable();
+    try {
+      return await fn();
+    } finally {
+      h.disable();
+      gc.disconnect();
+      phases[name] = { p99: h.percentile(99) / 1e6, max: h.max / 1e6, gcMax };
+    }
+  };
   const photos = await Promise.all(Array.from({ length: images + 1 }, (_, i) => photo(i + 1)));
   const ingest = (b: Buffer) => app.ingest.ingestImage({ source: { kind: 'base64', data: b.toString('base64') } });
   await ingest(photos[0] as Buffer);
   const single: number[] = [];
-  for (const b of photos.slice(1, 4)) {
-    const t0 = performance.now();
-    await ingest(b);
-    single.push(performance.now() - t0);
-  }
+  await phase('ingest, one at a time', async () => {
+    for (const b of photos.slice(1, 4)) {
+      const t0 = performance.now();
+      await ingest(b);
+      single.push(performance.now() - t0);
+    }
+  });
   const rest = photos.slice(4);
   const t0 = performance.now();
   let next = 0;
-  await Promise.all(Array.from({ length: 4 }, async () => {
+  await phase('ingest, 4 clients', () => Promise.all(Array.from({ length: 4 }, async () => {
     while (next < rest.length) await ingest(rest[next++] as Buffer);
-  }));
+  })));
   const throughput = rest.length / ((performance.now() - t0) / 1000);
   const ingestFlops = f.vision * (sharedVision ? 1 : 2) + f.caption(generated, beams, false) + f.itmHf(12);
   add('ingest one image (service: decode, 2 vision graphs, caption, ITM, files, DB)', median(single), ingestFlops, ingestFlops - f.itmHf(12) + f.itm(12));
@@ -202,18 +220,21 @@ async function benchModel(dir: string, peaks: { fp32: Peak; int8: Peak }, images
   const query = () => `a ${words[w++ % words.length]} ${words[(w * 3) % words.length]} on the left ${w}`;
   const itmRows = () => engine.scheduler.stats.itmRows;
   const search16: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const t1 = performance.now();
-    await search(query(), 16);
-    search16.push(performance.now() - t1);
-  }
-  const r0 = itmRows();
   const searchDefault: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    const t1 = performance.now();
-    await search(query());
-    searchDefault.push(performance.now() - t1);
-  }
+  let r0 = 0;
+  await phase('search', async () => {
+    for (let i = 0; i < 5; i++) {
+      const t1 = performance.now();
+      await search(query(), 16);
+      search16.push(performance.now() - t1);
+    }
+    r0 = itmRows();
+    for (let i = 0; i < 3; i++) {
+      const t1 = performance.now();
+      await search(query());
+      searchDefault.push(performance.now() - t1);
+    }
+  });
   const defaultCandidates = (itmRows() - r0) / 3;
   const Ts = 14;
   add('search, 16 candidates (GraphQL over HTTP)', median(search16), f.text(Ts) + 16 * f.itmHf(Ts), f.text(Ts) + 16 * f.itm(Ts));
@@ -254,7 +275,7 @@ async function benchModel(dir: string, peaks: { fp32: Peak; int8: Peak }, images
     model: m.modelId, dir, int8, fullSize: full, threads, workers: config.models.workers, itmBatchSize: config.models.itmBatchSize,
     weightsMB: weights / 1e6, rssLoadedMB: (rssLoaded - rssBefore) / 1e6, rssPeakMB: rssPeak / 1e6,
     ingestThroughput: throughput, defaultCandidates, rows, targets,
-    eventLoop: { p50: loop.percentile(50) / 1e6, p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 },
+    eventLoop: { p50: loop.percentile(50) / 1e6, p99: loop.percentile(99) / 1e6, max: loop.max / 1e6, phases },
   };
 }
 
@@ -268,6 +289,7 @@ function print(r: Awaited<ReturnType<typeof benchModel>>, peaks: { fp32: Peak; i
     console.log(`${row.op.padEnd(72)} ${row.ms.toFixed(1).padStart(9)} ${row.gflopHf.toFixed(2).padStart(9)} ${row.gflop.toFixed(2).padStart(9)} ${lim.toFixed(1).padStart(9)} ${(row.ms / lim).toFixed(2).padStart(8)} ${eff.toFixed(1).padStart(7)}`);
   }
   console.log(`ingest throughput ${r.ingestThroughput.toFixed(2)} images/s (4 concurrent clients); event loop p50 ${r.eventLoop.p50.toFixed(1)} / p99 ${r.eventLoop.p99.toFixed(1)} / max ${r.eventLoop.max.toFixed(1)} ms; resident memory +${r.rssLoadedMB.toFixed(0)} MB loaded, ${r.rssPeakMB.toFixed(0)} MB peak (process)`);
+  console.log(`event loop by phase: ${Object.entries(r.eventLoop.phases).map(([n, p]) => `${n} p99 ${p.p99.toFixed(1)} / max ${p.max.toFixed(1)} ms (longest GC ${p.gcMax.toFixed(1)} ms)`).join('; ')}`);
   if (!r.fullSize) {
     console.log('(targets apply to BLIP-base shapes: set BLIP_BENCH_FULLSIZE_DIR)');
     return;
@@ -283,7 +305,7 @@ const dirs = [readFileSync('models/blip-scenes/manifest.json') ? 'models/blip-sc
 const results = [];
 for (const dir of dirs) {
   const full = !dir.startsWith('models/') && !dir.startsWith('test/');
-  const r = await benchModel(dir, before, Number(args.images ?? (full ? 24 : 40)));
+  const r = await benchModel(dir, before, Number(args.images ?? (full ? 48 : 40)));
   results.push(r);
   print(r, before);
 }

@@ -23,6 +23,7 @@ from tools.blip.hf_import import config_to_hf, load_checkpoint, write_safetensor
 from tools.blip.model import (BlipForConditionalGeneration, BlipForImageTextRetrieval,
                               BlipForQuestionAnswering, base_config, init_weights)
 from tools.blip.tokenizer import WordPieceTokenizer, scenes_vocab
+from tools.blip.quantize import quantize_folder
 from tools.convert_hf import convert
 
 
@@ -83,7 +84,9 @@ def main() -> None:
     g["modelDir"] = str(out)
     g["imageDir"] = str(work / "images")
     (work / "goldens.json").write_text(json.dumps(g) + "\n")
-    print("wrote", out, "and", work / "goldens.json")
+    # The int8 copy, as a user makes it: test/ml/fullsize-int8.test.ts compares it with fp32.
+    q = quantize_folder(out, work / "blip-base-random-int8")
+    print("wrote", out, work / "goldens.json", "and", work / "blip-base-random-int8", f"({q['modelId']})")
 
 
 if __name__ == "__main__":

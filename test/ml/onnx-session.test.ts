@@ -7,7 +7,7 @@ import { InvalidFeedsError, ModelFormatError } from '../../src/ml/errors.js';
 import { loadModelManifest } from '../../src/ml/manifest/model-manifest.js';
 import { validateFeeds } from '../../src/ml/runtime/feed-validation.js';
 import { OnnxSession, verifyGraphFiles } from '../../src/ml/runtime/onnx-session.js';
-import { floatTensor, intTensor } from '../../src/ml/runtime/tensor.js';
+import { floatTensor, intTensor, type TensorMap } from '../../src/ml/runtime/tensor.js';
 
 const dir = 'test/fixtures/tiny-random';
 
@@ -33,8 +33,8 @@ describe('ONNX sessions from the manifest', async () => {
         validateFeeds('caption_decoder', decoder, {
           input_ids: floatTensor(new Float32Array(2), [1, 2]),
           attention_mask: intTensor([1, 1, 1], [1, 3]),
-          past_kv: floatTensor(new Float32Array(0), [2, 2, 2, 2, 0, 16]),
-          cross_kv: floatTensor(new Float32Array(2 * 2 * 1 * 2 * 17 * 16), [2, 2, 1, 2, 17, 16]),
+          'past_key_values.0.key': floatTensor(new Float32Array(0), [2, 2, 0, 16]),
+          'cross_key_values.0.key': floatTensor(new Float32Array(2 * 17 * 16), [1, 2, 17, 16]),
         });
       } catch (e) {
         return e as Error;
@@ -65,14 +65,19 @@ describe('ONNX sessions from the manifest', async () => {
   it('decoder runs on an empty fixed-capacity cache and returns only the new keys and values', async () => {
     const s = await OnnxSession.create(dir, 'caption_decoder', decoder);
     const capacity = 4;
-    const out = await s.run({
+    const feeds: TensorMap = {
       input_ids: intTensor([146], [1, 1]),
       attention_mask: intTensor([0, 0, 0, 0, 1], [1, capacity + 1]),
-      past_kv: floatTensor(new Float32Array(2 * 2 * 2 * capacity * 16), [2, 2, 1, 2, capacity, 16]),
       past_length: intTensor([0], [1]),
-      cross_kv: floatTensor(new Float32Array(2 * 2 * 2 * 17 * 16), [2, 2, 1, 2, 17, 16]),
       encoder_attention_mask: intTensor(new Array(17).fill(1), [1, 17]),
-    });
+    };
+    for (let l = 0; l < 2; l++) {
+      for (const kind of ['key', 'value']) {
+        feeds[`past_key_values.${l}.${kind}`] = floatTensor(new Float32Array(2 * capacity * 16), [1, 2, capacity, 16]);
+        feeds[`cross_key_values.${l}.${kind}`] = floatTensor(new Float32Array(2 * 17 * 16), [1, 2, 17, 16]);
+      }
+    }
+    const out = await s.run(feeds);
     expect(out.logits!.dims).toEqual([1, 1, 148]);
     expect(out.new_kv!.dims).toEqual([2, 2, 1, 2, 1, 16]);
     await s.release();

@@ -91,21 +91,30 @@ class CrossKvGraph(nn.Module):
 class DecoderGraph(nn.Module):
     """One decoder step for `batch` rows (beams) of one input.
 
-    past_kv is a fixed-capacity cache [L,2,B,H,capacity,Dh] that the caller owns and fills: slots
-    at past_length and beyond are hidden by attention_mask ([B, capacity + new]). The graph returns
+    Keys and values come one input per layer (`past_key_values.{l}.key` ...): slicing one stacked
+    input would copy it at every step (42.5 MB of cross-attention keys and values at base size).
+    The self-attention cache has a fixed capacity that the caller owns and fills: slots at
+    past_length and beyond are hidden by attention_mask ([B, capacity + new]). The graph returns
     only the new tokens' keys and values (new_kv), so a step copies kilobytes out of onnxruntime,
-    not the whole cache (onnxruntime-node copies every output into a fresh buffer). cross_kv has
-    batch 1 and is broadcast to every row: beams share it, nothing is tiled."""
+    not the cache (onnxruntime-node copies every output into a fresh buffer). Cross-attention keys
+    and values have batch 1 and are broadcast to every row: beams share them, nothing is tiled."""
 
     def __init__(self, decoder):
         super().__init__()
         self.decoder = decoder
 
-    def forward(self, input_ids, attention_mask, past_kv, past_length, cross_kv, encoder_attention_mask):
+    def forward(self, input_ids, attention_mask, past_length, encoder_attention_mask, *kv):
+        layers = len(kv) // 4
+        past = [(kv[2 * i], kv[2 * i + 1]) for i in range(layers)]
+        cross = [(kv[2 * layers + 2 * i], kv[2 * layers + 2 * i + 1]) for i in range(layers)]
         logits, present = self.decoder(input_ids, attention_mask, encoder_attention_mask=encoder_attention_mask,
-                                       past_kv=past_kv, cross_kv=cross_kv, return_present=True,
-                                       past_length=past_length)
-        return logits, present[:, :, :, :, past_kv.shape[4]:, :]
+                                       past_kv=past, cross_kv=cross, return_present=True, past_length=past_length)
+        return logits, present[:, :, :, :, kv[0].shape[2]:, :]
+
+
+def layer_kv_names(prefix: str, layers: int) -> list[str]:
+    """`{prefix}.{l}.key`, `{prefix}.{l}.value` for every layer, in input order."""
+    return [f"{prefix}.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
 
 
 def model_id(name: str, graphs: dict) -> str:
@@ -193,18 +202,18 @@ def export_folder(out: str | Path, *, name: str, config: BlipConfig, retrieval: 
         add(f"{prefix}_cross_kv", CrossKvGraph(m.text_decoder), (enc,),
             [_io("encoder_hidden_states", "float32", ["batch", "enc_seq", enc_dim])],
             [_io("cross_kv", "float32", [L, 2, "batch", H, "enc_seq", Dh])])
-        past = torch.randn(L, 2, 2, H, 4, Dh)
-        cross = torch.randn(L, 2, 1, H, 5, Dh)
         dec_ids = torch.tensor([[5, 6], [7, 8]], dtype=torch.long).clamp(max=V - 1)
         dec_mask = torch.tensor([[1, 1, 1, 0, 1, 1], [1, 1, 1, 0, 1, 1]], dtype=torch.long)
+        past = [torch.randn(2, H, 4, Dh) for _ in range(2 * L)]
+        cross = [torch.randn(1, H, 5, Dh) for _ in range(2 * L)]
         add(f"{prefix}_decoder", DecoderGraph(m.text_decoder),
-            (dec_ids, dec_mask, past, torch.tensor([3]), cross, torch.ones(1, 5, dtype=torch.long)),
+            (dec_ids, dec_mask, torch.tensor([3]), torch.ones(1, 5, dtype=torch.long), *past, *cross),
             [_io("input_ids", "int64", ["batch", "new"]),
              _io("attention_mask", "int64", ["batch", "capacity_plus_new"]),
-             _io("past_kv", "float32", [L, 2, "batch", H, "capacity", Dh]),
              _io("past_length", "int64", [1]),
-             _io("cross_kv", "float32", [L, 2, 1, H, "enc_seq", Dh]),
-             _io("encoder_attention_mask", "int64", [1, "enc_seq"])],
+             _io("encoder_attention_mask", "int64", [1, "enc_seq"])]
+            + [_io(n, "float32", ["batch", H, "capacity", Dh]) for n in layer_kv_names("past_key_values", L)]
+            + [_io(n, "float32", [1, H, "enc_seq", Dh]) for n in layer_kv_names("cross_key_values", L)],
             [_io("logits", "float32", ["batch", "new", V]),
              _io("new_kv", "float32", [L, 2, "batch", H, "new", Dh])])
 

@@ -299,7 +299,10 @@ class BlipTextModel(nn.Module):
         past_length: position of the first new token when past_kv is a fixed-capacity cache whose
         unused slots attention_mask hides (default: every cached position is used)."""
         b, t = input_ids.shape
-        past_len = 0 if past_kv is None else past_kv.shape[4]
+        # past_kv / cross_kv: one stacked tensor [L, 2, B, H, P, Dh], or per layer a (key, value) pair
+        # (the decoder graphs take one input per layer: slicing a stacked input copies it per step)
+        layered_past = isinstance(past_kv, (list, tuple))
+        past_len = 0 if past_kv is None else (past_kv[0][0].shape[2] if layered_past else past_kv.shape[4])
         h = self.embeddings(input_ids, past_len if past_length is None else past_length)
         dtype = h.dtype
         if attention_mask is None:
@@ -314,7 +317,7 @@ class BlipTextModel(nn.Module):
         self_mask = _additive(mask, dtype)
         n_layers = len(self.encoder.layer)
         if cross_kv is not None:
-            crosses = [(cross_kv[li, 0], cross_kv[li, 1]) for li in range(n_layers)]
+            crosses = list(cross_kv) if isinstance(cross_kv, (list, tuple)) else [(cross_kv[li, 0], cross_kv[li, 1]) for li in range(n_layers)]
         elif encoder_hidden_states is not None:
             # Per layer, not through cross_kv's stacked tensor: in training, the backward of each slice
             # of a stacked tensor writes a zero tensor the size of every layer's keys and values (150 MB
@@ -333,7 +336,7 @@ class BlipTextModel(nn.Module):
                 cross_mask = (1.0 - encoder_attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
         presents = []
         for li, layer in enumerate(self.encoder.layer):
-            past = None if past_kv is None else (past_kv[li, 0], past_kv[li, 1])
+            past = None if past_kv is None else (past_kv[li] if layered_past else (past_kv[li, 0], past_kv[li, 1]))
             h, kv = layer(h, self_mask, past, crosses[li], cross_mask)
             if return_present:
                 presents.append(torch.stack(kv))

@@ -131,8 +131,11 @@ class Rearranged(unittest.TestCase):
                 mask = torch.zeros(1, cap + end - start, dtype=torch.long)
                 mask[0, :start] = 1
                 mask[0, cap:] = 1
-                logits, new = step(torch.tensor([seq[start:end]]), mask, cache, torch.tensor([start]), cross,
-                                   torch.ones(1, 5, dtype=torch.long))
+                layers = c.num_hidden_layers
+                past = [cache[i, j] for i in range(layers) for j in range(2)]
+                crosses = [cross[i, j] for i in range(layers) for j in range(2)]
+                logits, new = step(torch.tensor([seq[start:end]]), mask, torch.tensor([start]),
+                                   torch.ones(1, 5, dtype=torch.long), *past, *crosses)
                 cache[:, :, :, :, start:end] = new
                 got.append(logits)
         self.assertLess(float((torch.cat(got, 1) - full).abs().max()), 1e-10)

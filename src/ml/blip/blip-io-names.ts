@@ -15,9 +15,14 @@ export const IO = {
   questionStates: 'question_states',
   encoderHiddenStates: 'encoder_hidden_states',
   crossKv: 'cross_kv',
-  pastKv: 'past_kv',
   pastLength: 'past_length',
   newKv: 'new_kv',
   encoderAttentionMask: 'encoder_attention_mask',
   logits: 'logits',
+} as const;
+
+/** Per-layer decoder inputs (`past_key_values.3.value`...): one input per layer and key/value. */
+export const LAYER_IO = {
+  past: (layer: number, kind: 'key' | 'value') => `past_key_values.${layer}.${kind}`,
+  cross: (layer: number, kind: 'key' | 'value') => `cross_key_values.${layer}.${kind}`,
 } as const;

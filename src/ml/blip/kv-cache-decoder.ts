@@ -1,7 +1,7 @@
 import type { StepModel } from '../generation/generation-config.js';
 import type { BufferPool } from '../runtime/buffer-pool.js';
 import { intTensor, sizeOf, type FloatTensor, type TensorMap } from '../runtime/tensor.js';
-import { IO } from './blip-io-names.js';
+import { IO, LAYER_IO } from './blip-io-names.js';
 
 /** Runs one graph by manifest name, returning the named outputs. */
 export type RunGraph = (graph: string, feeds: TensorMap, outputs?: string[]) => Promise<TensorMap>;
@@ -10,12 +10,14 @@ export type RunGraph = (graph: string, feeds: TensorMap, outputs?: string[]) => 
  * A {@link StepModel} over a `*_decoder` graph (docs/model-format.md) with a fixed-capacity
  * self-attention cache that this class owns.
  *
- * The cache [L,2,rows,H,capacity,Dh] lives in pooled memory and is fed whole at every step;
- * the graph hides the unused slots with the attention mask and returns only the new tokens'
- * keys and values, which are written into the cache here. So a step copies kilobytes, not the
- * cache: onnxruntime-node copies every output into a fresh buffer, and fresh memory is slow to
- * touch. Beam reordering copies rows within the cache (only the filled positions). `cross_kv`
- * [L,2,1,H,S,Dh] is computed once per input by the caller and broadcast to every row by the graph.
+ * The cache [L,2,rows,H,capacity,Dh] lives in pooled memory and is fed at every step as one
+ * view per layer and key/value (a graph that slices one stacked input copies it per step); the
+ * graph hides the unused slots with the attention mask and returns only the new tokens' keys and
+ * values, which are written into the cache here. So a step copies kilobytes, not the cache:
+ * onnxruntime-node copies every output into a fresh buffer, and fresh memory is slow to touch.
+ * Beam reordering copies rows within the cache (only the filled positions). `cross_kv`
+ * [L,2,1,H,S,Dh] is computed once per input by the caller, fed as per-layer views too, and
+ * broadcast to every row by the graph.
  */
 export class KvCacheDecoder implements StepModel {
   private readonly layers: number;
@@ -71,11 +73,20 @@ export class KvCacheDecoder implements StepModel {
     const feeds: TensorMap = {
       [IO.inputIds]: intTensor(sequences.flatMap((s) => s.slice(this.length)), [rows, fresh]),
       [IO.attentionMask]: intTensor(mask, [rows, this.capacity + fresh]),
-      [IO.pastKv]: { dtype: 'float32', dims: this.cacheDims(), data: this.cache as Float32Array },
       [IO.pastLength]: intTensor([this.length], [1]),
-      [IO.crossKv]: this.crossKv,
       [IO.encoderAttentionMask]: intTensor(new Array<number>(this.encLen).fill(1), [1, this.encLen]),
     };
+    // One input per layer and key/value, each a view into the caches: nothing is copied.
+    const cache = this.cache as Float32Array;
+    const pastBlock = rows * this.heads * this.capacity * this.headDim;
+    const crossBlock = this.heads * this.encLen * this.headDim;
+    for (let l = 0; l < this.layers; l++) {
+      (['key', 'value'] as const).forEach((kind, k) => {
+        const i = 2 * l + k;
+        feeds[LAYER_IO.past(l, kind)] = { dtype: 'float32', dims: [rows, this.heads, this.capacity, this.headDim], data: cache.subarray(i * pastBlock, (i + 1) * pastBlock) };
+        feeds[LAYER_IO.cross(l, kind)] = { dtype: 'float32', dims: [1, this.heads, this.encLen, this.headDim], data: this.crossKv.data.subarray(i * crossBlock, (i + 1) * crossBlock) };
+      });
+    }
     const out = await this.run(this.decoderGraph, feeds, [IO.logits, IO.newKv]);
     this.runs++;
     this.append(out[IO.newKv] as FloatTensor, fresh);

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { IO } from '../blip/blip-io-names.js';
+import { IO, LAYER_IO } from '../blip/blip-io-names.js';
 import { ModelFormatError } from '../errors.js';
 
 const dimSchema = z.union([z.number().int().nonnegative(), z.string().min(1)]);
@@ -136,11 +136,18 @@ export function parseModelManifest(json: unknown, where = 'manifest.json'): Mode
       `${where} names graphs it does not define: ${missing.join(', ')}; defined graphs: ${known.join(', ')}`,
     );
   }
-  const wrong = REQUIRED_IO.flatMap(({ task, role, side, names }) => {
+  const layers = Array.from({ length: m.dims.decoderLayers }, (_, l) => l);
+  const perLayer = layers.flatMap((l) => [LAYER_IO.past(l, 'key'), LAYER_IO.past(l, 'value'), LAYER_IO.cross(l, 'key'), LAYER_IO.cross(l, 'value')]);
+  const required = [
+    ...REQUIRED_IO,
+    { task: 'caption' as const, role: 'decoder', side: 'inputs' as const, names: perLayer },
+    { task: 'vqa' as const, role: 'decoder', side: 'inputs' as const, names: perLayer },
+  ];
+  const wrong = required.flatMap(({ task, role, side, names }) => {
     const spec = m.graphs[(m.tasks[task] as Record<string, string>)[role] as string];
     const have = new Set((spec?.[side] ?? []).map((io) => io.name));
     const absent = names.filter((n) => !have.has(n));
-    return absent.length ? [`tasks.${task}.${role} lacks ${side} ${absent.join(', ')}`] : [];
+    return absent.length ? [`tasks.${task}.${role} lacks ${side} ${absent.slice(0, 6).join(', ')}${absent.length > 6 ? ` and ${absent.length - 6} more` : ''}`] : [];
   });
   if (wrong.length > 0) throw new ModelFormatError(`${where}: ${wrong.join('; ')}`);
   return m;
@@ -151,9 +158,9 @@ const REQUIRED_IO: Array<{ task: keyof ModelManifest['tasks']; role: string; sid
   { task: 'retrieval', role: 'vision', side: 'outputs', names: [IO.imageFeat, IO.itmStates, IO.itmScales] },
   { task: 'retrieval', role: 'itm', side: 'inputs', names: [IO.inputIds, IO.attentionMask, IO.itmStates, IO.itmScales] },
   { task: 'caption', role: 'vision', side: 'outputs', names: [IO.imageEmbeds] },
-  { task: 'caption', role: 'decoder', side: 'inputs', names: [IO.pastKv, IO.pastLength, IO.crossKv] },
+  { task: 'caption', role: 'decoder', side: 'inputs', names: [IO.pastLength] },
   { task: 'caption', role: 'decoder', side: 'outputs', names: [IO.logits, IO.newKv] },
-  { task: 'vqa', role: 'decoder', side: 'inputs', names: [IO.pastKv, IO.pastLength, IO.crossKv] },
+  { task: 'vqa', role: 'decoder', side: 'inputs', names: [IO.pastLength] },
 ];
 
 /** Reads and validates `<modelDir>/manifest.json`. */
