@@ -40,7 +40,7 @@ function sharedEngine(): Promise<BlipEngine> {
     get itmStateDims() { return engine.itmStateDims; },
     get defaultSearchCandidates() { return engine.defaultSearchCandidates; },
     loadImage: (b) => engine.loadImage(b),
-    embedImage: (i) => engine.embedImage(i),
+    embedImage: (i, o) => engine.embedImage(i, o),
     embedText: (t) => engine.embedText(t),
     itmScores: (t, s) => engine.itmScores(t, s),
     caption: (i, o) => engine.caption(i, o),
