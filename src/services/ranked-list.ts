@@ -6,6 +6,12 @@ import type { Candidate, CandidateSource } from './candidate-sources.js';
 export interface RankedListOptions {
   /** Candidates ranked together (one ITM re-ranking round: the query's `candidates`). */
   window: number;
+  /**
+   * Re-ranked lists rank exactly `window` candidates per round, so a list has the same shape
+   * however its pages are cut (a list ranked again after a restart resumes where the cursor
+   * was). Lists in the source's own order may rank as many as a page needs at once.
+   */
+  fixedWindows: boolean;
   /** ITM cut-off; null keeps every candidate. */
   minMatch: number | null;
   source: CandidateSource;
@@ -59,7 +65,7 @@ export class RankedList {
     const run = this.chain.then(async () => {
       let spent = 0;
       while (this.hits.length < count && !this.complete && spent < budget) {
-        const size = this.options.minMatch === null ? Math.max(this.options.window, count - this.hits.length) : this.options.window;
+        const size = this.options.fixedWindows ? this.options.window : Math.max(this.options.window, count - this.hits.length);
         const candidates = this.options.source.next(size);
         if (candidates.length === 0) break;
         spent += candidates.length;

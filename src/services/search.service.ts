@@ -89,7 +89,7 @@ export class SearchService {
     const mode = query.mode ?? 'SEMANTIC';
     const rerank = query.rerank ?? mode !== 'KEYWORD';
     const candidates = requireIntInRange(
-      query.candidates ?? Math.max(this.defaultCandidates, first),
+      query.candidates ?? Math.min(this.settings.maxCandidates, Math.max(this.defaultCandidates, first)),
       'candidates',
       1,
       this.settings.maxCandidates,
@@ -99,12 +99,15 @@ export class SearchService {
       throw new InvalidInputError('minMatch needs rerank: true (it is a cut-off on the ITM match probability)', { argument: 'minMatch' });
     }
     const filter = requireFilter(query.filter);
-    const key = JSON.stringify(['text', text, mode, rerank, candidates, minMatch, filterKey(filter)]);
-    return this.page(key, query.after, first, filter, async () => {
+    // `candidates` shapes a new list but is not part of its identity: a cursor may come back with
+    // another page size (and so another default), and continues the list it names.
+    const key = JSON.stringify(['text', text, mode, rerank, minMatch, filterKey(filter)]);
+    return this.page(key, candidates, query.after, first, filter, async () => {
       const vector = await this.embedText(text);
       const source = await this.textSource(mode, text, vector, filter);
       return new RankedList(key, {
         window: candidates,
+        fixedWindows: rerank,
         minMatch,
         source,
         score: (found) => this.score(found, rerank ? text : null),
@@ -125,12 +128,12 @@ export class SearchService {
     const image = await this.repo.findById(id);
     if (!image) throw new NotFoundError('Image', id);
     const key = JSON.stringify(['similar', image.id, filterKey(filter)]);
-    return this.page(key, query.after, first, filter, async () => {
+    return this.page(key, 0, query.after, first, filter, async () => {
       const vector = await this.repo.getEmbedding(image.label, this.engine.modelId);
       const source: CandidateSource = vector
         ? await this.vectorSource(vector, filter, new Set([image.label]))
         : { reachable: 0, exhausted: true, next: () => [] };
-      return new RankedList(key, { window: this.defaultCandidates, minMatch: null, source, score: (found) => this.score(found, null) });
+      return new RankedList(key, { window: this.defaultCandidates, fixedWindows: false, minMatch: null, source, score: (found) => this.score(found, null) });
     });
   }
 
@@ -145,7 +148,7 @@ export class SearchService {
     const bytes = await readImageSource(query.source, this.settings.maxUploadBytes);
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const key = JSON.stringify(['image', sha256, filterKey(filter)]);
-    return this.page(key, query.after, first, filter, async () => {
+    return this.page(key, 0, query.after, first, filter, async () => {
       const cacheKey = `${this.engine.modelId}\u0000${sha256}`;
       let vector = this.imageEmbeddings.get(cacheKey);
       if (!vector) {
@@ -154,7 +157,7 @@ export class SearchService {
         this.imageEmbeddings.set(cacheKey, vector);
       }
       const source = await this.vectorSource(vector, filter, new Set());
-      return new RankedList(key, { window: this.defaultCandidates, minMatch: null, source, score: (found) => this.score(found, null) });
+      return new RankedList(key, { window: this.defaultCandidates, fixedWindows: false, minMatch: null, source, score: (found) => this.score(found, null) });
     });
   }
 
@@ -163,8 +166,15 @@ export class SearchService {
    * (ranking one if there is none); a cursor names its list. A list that is gone (evicted, or
    * the server restarted) is ranked again and resumed after the cursor's image.
    */
-  private async page(key: string, after: string | null | undefined, first: number, filter: ImageFilter, build: () => Promise<RankedList>): Promise<SearchPage> {
-    const versioned = `${this.index.version}/${this.repo.version}/${key}`;
+  private async page(
+    key: string,
+    shape: number,
+    after: string | null | undefined,
+    first: number,
+    filter: ImageFilter,
+    build: () => Promise<RankedList>,
+  ): Promise<SearchPage> {
+    const versioned = `${this.index.version}/${this.repo.version}/${shape}/${key}`;
     const current = async () => this.lists.latestFor(versioned) ?? this.lists.add(versioned, await build());
     const budget = Math.max(this.settings.maxCandidates, first);
     let list: RankedList;
