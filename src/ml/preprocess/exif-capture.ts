@@ -1,8 +1,11 @@
 import exifReader from 'exif-reader';
 import type { CaptureInfo } from '../blip-engine.js';
 
-/** The first photograph is from 1826; anything earlier is a camera with an unset clock ("0000:00:00"). */
-const EARLIEST = Date.UTC(1826, 0, 1);
+/**
+ * Earlier times are read as "unset": a camera with a zeroed clock writes "0000:00:00 00:00:00",
+ * which exif-reader's Date.UTC turns into 1899-11-30 (years 0-99 count from 1900).
+ */
+const EARLIEST = Date.UTC(1900, 0, 1);
 /** A day of clock skew is tolerated; later than that is a wrong camera clock. */
 const FUTURE_SLACK_MS = 24 * 3600 * 1000;
 
