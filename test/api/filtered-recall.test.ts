@@ -50,8 +50,8 @@ const dot = (a: Float32Array, b: Float32Array) => a.reduce((s, x, i) => s + x * 
 describe.each(flavours)('filtered recall against an exact scan (%s)', (db) => {
   let server: TestServer;
   const engine = new RandomVectorEngine();
-  const rows = Array.from({ length: N }, (_, i) => ({ id: randomUUID(), vector: seededVector(`image:${i}`), bucket: i % 100, decile: i % 10 }));
-  const byId = new Map(rows.map((r) => [r.id, r]));
+  const rows = Array.from({ length: N }, (_, i) => ({ id: randomUUID() as string, vector: seededVector(`image:${i}`), bucket: i % 100, decile: i % 10 }));
+  const byId = new Map<string, (typeof rows)[number]>(rows.map((r) => [r.id, r]));
 
   beforeAll(async () => {
     // Start once (migrations, instance binding), then write the rows straight into the database
@@ -118,7 +118,7 @@ describe.each(flavours)('filtered recall against an exact scan (%s)', (db) => {
       const top: string[] = [];
       let after: string | null = null;
       while (top.length < 128) {
-        const res = await server.gql(`query($t: String!, $a: String) { searchImages(text: $t, first: 64, after: $a, rerank: false) { edges { node { id } } pageInfo { endCursor } } }`, { t: text, a: after });
+        const res: { data?: any } = await server.gql(`query($t: String!, $a: String) { searchImages(text: $t, first: 64, after: $a, rerank: false) { edges { node { id } } pageInfo { endCursor } } }`, { t: text, a: after });
         top.push(...ids(res.data.searchImages.edges));
         after = res.data.searchImages.pageInfo.endCursor;
       }
