@@ -16,6 +16,7 @@ import { PrismaImageRepository } from './repositories/image.repository.js';
 import { readDataDirIdentity, writeDataDirIdentity } from './repositories/data-dir-identity.js';
 import { runMigrations } from './repositories/run-migrations.js';
 import { PrismaSettingRepository } from './repositories/setting.repository.js';
+import { CaptureInfoBackfill } from './services/capture-info-backfill.service.js';
 import { bindDataDir, describeDatabase } from './services/data-dir-binding.service.js';
 import { ImageIndexService } from './services/image-index.service.js';
 import { ImageService } from './services/image.service.js';
@@ -107,8 +108,10 @@ export async function startApplication(
   const search = new SearchService(engine, repo, queries, index, itmStates, { ...limits, ...config.search });
   const images = new ImageService(engine, repo, queries, files, index, itmStates, { ...limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }));
   const recovery = new StorageRecoveryService(engine, repo, files, index, itmStates, log.child({ module: 'recovery' }));
+  const captureInfo = new CaptureInfoBackfill(engine, repo, new PrismaSettingRepository(db), files, log.child({ module: 'capture-info' }));
 
   await recovery.recover();
+  await captureInfo.plan();
   let ready = false;
   const services: GraphQLServices = {
     ingest,
@@ -143,6 +146,7 @@ export async function startApplication(
   const abort = new AbortController();
   const background = (async () => {
     await recovery.backfillEmbeddings(abort.signal);
+    await captureInfo.run(abort.signal);
     // "First start": nothing stored and never seeded (a marker, so that emptying the collection
     // later does not bring the samples back, while a first start that crashed still seeds).
     const marker = path.join(config.dataDir, '.samples-seeded');

@@ -182,6 +182,22 @@ export class PrismaImageRepository {
     return this.wrote(toRecord(await this.db.image.update({ where: { label }, data })));
   }
 
+  /** The highest label ever stored (0 when none). */
+  async maxLabel(): Promise<number> {
+    return (await this.db.image.aggregate({ _max: { label: true } }))._max.label ?? 0;
+  }
+
+  /** READY images with after < label <= upTo, in label order. */
+  async findReadyInRange(after: number, upTo: number, limit: number): Promise<ImageRecord[]> {
+    const rows = await this.db.image.findMany({ where: { status: 'READY', label: { gt: after, lte: upTo } }, orderBy: { label: 'asc' }, take: limit });
+    return rows.map(toRecord);
+  }
+
+  async setCaptureInfo(label: number, capture: { takenAt: Date | null; cameraMake: string | null; cameraModel: string | null }): Promise<void> {
+    await this.db.image.update({ where: { label }, data: capture });
+    this.wrote(undefined);
+  }
+
   async setStatus(label: number, status: ImageStatus): Promise<void> {
     await this.db.image.update({ where: { label }, data: { status } });
     this.wrote(undefined);
