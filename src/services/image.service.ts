@@ -77,12 +77,12 @@ export class ImageService {
    * image (altTextMatch), which also decides the description (CapFilt, src/domain/image.ts).
    */
   async updateImage(id: string, update: ImageUpdate): Promise<ImageRecord> {
-    const hasAlt = 'altText' in update && update.altText !== undefined;
-    const hasMetadata = 'metadata' in update && update.metadata !== undefined;
+    const hasAlt = update.altText !== undefined;
+    const hasMetadata = update.metadata !== undefined;
     if (!hasAlt && !hasMetadata) throw new InvalidInputError('Give input.altText, input.metadata or both (null clears one)', { argument: 'input' });
     const patch: ImageDetailsPatch = {};
-    let altText: string | null = null;
-    if (hasAlt && update.altText !== null && update.altText!.trim() !== '') altText = requireText(update.altText!, 'input.altText', this.settings.maxTextChars);
+    // null or blank removes the alt text.
+    const altText = update.altText?.trim() ? requireText(update.altText, 'input.altText', this.settings.maxTextChars) : null;
     if (hasMetadata) patch.metadata = requireMetadata(update.metadata, 'input.metadata', this.settings.maxMetadataBytes);
     const image = await this.requireImage(id);
     if (hasAlt) {
