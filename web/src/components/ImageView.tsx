@@ -332,6 +332,7 @@ function DeleteButton({ id, onDeleted }: { id: string; onDeleted: () => void }) 
 }
 
 function Questions({ id }: { id: string }) {
+  const limits = useLimits();
   const [history, setHistory] = useState<QA[]>(() => qaHistory(id));
   const [question, setQuestion] = useState('');
   const [pending, setPending] = useState<string | null>(null);
@@ -405,7 +406,7 @@ function Questions({ id }: { id: string }) {
           onInput={(e) => setQuestion((e.target as HTMLInputElement).value)}
           placeholder="e.g. what color is the circle?"
           autocomplete="off"
-          maxLength={500}
+          maxLength={limits.maxTextChars}
           disabled={pending != null}
         />
         <button type="submit" class="btn btn-primary" disabled={pending != null || !question.trim()}>
