@@ -118,9 +118,9 @@ describe.each(flavours)('filtered recall against an exact scan (%s)', (db) => {
       const top: string[] = [];
       let after: string | null = null;
       while (top.length < 128) {
-        const res: { data?: any } = await server.gql(`query($t: String!, $a: String) { searchImages(text: $t, first: 64, after: $a, rerank: false) { edges { node { id } } pageInfo { endCursor } } }`, { t: text, a: after });
-        top.push(...ids(res.data.searchImages.edges));
-        after = res.data.searchImages.pageInfo.endCursor;
+        const res: { data?: { searchImages: { edges: Array<{ node: { id: string } }>; pageInfo: { endCursor: string } } } } = await server.gql(`query($t: String!, $a: String) { searchImages(text: $t, first: 64, after: $a, rerank: false) { edges { node { id } } pageInfo { endCursor } } }`, { t: text, a: after });
+        top.push(...ids(res.data!.searchImages.edges));
+        after = res.data!.searchImages.pageInfo.endCursor;
       }
       return top.slice(0, 128).filter((id) => byId.get(id)!.bucket === 7).slice(0, 10);
     });

@@ -4,7 +4,25 @@ import type { TestServer } from './test-server.js';
 /** GraphQL operations the API tests share. */
 export const IMAGE_FIELDS = 'id caption captionMatch altText altTextMatch description mimeType metadata takenAt cameraMake cameraModel createdAt url thumbnailUrl';
 
-export async function ingest(server: TestServer, bytes: Buffer, input: { altText?: string; metadata?: unknown } = {}): Promise<{ id: string; createdAt: string } & Record<string, any>> {
+/** The fields of IMAGE_FIELDS, as the API returns them. */
+export interface ImageJson {
+  id: string;
+  caption: string | null;
+  captionMatch: number | null;
+  altText: string | null;
+  altTextMatch: number | null;
+  description: string | null;
+  mimeType: string;
+  metadata: unknown;
+  takenAt: string | null;
+  cameraMake: string | null;
+  cameraModel: string | null;
+  createdAt: string;
+  url: string;
+  thumbnailUrl: string;
+}
+
+export async function ingest(server: TestServer, bytes: Buffer, input: { altText?: string; metadata?: unknown } = {}): Promise<ImageJson> {
   const res = await server.gql(`mutation($input: IngestImageInput!) { ingestImage(input: $input) { created image { ${IMAGE_FIELDS} } } }`, {
     input: { base64: bytes.toString('base64'), ...input },
   });
@@ -17,7 +35,7 @@ export interface Edge {
   itcScore: number;
   itmScore: number | null;
   score: number;
-  node: { id: string } & Record<string, any>;
+  node: { id: string; caption: string | null; altText: string | null; metadata: unknown };
 }
 
 export interface SearchResult {

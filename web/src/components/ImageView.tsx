@@ -144,10 +144,13 @@ function EditDetails({ image, onChanged }: { image: ImageNode; onChanged: (image
   const [error, setError] = useState<unknown>(null);
   const [metaError, setMetaError] = useState<string | null>(null);
   const altRef = useRef<HTMLTextAreaElement>(null);
+  // The form follows the stored values when they change (a save, another image).
+  const storedMeta = image.metadata ? JSON.stringify(image.metadata, null, 2) : '';
+  const storedAlt = image.altText ?? '';
   useEffect(() => {
-    setAlt(image.altText ?? '');
-    setMeta(image.metadata ? JSON.stringify(image.metadata, null, 2) : '');
-  }, [image.id, image.altText, JSON.stringify(image.metadata)]);
+    setAlt(storedAlt);
+    setMeta(storedMeta);
+  }, [storedAlt, storedMeta]);
   useLayoutEffect(() => {
     if (open) altRef.current?.focus();
   }, [open]);

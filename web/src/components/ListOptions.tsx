@@ -92,7 +92,9 @@ function FiltersPanel({ route, onClose }: { route: ListRoute; onClose: () => voi
   const limits = useLimits();
   const [draft, setDraft] = useState<ListFilter>(route.filter);
   const [metaError, setMetaError] = useState<string | null>(null);
-  useEffect(() => setDraft(route.filter), [JSON.stringify(route.filter)]);
+  // The draft follows the applied filter when the address changes (Back, Clear filters).
+  const applied = JSON.stringify(route.filter);
+  useEffect(() => setDraft(JSON.parse(applied) as ListFilter), [applied]);
   const types = limits.acceptedMimeTypes.map((t) => t.replace(/^image\//, ''));
   const set = (patch: Partial<ListFilter>) => setDraft((d) => ({ ...d, ...patch }));
   const apply = (filter: ListFilter) => {

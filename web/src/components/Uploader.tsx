@@ -43,8 +43,7 @@ export function Uploader({ open, onClose, droppedFiles }: { open: boolean; onClo
 
   useEffect(() => {
     if (droppedFiles?.length) addFiles(droppedFiles);
-    // once per drop: addFiles is new at every render and reads the alt text typed so far
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // Once per drop (addFiles is new at every render).
   }, [droppedFiles]);
 
   useEffect(() => {
