@@ -9,11 +9,14 @@ import { createHttpApp } from './http/create-http-app.js';
 import type { Logger } from './lib/logger.js';
 import type { BlipEngine } from './ml/blip-engine.js';
 import { createPrismaClient } from './repositories/database.js';
+import { ACCEPTED_MIME_TYPES } from './ml/preprocess/image-decoder.js';
 import { ImageFileStore } from './repositories/image-file-store.js';
+import { ImageQueryRepository } from './repositories/image-query.repository.js';
 import { PrismaImageRepository } from './repositories/image.repository.js';
 import { readDataDirIdentity, writeDataDirIdentity } from './repositories/data-dir-identity.js';
 import { runMigrations } from './repositories/run-migrations.js';
 import { PrismaSettingRepository } from './repositories/setting.repository.js';
+import { CaptureInfoBackfill } from './services/capture-info-backfill.service.js';
 import { bindDataDir, describeDatabase } from './services/data-dir-binding.service.js';
 import { ImageIndexService } from './services/image-index.service.js';
 import { ImageService } from './services/image.service.js';
@@ -48,6 +51,7 @@ export async function startApplication(
   if (applied.length) log.info({ applied }, 'database migrations applied');
   const db = createPrismaClient(config.db);
   const repo = new PrismaImageRepository(db);
+  const queries = new ImageQueryRepository(db, config.db.provider);
   const files = new ImageFileStore(config.dataDir);
   try {
     // Before anything may touch a file: recovery would take a wrong database's missing rows for
@@ -99,19 +103,34 @@ export async function startApplication(
     log.child({ module: 'index' }),
   );
   const itmStates = new ItmStateCache(engine, files, config.search.itmCacheBytes);
-  const ingest = new IngestService(engine, repo, files, index, itmStates, { ...config.limits, maxMetadataBytes: 16 * 1024 }, log.child({ module: 'ingest' }));
-  const search = new SearchService(engine, repo, index, itmStates, { ...config.limits, ...config.search });
-  const images = new ImageService(engine, repo, files, index, itmStates, { ...config.limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }));
+  const limits = { ...config.limits, maxMetadataBytes: 16 * 1024 };
+  const ingest = new IngestService(engine, repo, files, index, itmStates, limits, log.child({ module: 'ingest' }));
+  const search = new SearchService(engine, repo, queries, index, itmStates, { ...limits, ...config.search });
+  const images = new ImageService(engine, repo, queries, files, index, itmStates, { ...limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }));
   const recovery = new StorageRecoveryService(engine, repo, files, index, itmStates, log.child({ module: 'recovery' }));
+  const captureInfo = new CaptureInfoBackfill(engine, repo, new PrismaSettingRepository(db), files, log.child({ module: 'capture-info' }));
 
   await recovery.recover();
+  await captureInfo.plan();
   let ready = false;
   const services: GraphQLServices = {
     ingest,
     search,
     images,
     minAltTextMatch: config.search.minAltTextMatch,
-    info: () => ({ modelId: engine.modelId, embedDim: engine.embedDim, indexedImages: index.size }),
+    publicUrl: config.http.publicUrl,
+    info: () => ({
+      modelId: engine.modelId,
+      embedDim: engine.embedDim,
+      indexedImages: index.size,
+      maxTextChars: config.limits.maxTextChars,
+      maxUploadBytes: config.limits.maxUploadBytes,
+      maxImagePixels: config.models.maxImagePixels,
+      maxPageSize: config.limits.maxPageSize,
+      defaultCandidates: search.defaultCandidates,
+      maxCandidates: config.search.maxCandidates,
+      acceptedMimeTypes: [...ACCEPTED_MIME_TYPES],
+    }),
   };
   const apollo = createApolloServer({
     schemaPath: path.join(ROOT, 'schema.graphql'),
@@ -127,6 +146,7 @@ export async function startApplication(
   const abort = new AbortController();
   const background = (async () => {
     await recovery.backfillEmbeddings(abort.signal);
+    await captureInfo.run(abort.signal);
     // "First start": nothing stored and never seeded (a marker, so that emptying the collection
     // later does not bring the samples back, while a first start that crashed still seeds).
     const marker = path.join(config.dataDir, '.samples-seeded');

@@ -23,6 +23,12 @@ const envSchema = z.object({
   WEB_DIR: z.string().min(1).default('web/dist'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   CORS_ORIGIN: z.string().min(1).default('*'),
+  PUBLIC_URL: z
+    .string()
+    .url()
+    .regex(/^https?:\/\//, 'must be an http:// or https:// URL')
+    .refine((u) => !/[?#]/.test(u), 'must not have a query or a fragment')
+    .optional(),
   MAX_UPLOAD_BYTES: int(1024, 1024 ** 3).default(20 * 1024 * 1024),
   MAX_IMAGE_PIXELS: int(1, 1e9).default(50_000_000),
   MAX_TEXT_CHARS: int(1, 100_000).default(500),
@@ -30,6 +36,7 @@ const envSchema = z.object({
   // Unset: the model's manifest chooses (models/*/manifest.json "search"), else 128.
   SEARCH_CANDIDATES: int(1, 10_000).optional(),
   MAX_SEARCH_CANDIDATES: int(1, 10_000).default(500),
+  SEARCH_EXACT_MAX_ROWS: int(0, 10_000_000).default(20_000),
   ITM_BATCH_SIZE: int(1, 1024).default(16),
   // Inference: one worker using every core serves a lone request fastest and holds one copy of
   // each model's weights (docs/performance.md).
@@ -53,7 +60,14 @@ export type DatabaseConfig =
   | { provider: 'postgresql'; url: string; schema: string | undefined };
 
 export interface AppConfig {
-  http: { port: number; host: string | undefined; corsOrigin: string; webDir: string };
+  http: {
+    port: number;
+    host: string | undefined;
+    corsOrigin: string;
+    webDir: string;
+    /** Base of absolute image URLs (no trailing slash); '' keeps them relative. */
+    publicUrl: string;
+  };
   dataDir: string;
   /** Bind DATA_DIR to this database although their instance ids differ (src/services/data-dir-binding.service.ts). */
   claimDataDir: boolean;
@@ -81,6 +95,8 @@ export interface AppConfig {
     /** SEARCH_CANDIDATES; undefined lets the model's manifest choose. */
     defaultCandidates: number | undefined;
     maxCandidates: number;
+    /** A filter leaving at most this many images ranks them by an exact scan (src/services/candidate-sources.ts). */
+    exactMaxRows: number;
     itmCacheBytes: number;
     minAltTextMatch: number;
   };
@@ -139,7 +155,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
   if (issues.length) throw new ConfigError(issues);
   const dataDir = path.resolve(e.DATA_DIR);
   return deepFreeze({
-    http: { port: e.PORT, host: e.HOST, corsOrigin: e.CORS_ORIGIN, webDir: path.resolve(e.WEB_DIR) },
+    http: { port: e.PORT, host: e.HOST, corsOrigin: e.CORS_ORIGIN, webDir: path.resolve(e.WEB_DIR), publicUrl: (e.PUBLIC_URL ?? '').replace(/\/+$/, '') },
     dataDir,
     claimDataDir: e.CLAIM_DATA_DIR,
     db: databaseConfig(e.DATABASE_URL, dataDir),
@@ -162,6 +178,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
     search: {
       defaultCandidates: e.SEARCH_CANDIDATES,
       maxCandidates: e.MAX_SEARCH_CANDIDATES,
+      exactMaxRows: e.SEARCH_EXACT_MAX_ROWS,
       itmCacheBytes: e.ITM_CACHE_MB * 1024 * 1024,
       minAltTextMatch: e.MIN_ALT_TEXT_MATCH,
     },

@@ -21,6 +21,11 @@ export interface ImageRecord {
   altText: string | null;
   altTextMatch: number | null;
   metadata: unknown;
+  /** EXIF capture time (DateTimeOriginal), when the file carries one. */
+  takenAt: Date | null;
+  /** EXIF camera maker and model. */
+  cameraMake: string | null;
+  cameraModel: string | null;
   createdAt: Date;
 }
 

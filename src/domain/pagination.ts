@@ -1,11 +1,5 @@
 import { InvalidInputError } from './errors.js';
 
-export interface PageRequest {
-  first: number;
-  /** Opaque cursor from a previous page's edge. */
-  after?: string | null | undefined;
-}
-
 export interface Page<T> {
   items: Array<{ cursor: string; node: T }>;
   hasNextPage: boolean;
@@ -13,39 +7,65 @@ export interface Page<T> {
   totalCount: number;
 }
 
-const PREFIX = 'o:';
-
-/** Cursors are offsets into a deterministic ordering, opaque to clients (base64url). */
-export function encodeOffsetCursor(offset: number): string {
-  return Buffer.from(`${PREFIX}${offset}`, 'utf8').toString('base64url');
-}
-
-export function decodeOffsetCursor(cursor: string): number {
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const offset = text.startsWith(PREFIX) ? Number(text.slice(PREFIX.length)) : Number.NaN;
-  if (!Number.isSafeInteger(offset) || offset < 0 || encodeOffsetCursor(offset) !== cursor) {
-    throw new InvalidInputError(`Invalid cursor ${JSON.stringify(cursor.slice(0, 64))}`, { argument: 'after' });
-  }
-  return offset;
-}
-
-/** Validates `first` and turns `after` into the offset of the first item of the page. */
-export function resolvePage(request: PageRequest, maxFirst: number): { offset: number; limit: number } {
-  const { first } = request;
+/** Validates a connection's `first`. */
+export function requireFirst(first: number, maxFirst: number): number {
   if (!Number.isInteger(first) || first < 1 || first > maxFirst) {
     throw new InvalidInputError(`first must be an integer from 1 to ${maxFirst}, got ${first}`, { argument: 'first' });
   }
-  const offset = request.after == null ? 0 : decodeOffsetCursor(request.after) + 1;
-  return { offset, limit: first };
+  return first;
 }
 
-/** Slices an already ranked list into a Relay page. */
-export function pageOf<T>(ranked: readonly T[], offset: number, limit: number): Page<T> {
-  const slice = ranked.slice(offset, offset + limit);
-  return {
-    items: slice.map((node, i) => ({ cursor: encodeOffsetCursor(offset + i), node })),
-    hasNextPage: offset + limit < ranked.length,
-    hasPreviousPage: offset > 0,
-    totalCount: ranked.length,
-  };
+// Cursors are opaque to clients (base64url of a tagged text) and checked by re-encoding, so a
+// hand-edited or truncated cursor is a BAD_USER_INPUT, never a silent restart from the top.
+
+function encode(text: string): string {
+  return Buffer.from(text, 'utf8').toString('base64url');
+}
+
+function decode(cursor: string, pattern: RegExp): RegExpExecArray | null {
+  if (typeof cursor !== 'string' || cursor.length > 512) return null;
+  const match = pattern.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  return match && encode(match[0]) === cursor ? match : null;
+}
+
+function invalid(cursor: string): InvalidInputError {
+  return new InvalidInputError(`Invalid cursor ${JSON.stringify(String(cursor).slice(0, 64))}`, { argument: 'after' });
+}
+
+/** A position in the (createdAt desc, id desc) order of `images`: inserts and deletes never move it. */
+export interface KeysetPosition {
+  createdAt: Date;
+  id: string;
+}
+
+export function encodeKeysetCursor(position: KeysetPosition): string {
+  return encode(`k:${position.createdAt.getTime()}:${position.id}`);
+}
+
+export function decodeKeysetCursor(cursor: string): KeysetPosition {
+  const m = decode(cursor, /^k:(-?\d{1,16}):([0-9a-f-]{36})$/);
+  const ms = m ? Number(m[1]) : Number.NaN;
+  if (!m || !Number.isSafeInteger(ms)) throw invalid(cursor);
+  return { createdAt: new Date(ms), id: m[2]! };
+}
+
+/**
+ * A position in one ranked search list (src/services/ranked-list.ts): the list's id, the offset
+ * in it, and the image there, so that a list lost from memory (restart, eviction) can be ranked
+ * again and resumed after that image.
+ */
+export interface ListPosition {
+  listId: string;
+  offset: number;
+  imageId: string;
+}
+
+export function encodeListCursor(position: ListPosition): string {
+  return encode(`s:${position.listId}:${position.offset}:${position.imageId}`);
+}
+
+export function decodeListCursor(cursor: string): ListPosition {
+  const m = decode(cursor, /^s:([A-Za-z0-9_-]{8,32}):(\d{1,9}):([0-9a-f-]{36})$/);
+  if (!m) throw invalid(cursor);
+  return { listId: m[1]!, offset: Number(m[2]), imageId: m[3]! };
 }

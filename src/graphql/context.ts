@@ -2,12 +2,28 @@ import type { ImageService } from '../services/image.service.js';
 import type { IngestService } from '../services/ingest.service.js';
 import type { SearchService } from '../services/search.service.js';
 
+/** What serviceInfo reports: the model, the index, and the limits a client should respect. */
+export interface ServiceInfoValue {
+  modelId: string;
+  embedDim: number;
+  indexedImages: number;
+  maxTextChars: number;
+  maxUploadBytes: number;
+  maxImagePixels: number;
+  maxPageSize: number;
+  defaultCandidates: number;
+  maxCandidates: number;
+  acceptedMimeTypes: string[];
+}
+
 export interface GraphQLServices {
   ingest: IngestService;
   search: SearchService;
   images: ImageService;
-  info: () => { modelId: string; embedDim: number; indexedImages: number };
+  info: () => ServiceInfoValue;
   minAltTextMatch: number;
+  /** PUBLIC_URL without its trailing slash, or '' for relative image URLs. */
+  publicUrl: string;
 }
 
 /** Per-request context: services only; resolvers never reach past them. */

@@ -28,8 +28,8 @@ export class ExactVectorIndex implements VectorIndex {
     return [...this.vectors.keys()];
   }
 
-  search(query: Float32Array, k: number): VectorMatch[] {
-    const matches = [...this.vectors].map(([label, v]) => ({ label, score: dot(query, v) }));
+  search(query: Float32Array, k: number, allow?: (label: number) => boolean): VectorMatch[] {
+    const matches = [...this.vectors].filter(([label]) => !allow || allow(label)).map(([label, v]) => ({ label, score: dot(query, v) }));
     return matches.sort((a, b) => b.score - a.score || a.label - b.label).slice(0, k);
   }
 }

@@ -112,12 +112,17 @@ export class HnswVectorIndex implements VectorIndex {
     return [...this.present].filter((l) => !this.deleted.has(l));
   }
 
-  search(query: Float32Array, k: number): VectorMatch[] {
+  /**
+   * Up to k nearest live entries, best first; with `allow`, only labels it accepts (hnswlib's
+   * filtered search: the graph walk continues past refused labels, so recall holds as long as a
+   * fair share of entries is allowed; very selective filters are better served by an exact scan).
+   */
+  search(query: Float32Array, k: number, allow?: (label: number) => boolean): VectorMatch[] {
     const n = Math.min(k, this.size);
     if (n <= 0) return [];
     // ef below k silently returns fewer than k results.
     this.hnsw.setEf(Math.max(this.options.efSearch, n));
-    const { neighbors, distances } = this.hnsw.searchKnn(Array.from(query), n);
+    const { neighbors, distances } = allow ? this.hnsw.searchKnn(Array.from(query), n, allow) : this.hnsw.searchKnn(Array.from(query), n);
     return neighbors.map((label, i) => ({ label, score: 1 - (distances[i] as number) }));
   }
 

@@ -16,6 +16,6 @@ export interface VectorIndex {
   has(label: number): boolean;
   /** Live labels. */
   labels(): number[];
-  /** Up to k nearest live entries, best first. */
-  search(query: Float32Array, k: number): VectorMatch[];
+  /** Up to k nearest live entries, best first; with `allow`, only labels it accepts. */
+  search(query: Float32Array, k: number, allow?: (label: number) => boolean): VectorMatch[];
 }

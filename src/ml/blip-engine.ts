@@ -13,6 +13,21 @@ export interface ImageInfo {
   width: number;
   height: number;
   hasAlpha: boolean;
+  /** What the file's EXIF says about the capture; absent when the decoder did not look. */
+  capture?: CaptureInfo;
+}
+
+/** EXIF facts about how a picture was taken; null where the file says nothing (or nothing valid). */
+export interface CaptureInfo {
+  /** DateTimeOriginal (else DateTimeDigitized), shifted by OffsetTimeOriginal when given, else read as UTC. */
+  takenAt: Date | null;
+  cameraMake: string | null;
+  cameraModel: string | null;
+}
+
+/** Which inference lane a call uses: interactive requests overtake background work (ingest). */
+export interface EmbedOptions {
+  priority?: 'interactive' | 'background';
 }
 
 /** A decoded, validated image, preprocessed for the model: [3, S, S] float32, CLIP-normalised. */
@@ -72,7 +87,8 @@ export interface BlipEngine {
   readonly defaultSearchCandidates?: number | undefined;
   /** Decode + validate + preprocess. Throws UnsupportedImageError or ImageTooLargeError (src/ml/errors.ts). */
   loadImage(bytes: Uint8Array): Promise<LoadedImage>;
-  embedImage(image: LoadedImage): Promise<ImageEncoding>;
+  /** Background priority unless told otherwise (a search by image asks for 'interactive'). */
+  embedImage(image: LoadedImage, options?: EmbedOptions): Promise<ImageEncoding>;
   /** Unimodal ITC text feature, L2-normalised. Interactive priority. */
   embedText(text: string): Promise<Float32Array>;
   /** ITM of one text against several images, in one batched pass. Interactive priority. */

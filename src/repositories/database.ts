@@ -15,7 +15,10 @@ export type DbClient = SqlitePrismaClient;
 
 export function createPrismaClient(config: DatabaseConfig): DbClient {
   if (config.provider === 'postgresql') {
-    const adapter = new PrismaPg({ connectionString: stripPrismaParams(config.url) }, { schema: config.schema });
+    // search_path too: Prisma qualifies its own queries with the schema, raw SQL (full-text search,
+    // filters: src/repositories/image-query.repository.ts) relies on the connection's search path.
+    const options = config.schema ? `-c search_path=${quoteIdent(config.schema).replaceAll(' ', '\\ ')}` : undefined;
+    const adapter = new PrismaPg({ connectionString: stripPrismaParams(config.url), options }, { schema: config.schema });
     return new PgPrismaClient({ adapter }) as unknown as DbClient;
   }
   fs.mkdirSync(path.dirname(config.filePath), { recursive: true });
@@ -28,4 +31,8 @@ export function stripPrismaParams(url: string): string {
   const u = new URL(url);
   u.searchParams.delete('schema');
   return u.toString();
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
 }

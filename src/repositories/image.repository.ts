@@ -22,6 +22,9 @@ function toRecord(row: ImageRow): ImageRecord {
     altText: row.altText,
     altTextMatch: row.altTextMatch,
     metadata: row.metadata === null ? null : (JSON.parse(row.metadata) as unknown),
+    takenAt: row.takenAt,
+    cameraMake: row.cameraMake,
+    cameraModel: row.cameraModel,
     createdAt: row.createdAt,
   };
 }
@@ -40,6 +43,16 @@ export interface NewImage {
   altText: string | null;
   altTextMatch: number | null;
   metadata: unknown;
+  takenAt: Date | null;
+  cameraMake: string | null;
+  cameraModel: string | null;
+}
+
+/** What updateImage may change; absent keys stay as they are. */
+export interface ImageDetailsPatch {
+  altText?: string | null;
+  altTextMatch?: number | null;
+  metadata?: unknown;
 }
 
 export interface StoredEmbedding {
@@ -47,9 +60,22 @@ export interface StoredEmbedding {
   vector: Float32Array;
 }
 
+const metadataText = (metadata: unknown): string | null => (metadata === undefined || metadata === null ? null : JSON.stringify(metadata));
+
 /** Prisma queries over Image and ImageEmbedding; returns domain records, decides nothing. */
 export class PrismaImageRepository {
+  /**
+   * Bumped by every write through this repository: search result caches key on it, so that an
+   * edit (alt text, metadata, caption) is seen by the next search (src/services/search.service.ts).
+   */
+  version = 0;
+
   constructor(private readonly db: DbClient) {}
+
+  private wrote<T>(value: T): T {
+    this.version++;
+    return value;
+  }
 
   async findById(id: string): Promise<ImageRecord | null> {
     const row = await this.db.image.findFirst({ where: { id, status: 'READY' } });
@@ -69,16 +95,6 @@ export class PrismaImageRepository {
     return new Map(rows.map((r) => [r.label, toRecord(r)]));
   }
 
-  async list(offset: number, limit: number): Promise<ImageRecord[]> {
-    const rows = await this.db.image.findMany({
-      where: { status: 'READY' },
-      orderBy: { label: 'desc' },
-      skip: offset,
-      take: limit,
-    });
-    return rows.map(toRecord);
-  }
-
   async countReady(): Promise<number> {
     return this.db.image.count({ where: { status: 'READY' } });
   }
@@ -90,7 +106,7 @@ export class PrismaImageRepository {
   async createWithEmbedding(image: NewImage, embedding: { modelId: string; vector: Float32Array }): Promise<ImageRecord> {
     const row = await this.db.$transaction(async (tx) => {
       const created = await tx.image.create({
-        data: { ...image, status: 'READY', metadata: image.metadata === undefined || image.metadata === null ? null : JSON.stringify(image.metadata) },
+        data: { ...image, status: 'READY', metadata: metadataText(image.metadata) },
       });
       await tx.imageEmbedding.create({
         data: {
@@ -102,7 +118,7 @@ export class PrismaImageRepository {
       });
       return created;
     });
-    return toRecord(row);
+    return this.wrote(toRecord(row));
   }
 
   /** Replaces (or adds) the embedding of an existing image for a model: used after a model change. */
@@ -154,11 +170,37 @@ export class PrismaImageRepository {
   }
 
   async updateCaption(label: number, caption: string, modelId: string, captionMatch: number | null): Promise<ImageRecord> {
-    return toRecord(await this.db.image.update({ where: { label }, data: { caption, captionModelId: modelId, captionMatch } }));
+    return this.wrote(toRecord(await this.db.image.update({ where: { label }, data: { caption, captionModelId: modelId, captionMatch } })));
+  }
+
+  /** Alt text (with its match score) and metadata, as given; absent keys are left alone. */
+  async updateDetails(label: number, patch: ImageDetailsPatch): Promise<ImageRecord> {
+    const data: { altText?: string | null; altTextMatch?: number | null; metadata?: string | null } = {};
+    if ('altText' in patch) data.altText = patch.altText ?? null;
+    if ('altTextMatch' in patch) data.altTextMatch = patch.altTextMatch ?? null;
+    if ('metadata' in patch) data.metadata = metadataText(patch.metadata);
+    return this.wrote(toRecord(await this.db.image.update({ where: { label }, data })));
+  }
+
+  /** The highest label ever stored (0 when none). */
+  async maxLabel(): Promise<number> {
+    return (await this.db.image.aggregate({ _max: { label: true } }))._max.label ?? 0;
+  }
+
+  /** READY images with after < label <= upTo, in label order. */
+  async findReadyInRange(after: number, upTo: number, limit: number): Promise<ImageRecord[]> {
+    const rows = await this.db.image.findMany({ where: { status: 'READY', label: { gt: after, lte: upTo } }, orderBy: { label: 'asc' }, take: limit });
+    return rows.map(toRecord);
+  }
+
+  async setCaptureInfo(label: number, capture: { takenAt: Date | null; cameraMake: string | null; cameraModel: string | null }): Promise<void> {
+    await this.db.image.update({ where: { label }, data: capture });
+    this.wrote(undefined);
   }
 
   async setStatus(label: number, status: ImageStatus): Promise<void> {
     await this.db.image.update({ where: { label }, data: { status } });
+    this.wrote(undefined);
   }
 
   /** Rows whose delete was interrupted. */
@@ -171,6 +213,7 @@ export class PrismaImageRepository {
       this.db.imageEmbedding.deleteMany({ where: { imageLabel: label } }),
       this.db.image.deleteMany({ where: { label } }),
     ]);
+    this.wrote(undefined);
   }
 
   async allSha256(): Promise<Set<string>> {

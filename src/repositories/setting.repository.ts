@@ -22,4 +22,8 @@ export class PrismaSettingRepository {
       return stored;
     }
   }
+
+  async set(key: string, value: string): Promise<void> {
+    await this.db.setting.upsert({ where: { key }, create: { key, value }, update: { value } });
+  }
 }

@@ -1,3 +1,4 @@
+import { dot } from '../domain/embedding.js';
 import type { Logger } from '../lib/logger.js';
 import { HnswVectorIndex, type HnswOptions } from '../index/hnsw-vector-index.js';
 import type { VectorMatch } from '../index/vector-index.js';
@@ -108,8 +109,31 @@ export class ImageIndexService {
     return this.index.has(label);
   }
 
-  search(vector: Float32Array, k: number): VectorMatch[] {
-    return this.index.search(vector, k);
+  search(vector: Float32Array, k: number, allow?: (label: number) => boolean): VectorMatch[] {
+    return this.index.search(vector, k, allow);
+  }
+
+  /** Live labels. */
+  labels(): number[] {
+    return this.index.labels();
+  }
+
+  /**
+   * Exact cosine of `vector` with each given label's indexed vector, best first (ties: lower
+   * label first); labels not in the index are left out. A scan: meant for the few thousand rows
+   * a selective filter leaves (src/services/candidate-sources.ts).
+   */
+  exactSearch(vector: Float32Array, labels: Iterable<number>): VectorMatch[] {
+    const out: VectorMatch[] = [];
+    for (const label of labels) {
+      if (this.index.has(label)) out.push({ label, score: dot(vector, this.index.vector(label)) });
+    }
+    return out.sort((a, b) => b.score - a.score || a.label - b.label);
+  }
+
+  /** Cosine with one indexed image; null when it is not in the index. */
+  similarity(vector: Float32Array, label: number): number | null {
+    return this.index.has(label) ? dot(vector, this.index.vector(label)) : null;
   }
 
   private changed(): void {

@@ -1,28 +1,37 @@
 import { InvalidInputError, NotFoundError } from '../domain/errors.js';
 import type { ImageRecord } from '../domain/image.js';
-import { encodeOffsetCursor, resolvePage, type Page } from '../domain/pagination.js';
+import { decodeKeysetCursor, encodeKeysetCursor, requireFirst, type Page } from '../domain/pagination.js';
 import type { AnswerResult } from '../domain/search.js';
 import type { Logger } from '../lib/logger.js';
 import type { BlipEngine, CaptionOptions } from '../ml/blip-engine.js';
 import { renderThumbnail } from '../ml/preprocess/image-decoder.js';
 import type { ImageFileStore } from '../repositories/image-file-store.js';
-import type { PrismaImageRepository } from '../repositories/image.repository.js';
+import type { ImageQueryRepository } from '../repositories/image-query.repository.js';
+import type { ImageDetailsPatch, PrismaImageRepository } from '../repositories/image.repository.js';
 import { engineCall } from './engine-errors.js';
 import type { ImageIndexService } from './image-index.service.js';
 import type { ItmStateCache } from './itm-state-cache.js';
-import { requireImageId, requireIntInRange, requireNumberInRange, requireText } from './input-rules.js';
+import { requireFilter, requireImageId, requireIntInRange, requireMetadata, requireNumberInRange, requireText, type ImageFilterInput } from './input-rules.js';
 
 export interface ImageServiceSettings {
   maxPageSize: number;
   maxTextChars: number;
+  maxMetadataBytes: number;
   thumbnailSize: number;
 }
 
-/** Use cases on stored images: read, list, delete, recaption, ask, bytes. */
+/** updateImage's input: a key that is absent stays as it is; null clears it. */
+export interface ImageUpdate {
+  altText?: string | null;
+  metadata?: unknown;
+}
+
+/** Use cases on stored images: read, list, delete, edit, recaption, ask, bytes. */
 export class ImageService {
   constructor(
     private readonly engine: BlipEngine,
     private readonly repo: PrismaImageRepository,
+    private readonly queries: ImageQueryRepository,
     private readonly files: ImageFileStore,
     private readonly index: ImageIndexService,
     private readonly itmStates: ItmStateCache,
@@ -41,15 +50,53 @@ export class ImageService {
     return image;
   }
 
-  async listImages(first: number, after?: string | null): Promise<Page<ImageRecord>> {
-    const { offset, limit } = resolvePage({ first, after }, this.settings.maxPageSize);
-    const [rows, total] = await Promise.all([this.repo.list(offset, limit), this.repo.countReady()]);
+  /**
+   * Stored images, newest first, by keyset: a cursor is the last image's (createdAt, id), so
+   * images added or deleted while a client pages never repeat or skip one.
+   */
+  async listImages(first: number, after?: string | null, filterInput?: ImageFilterInput | null): Promise<Page<ImageRecord>> {
+    const limit = requireFirst(first, this.settings.maxPageSize);
+    const position = after == null ? null : decodeKeysetCursor(after);
+    const filter = requireFilter(filterInput);
+    const [labels, total] = await Promise.all([this.queries.pageLabels(filter, position, limit + 1), this.queries.count(filter)]);
+    const rows = await this.repo.findReadyByLabels(labels.slice(0, limit));
+    const page = labels.slice(0, limit).flatMap((label) => {
+      const row = rows.get(label);
+      return row ? [row] : [];
+    });
     return {
-      items: rows.map((node, i) => ({ cursor: encodeOffsetCursor(offset + i), node })),
-      hasNextPage: offset + rows.length < total,
-      hasPreviousPage: offset > 0,
+      items: page.map((node) => ({ cursor: encodeKeysetCursor(node), node })),
+      hasNextPage: labels.length > limit,
+      hasPreviousPage: position !== null,
       totalCount: total,
     };
+  }
+
+  /**
+   * Edits what the publisher supplied. A new alt text is scored by the ITM head against the
+   * image (altTextMatch), which also decides the description (CapFilt, src/domain/image.ts).
+   */
+  async updateImage(id: string, update: ImageUpdate): Promise<ImageRecord> {
+    const hasAlt = update.altText !== undefined;
+    const hasMetadata = update.metadata !== undefined;
+    if (!hasAlt && !hasMetadata) throw new InvalidInputError('Give input.altText, input.metadata or both (null clears one)', { argument: 'input' });
+    const patch: ImageDetailsPatch = {};
+    // null or blank removes the alt text.
+    const altText = update.altText?.trim() ? requireText(update.altText, 'input.altText', this.settings.maxTextChars) : null;
+    if (hasMetadata) patch.metadata = requireMetadata(update.metadata, 'input.metadata', this.settings.maxMetadataBytes);
+    const image = await this.requireImage(id);
+    if (hasAlt) {
+      patch.altText = altText;
+      patch.altTextMatch = altText === null ? null : await this.itmMatch(image, altText);
+    }
+    const updated = await this.repo.updateDetails(image.label, patch);
+    this.log.info({ id, altText: hasAlt, metadata: hasMetadata }, 'image updated');
+    return updated;
+  }
+
+  private async itmMatch(image: ImageRecord, text: string): Promise<number | null> {
+    const states = await this.itmStates.get(image);
+    return (await engineCall(() => this.engine.itmScores(text, [states]))).probabilities[0] ?? null;
   }
 
   /**
@@ -71,9 +118,7 @@ export class ImageService {
     const image = await this.requireImage(imageId, 'imageId');
     const loaded = await engineCall(async () => this.engine.loadImage(await this.files.readOriginal(image.sha256)));
     const caption = await engineCall(() => this.engine.caption(loaded, checked));
-    const states = await this.itmStates.get(image);
-    const match = (await engineCall(() => this.engine.itmScores(caption, [states]))).probabilities[0] ?? null;
-    return this.repo.updateCaption(image.label, caption, this.engine.modelId, match);
+    return this.repo.updateCaption(image.label, caption, this.engine.modelId, await this.itmMatch(image, caption));
   }
 
   async askImage(imageId: string, question: string): Promise<AnswerResult> {

@@ -1,5 +1,4 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { InvalidInputError } from '../domain/errors.js';
 import type { ImageRecord } from '../domain/image.js';
 import type { Logger } from '../lib/logger.js';
 import type { BlipEngine } from '../ml/blip-engine.js';
@@ -8,7 +7,7 @@ import type { PrismaImageRepository } from '../repositories/image.repository.js'
 import { engineCall } from './engine-errors.js';
 import type { ImageIndexService } from './image-index.service.js';
 import { readImageSource, type ImageSource } from './image-source.js';
-import { requireText } from './input-rules.js';
+import { requireMetadata, requireText } from './input-rules.js';
 import type { ItmStateCache } from './itm-state-cache.js';
 
 export interface IngestCommand {
@@ -49,7 +48,7 @@ export class IngestService {
 
   async ingestImage(command: IngestCommand): Promise<IngestResult> {
     const altText = command.altText == null ? null : requireText(command.altText, 'input.altText', this.limits.maxTextChars);
-    const metadata = this.checkMetadata(command.metadata);
+    const metadata = requireMetadata(command.metadata, 'input.metadata', this.limits.maxMetadataBytes);
     const bytes = await readImageSource(command.source, this.limits.maxUploadBytes);
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     // Concurrent uploads of the same bytes share one ingest.
@@ -96,6 +95,9 @@ export class IngestService {
           altText,
           altTextMatch,
           metadata,
+          takenAt: loaded.info.capture?.takenAt ?? null,
+          cameraMake: loaded.info.capture?.cameraMake ?? null,
+          cameraModel: loaded.info.capture?.cameraModel ?? null,
         },
         { modelId: this.engine.modelId, vector: encoding.feature },
       );
@@ -108,19 +110,5 @@ export class IngestService {
     this.index.add(image.label, encoding.feature);
     this.log.info({ id: image.id, label: image.label, sha256 }, 'image ingested');
     return { image, created: true };
-  }
-
-  private checkMetadata(metadata: unknown): unknown {
-    if (metadata === undefined || metadata === null) return null;
-    if (typeof metadata !== 'object' || Array.isArray(metadata)) {
-      throw new InvalidInputError('input.metadata must be a JSON object', { argument: 'input.metadata' });
-    }
-    const size = Buffer.byteLength(JSON.stringify(metadata));
-    if (size > this.limits.maxMetadataBytes) {
-      throw new InvalidInputError(`input.metadata is ${size} bytes of JSON; the limit is ${this.limits.maxMetadataBytes}`, {
-        argument: 'input.metadata',
-      });
-    }
-    return metadata;
   }
 }

@@ -1,4 +1,5 @@
 import { InvalidInputError } from '../domain/errors.js';
+import type { ImageFilter } from '../domain/image-filter.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -36,4 +37,96 @@ export function requireNumberInRange(value: number, argument: string, min: numbe
     throw new InvalidInputError(`${argument} must be a number from ${min} to ${max}, got ${value}`, { argument });
   }
   return value;
+}
+
+/** Deepest nesting a metadata filter may use, and most leaf values: bounds the SQL it becomes. */
+const MAX_FILTER_DEPTH = 8;
+const MAX_FILTER_VALUES = 64;
+const MAX_MIME_TYPES = 16;
+const MIME = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}$/;
+
+/** What GraphQL hands over for an ImageFilter (explicit nulls included). */
+export interface ImageFilterInput {
+  metadata?: unknown;
+  createdAfter?: Date | null;
+  createdBefore?: Date | null;
+  takenAfter?: Date | null;
+  takenBefore?: Date | null;
+  mimeTypes?: readonly string[] | null;
+}
+
+/** Validates an ImageFilter; null, absent and all-null parts mean "no filter". */
+export function requireFilter(input: ImageFilterInput | null | undefined, argument = 'filter'): ImageFilter {
+  if (input == null) return {};
+  const filter: ImageFilter = {};
+  if (input.metadata != null) {
+    if (typeof input.metadata !== 'object' || Array.isArray(input.metadata)) {
+      throw new InvalidInputError(`${argument}.metadata must be a JSON object`, { argument: `${argument}.metadata` });
+    }
+    checkFilterValue(input.metadata, `${argument}.metadata`, 0, { values: 0 });
+    filter.metadata = input.metadata as ImageFilter['metadata'];
+  }
+  for (const [after, before] of [['createdAfter', 'createdBefore'], ['takenAfter', 'takenBefore']] as const) {
+    const a = input[after];
+    const b = input[before];
+    if (a != null) filter[after] = a;
+    if (b != null) filter[before] = b;
+    if (a != null && b != null && a.getTime() >= b.getTime()) {
+      throw new InvalidInputError(`${argument}.${after} must be earlier than ${argument}.${before} (after is inclusive, before exclusive)`, {
+        argument: `${argument}.${after}`,
+      });
+    }
+  }
+  if (input.mimeTypes != null) {
+    const types = [...new Set(input.mimeTypes.map((t) => String(t).trim().toLowerCase()))];
+    if (types.length === 0 || types.length > MAX_MIME_TYPES) {
+      throw new InvalidInputError(`${argument}.mimeTypes must list 1 to ${MAX_MIME_TYPES} types (leave it out for any type)`, { argument: `${argument}.mimeTypes` });
+    }
+    const bad = types.find((t) => !MIME.test(t));
+    if (bad !== undefined) {
+      throw new InvalidInputError(`${argument}.mimeTypes: ${JSON.stringify(bad.slice(0, 64))} is not a content type such as image/png`, { argument: `${argument}.mimeTypes` });
+    }
+    filter.mimeTypes = types;
+  }
+  return filter;
+}
+
+function checkFilterValue(value: unknown, path: string, depth: number, count: { values: number }): void {
+  const fail = (why: string) => new InvalidInputError(`${path}: ${why}`, { argument: path.split('.').slice(0, 2).join('.') });
+  if (depth > MAX_FILTER_DEPTH) throw fail(`nested deeper than ${MAX_FILTER_DEPTH} levels`);
+  if (++count.values > MAX_FILTER_VALUES) throw fail(`more than ${MAX_FILTER_VALUES} values`);
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return;
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw fail('numbers must be finite');
+    return;
+  }
+  if (Array.isArray(value)) {
+    // PostgreSQL's @> also matches objects inside arrays; the SQLite translation
+    // (src/repositories/image-filter-sql.ts) keeps to scalars, so both stores answer alike.
+    if (value.some((v) => v !== null && typeof v === 'object')) throw fail('arrays in a filter may hold only strings, numbers, booleans or null');
+    value.forEach((v, i) => checkFilterValue(v, `${path}[${i}]`, depth + 1, count));
+    return;
+  }
+  if (typeof value === 'object') {
+    for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+      // eslint-disable-next-line no-control-regex
+      if (key.length === 0 || key.length > 128 || /["\u0000-\u001f]/.test(key)) throw fail(`key ${JSON.stringify(key.slice(0, 64))} must be 1 to 128 characters without quotes or control characters`);
+      checkFilterValue(v, `${path}.${key}`, depth + 1, count);
+    }
+    return;
+  }
+  throw fail('not a JSON value');
+}
+
+/** A metadata object to store (ingest, updateImage): any JSON object up to maxBytes as JSON text. */
+export function requireMetadata(metadata: unknown, argument: string, maxBytes: number): Record<string, unknown> | null {
+  if (metadata === undefined || metadata === null) return null;
+  if (typeof metadata !== 'object' || Array.isArray(metadata)) {
+    throw new InvalidInputError(`${argument} must be a JSON object`, { argument });
+  }
+  const size = Buffer.byteLength(JSON.stringify(metadata));
+  if (size > maxBytes) {
+    throw new InvalidInputError(`${argument} is ${size} bytes of JSON; the limit is ${maxBytes}`, { argument, limit: maxBytes });
+  }
+  return metadata as Record<string, unknown>;
 }

@@ -40,7 +40,7 @@ function sharedEngine(): Promise<BlipEngine> {
     get itmStateDims() { return engine.itmStateDims; },
     get defaultSearchCandidates() { return engine.defaultSearchCandidates; },
     loadImage: (b) => engine.loadImage(b),
-    embedImage: (i) => engine.embedImage(i),
+    embedImage: (i, o) => engine.embedImage(i, o),
     embedText: (t) => engine.embedText(t),
     itmScores: (t, s) => engine.itmScores(t, s),
     caption: (i, o) => engine.caption(i, o),
@@ -93,6 +93,37 @@ describe.skipIf(!hasModel).each(flavours)('meaning: the bundled model over the r
   it.runIf(strict)('askImage(greenTriangle, "is there a blue square?") -> no', async () => {
     const res = await server.gql(`query($id: ID!) { askImage(imageId: $id, question: "is there a blue square?") { answer } }`, { id: ids.greenTriangle });
     expect(res.data.askImage.answer).toBe('no');
+  });
+
+  it('KEYWORD finds scenes by the words of their captions; HYBRID agrees with them', async () => {
+    const keyword = await server.gql(`{ searchImages(text: "triangle", mode: KEYWORD, first: 6) { edges { node { id caption } } } }`);
+    const found = keyword.data.searchImages.edges.map((e: { node: { id: string } }) => e.node.id);
+    expect(found).toContain(ids.greenTriangle);
+    for (const e of keyword.data.searchImages.edges) expect(e.node.caption).toMatch(/triangle/);
+    const hybrid = await server.gql(`{ searchImages(text: "green triangle", mode: HYBRID, first: 1) { edges { node { id } } } }`);
+    expect(hybrid.data.searchImages.edges[0].node.id).toBe(ids.greenTriangle);
+  });
+
+  it('searchByImage finds the stored scene first from a re-encoded near-duplicate', async () => {
+    const sharp = (await import('sharp')).default;
+    const nearDuplicate = await sharp(await SCENES.blueSquare()).resize(112, 112).jpeg({ quality: 75 }).toBuffer();
+    const res = await server.gql(`query($b: String!) { searchByImage(input: { base64: $b }, first: 3) { edges { itcScore node { id } } } }`, {
+      b: nearDuplicate.toString('base64'),
+    });
+    expect(res.errors).toBeUndefined();
+    expect(res.data.searchByImage.edges[0].node.id).toBe(ids.blueSquare);
+  });
+
+  it.runIf(strict)('updateImage scores a new alt text with ITM: a wrong one stays out of the description', async () => {
+    const wrong = await server.gql(`mutation($id: ID!) { updateImage(id: $id, input: { altText: "a purple star on a white background" }) { altTextMatch description caption } }`, {
+      id: ids.orangeCircle,
+    });
+    expect(wrong.data.updateImage.altTextMatch).toBeLessThan(0.5);
+    expect(wrong.data.updateImage.description).toBe(wrong.data.updateImage.caption);
+    const right = await server.gql(`mutation($id: ID!) { updateImage(id: $id, input: { altText: "an orange circle on a gray background" }) { altTextMatch } }`, {
+      id: ids.orangeCircle,
+    });
+    expect(right.data.updateImage.altTextMatch).toBeGreaterThan(0.5);
   });
 
   it('captions name the objects', async () => {

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
-import type { BlipEngine, CaptionOptions, ImageEncoding, ItmResult, ItmStates, LoadedImage } from '../../src/ml/blip-engine.js';
+import type { BlipEngine, CaptionOptions, EmbedOptions, ImageEncoding, ItmResult, ItmStates, LoadedImage } from '../../src/ml/blip-engine.js';
 import { ImageTooLargeError, InvalidTextError, UnsupportedImageError } from '../../src/ml/errors.js';
+import { readCaptureInfo } from '../../src/ml/preprocess/exif-capture.js';
 
 import { SCENE_COLOURS } from './scene-svg.js';
 
@@ -38,6 +39,8 @@ export class FakeBlipEngine implements BlipEngine {
   readonly itmStateDims = { tokens: 2, hidden: DIM };
   readonly defaultSearchCandidates = undefined;
   calls = { embedImage: 0, embedText: 0, itmScores: 0, caption: 0, answer: 0 };
+  /** The priority of each embedImage call, in order (search by image must be interactive). */
+  embedPriorities: Array<EmbedOptions['priority']> = [];
   closed = false;
 
   constructor(private readonly options: FakeEngineOptions = {}) {
@@ -70,11 +73,14 @@ export class FakeBlipEngine implements BlipEngine {
     }
     const noise = hashVector(createHash('sha256').update(bytes).digest('hex'), 0.002);
     const pixels = normalize(hist.map((v, i) => v / (raw.data.length / 3) + noise[i]!));
-    return { info: { format: format ?? 'unknown', mimeType: `image/${format === 'jpeg' ? 'jpeg' : format}`, width, height, hasAlpha: !!meta.hasAlpha }, pixels };
+    const info = { format: format ?? 'unknown', mimeType: `image/${format === 'jpeg' ? 'jpeg' : format}`, width, height, hasAlpha: !!meta.hasAlpha };
+    // EXIF as the real decoder reads it (src/ml/preprocess/image-decoder.ts).
+    return { info: { ...info, capture: readCaptureInfo(meta.exif) }, pixels };
   }
 
-  async embedImage(image: LoadedImage): Promise<ImageEncoding> {
+  async embedImage(image: LoadedImage, options: EmbedOptions = {}): Promise<ImageEncoding> {
     this.calls.embedImage++;
+    this.embedPriorities.push(options.priority ?? 'background');
     if (this.options.delayMs) await new Promise((r) => setTimeout(r, this.options.delayMs));
     const feature = Float32Array.from(image.pixels);
     // Two "tokens", both the feature, quantized as the real retrieval encoder does.

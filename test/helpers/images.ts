@@ -49,3 +49,18 @@ export function pixelBombPng(width = 25000, height = 25000): Buffer {
   const rows = deflateSync(Buffer.alloc(64 * 1024)); // zeros compress to almost nothing
   return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', rows), chunk('IEND', Buffer.alloc(0))]);
 }
+
+/** A JPEG of `png` carrying EXIF camera and capture time, as a phone writes them. */
+export async function jpegWithExif(
+  png: Buffer,
+  exif: { make?: string; model?: string; dateTimeOriginal?: string; offsetTimeOriginal?: string },
+): Promise<Buffer> {
+  const ifd0: Record<string, string> = {};
+  if (exif.make) ifd0.Make = exif.make;
+  if (exif.model) ifd0.Model = exif.model;
+  const photo: Record<string, string> = {};
+  if (exif.dateTimeOriginal) photo.DateTimeOriginal = exif.dateTimeOriginal;
+  if (exif.offsetTimeOriginal) photo.OffsetTimeOriginal = exif.offsetTimeOriginal;
+  // libvips names the EXIF sub-IFD "IFD2".
+  return sharp(png).jpeg({ quality: 92 }).withExif({ IFD0: ifd0, IFD2: photo }).toBuffer();
+}

@@ -46,4 +46,29 @@ describe('Prisma schemas and committed migrations', () => {
     db.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
+
+  it('the full-text migration indexes the captions and alt texts already stored (SQLite FTS5)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blip-migrate-fts-'));
+    const root = path.join(dir, 'prisma');
+    const filePath = path.join(dir, 'db.sqlite');
+    const config = { provider: 'sqlite' as const, url: `file:${filePath}`, filePath };
+    // A database as the previous version left it: every migration before the full-text one.
+    const all = fs.readdirSync('prisma/sqlite/migrations').filter((n) => fs.statSync(path.join('prisma/sqlite/migrations', n)).isDirectory()).sort();
+    fs.mkdirSync(path.join(root, 'sqlite', 'migrations'), { recursive: true });
+    for (const name of all.filter((n) => n < '20261207100100')) fs.cpSync(path.join('prisma/sqlite/migrations', name), path.join(root, 'sqlite', 'migrations', name), { recursive: true });
+    await runMigrations(config, root);
+    const db = new Database(filePath);
+    db.prepare(`INSERT INTO "Image" (id, sha256, mimeType, format, width, height, byteSize, caption, altText, updatedAt) VALUES (?, ?, 'image/png', 'png', 1, 1, 1, ?, ?, ?)`).run(
+      'a', 'a', 'a red circle', 'my gardens', new Date().toISOString(),
+    );
+    db.close();
+    expect(await runMigrations(config, 'prisma')).toContain('20261207100100_fulltext');
+    const after = new Database(filePath);
+    const match = (q: string) => (after.prepare(`SELECT rowid FROM image_fts WHERE image_fts MATCH ?`).all(q) as unknown[]).length;
+    expect(match('"garden"')).toBe(1); // stemmed
+    expect(match('"circles"')).toBe(1);
+    expect(match('"square"')).toBe(0);
+    after.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
 });

@@ -18,11 +18,27 @@ describe('SearchService with a fake engine', () => {
 
   it('re-ranks all SEARCH_CANDIDATES ITC candidates with ITM in one engine call', async () => {
     const before = engine.calls.itmScores;
-    const res = await server.gql(`{ searchImages(text: "yellow", first: 5) { totalCount edges { itcScore itmScore score } } }`);
-    expect(res.data.searchImages.totalCount).toBe(5);
+    const res = await server.gql(`{ searchImages(text: "yellow", first: 5) { totalCount rankedCount reachableCount edges { itcScore itmScore score } } }`);
+    // The first window: SEARCH_CANDIDATES (5) candidates; the sixth image is not ranked yet.
+    expect(res.data.searchImages).toMatchObject({ totalCount: 6, rankedCount: 5, reachableCount: 6 });
     expect(engine.calls.itmScores - before).toBe(1);
     const scores = res.data.searchImages.edges.map((e: { score: number }) => e.score);
     expect(scores).toEqual([...scores].sort((a, b) => b - a));
+  });
+
+  it('ranks the next window of candidates when the pages reach the end of the first', async () => {
+    const q = `query($a: String) { searchImages(text: "orange", first: 5, after: $a) {
+      totalCount rankedCount edges { itmScore node { id } } pageInfo { hasNextPage endCursor } } }`;
+    const page1 = (await server.gql(q)).data.searchImages;
+    expect(page1).toMatchObject({ rankedCount: 5, pageInfo: { hasNextPage: true } });
+    const before = engine.calls.itmScores;
+    const page2 = (await server.gql(q, { a: page1.pageInfo.endCursor })).data.searchImages;
+    expect(engine.calls.itmScores - before).toBe(1); // the one image left, re-ranked too
+    expect(page2).toMatchObject({ totalCount: 6, rankedCount: 6, pageInfo: { hasNextPage: false } });
+    expect(page2.edges).toHaveLength(1);
+    expect(page2.edges[0].itmScore).not.toBeNull();
+    const ids = [...page1.edges, ...page2.edges].map((e: { node: { id: string } }) => e.node.id);
+    expect(new Set(ids).size).toBe(6);
   });
 
   it('caches the text embedding and the ranked list across pages', async () => {
@@ -35,8 +51,8 @@ describe('SearchService with a fake engine', () => {
     expect(engine.calls.itmScores).toBe(calls.itmScores);
   });
 
-  it('a larger candidates value widens the ranked list', async () => {
-    const res = await server.gql(`{ searchImages(text: "red", first: 10, candidates: 50) { totalCount } }`);
-    expect(res.data.searchImages.totalCount).toBe(6);
+  it('a larger candidates value ranks more in the first window', async () => {
+    const res = await server.gql(`{ searchImages(text: "red", first: 2, candidates: 50) { totalCount rankedCount pageInfo { hasNextPage } } }`);
+    expect(res.data.searchImages).toMatchObject({ totalCount: 6, rankedCount: 6, pageInfo: { hasNextPage: true } });
   });
 });

@@ -6,6 +6,10 @@ const ENDPOINT = '/graphql';
 
 export interface ImageNode {
   id: string;
+  metadata: Record<string, unknown> | null;
+  takenAt: string | null;
+  cameraMake: string | null;
+  cameraModel: string | null;
   caption: string | null;
   captionMatch: number | null;
   altText: string | null;
@@ -37,6 +41,31 @@ export interface Connection {
   edges: ResultEdge[];
   pageInfo: PageInfo;
   totalCount: number;
+  /** Search connections: images ranked so far, and how many the search can reach. */
+  rankedCount?: number;
+  reachableCount?: number;
+}
+
+export type SearchMode = 'SEMANTIC' | 'KEYWORD' | 'HYBRID';
+
+/** The server's ImageFilter; dates as ISO strings. */
+export interface ImageFilter {
+  metadata?: Record<string, unknown>;
+  createdAfter?: string;
+  createdBefore?: string;
+  takenAfter?: string;
+  takenBefore?: string;
+  mimeTypes?: string[];
+}
+
+export interface ServiceInfo {
+  modelId: string;
+  indexedImages: number;
+  maxTextChars: number;
+  maxUploadBytes: number;
+  maxImagePixels: number;
+  maxPageSize: number;
+  acceptedMimeTypes: string[];
 }
 
 /** An error a person can read: `message` is for people, `code` is the server's extensions.code. */
@@ -53,25 +82,27 @@ export class ApiError extends Error {
 
 const IMAGE_FIELDS = `
   id caption captionMatch altText altTextMatch description width height mimeType byteSize url thumbnailUrl createdAt
+  metadata takenAt cameraMake cameraModel
+`;
+
+const SEARCH_CONNECTION = `
+  totalCount rankedCount reachableCount
+  pageInfo { hasNextPage endCursor }
+  edges { cursor itcScore itmScore score node { ${IMAGE_FIELDS} } }
 `;
 
 export const QUERIES = {
-  search: `query Search($text: String!, $first: Int, $after: String, $rerank: Boolean, $minMatch: Float) {
-    searchImages(text: $text, first: $first, after: $after, rerank: $rerank, minMatch: $minMatch) {
-      totalCount
-      pageInfo { hasNextPage endCursor }
-      edges { cursor itcScore itmScore score node { ${IMAGE_FIELDS} } }
-    }
+  search: `query Search($text: String!, $first: Int, $after: String, $mode: SearchMode, $rerank: Boolean, $minMatch: Float, $filter: ImageFilter) {
+    searchImages(text: $text, first: $first, after: $after, mode: $mode, rerank: $rerank, minMatch: $minMatch, filter: $filter) { ${SEARCH_CONNECTION} }
   }`,
-  similar: `query Similar($id: ID!, $first: Int, $after: String) {
-    similarImages(imageId: $id, first: $first, after: $after) {
-      totalCount
-      pageInfo { hasNextPage endCursor }
-      edges { cursor itcScore score node { ${IMAGE_FIELDS} } }
-    }
+  similar: `query Similar($id: ID!, $first: Int, $after: String, $filter: ImageFilter) {
+    similarImages(imageId: $id, first: $first, after: $after, filter: $filter) { ${SEARCH_CONNECTION} }
   }`,
-  images: `query Images($first: Int, $after: String) {
-    images(first: $first, after: $after) {
+  byImage: `query ByImage($input: ImageQueryInput!, $first: Int, $after: String, $filter: ImageFilter) {
+    searchByImage(input: $input, first: $first, after: $after, filter: $filter) { ${SEARCH_CONNECTION} }
+  }`,
+  images: `query Images($first: Int, $after: String, $filter: ImageFilter) {
+    images(first: $first, after: $after, filter: $filter) {
       totalCount
       pageInfo { hasNextPage endCursor }
       edges { cursor node { ${IMAGE_FIELDS} } }
@@ -79,9 +110,10 @@ export const QUERIES = {
   }`,
   image: `query Image($id: ID!) { image(id: $id) { ${IMAGE_FIELDS} } }`,
   ask: `query Ask($id: ID!, $question: String!) { askImage(imageId: $id, question: $question) { answer question } }`,
-  info: `query Info { serviceInfo { modelId indexedImages } }`,
+  info: `query Info { serviceInfo { modelId indexedImages maxTextChars maxUploadBytes maxImagePixels maxPageSize acceptedMimeTypes } }`,
   remove: `mutation Delete($id: ID!) { deleteImage(id: $id) { id deleted } }`,
   recaption: `mutation Recaption($id: ID!, $options: CaptionOptions) { recaption(imageId: $id, options: $options) { ${IMAGE_FIELDS} } }`,
+  update: `mutation Update($id: ID!, $input: UpdateImageInput!) { updateImage(id: $id, input: $input) { ${IMAGE_FIELDS} } }`,
   ingest: `mutation Ingest($input: IngestImageInput!) {
     ingestImage(input: $input) { created image { ${IMAGE_FIELDS} } }
   }`,
@@ -92,17 +124,34 @@ interface GraphQLBody<T> {
   errors?: Array<{ message: string; extensions?: { code?: string } }>;
 }
 
+/** What each server code means to a person (the server's own message is for developers). */
 const FRIENDLY: Record<string, string> = {
+  UNSUPPORTED_IMAGE: 'This file is not an image blip-search can read. Use PNG, JPEG, WebP, GIF, TIFF, AVIF or HEIF.',
+  PAYLOAD_TOO_LARGE: 'This image is larger than the server accepts.',
+  NOT_FOUND: 'This image is not here any more. It may have been deleted.',
+  ORIGINAL_MISSING: 'The stored file of this image is missing on the server. Ask whoever runs it to restore the file, or delete the image.',
   SERVICE_UNAVAILABLE: 'The model is busy or still starting. Please try again in a moment.',
   INTERNAL_SERVER_ERROR: 'Something went wrong on the server. Please try again.',
+  GRAPHQL_VALIDATION_FAILED: 'The server did not accept this request. Reloading the page may help.',
+  GRAPHQL_PARSE_FAILED: 'The server did not accept this request. Reloading the page may help.',
   NETWORK: 'Cannot reach the server. Check that blip-search is running, then try again.',
+  ABORTED: 'Cancelled.',
 };
 
-/** A message for people: the server's own words for input problems, a plain sentence otherwise. */
+/**
+ * A message for people: a plain sentence for each server code; for input problems
+ * (BAD_USER_INPUT) the server's own words, which name the field and the limit.
+ */
 export function describeError(error: unknown): string {
   if (error instanceof ApiError) return FRIENDLY[error.code] ?? error.message;
   if (error instanceof Error) return error.message;
   return String(error);
+}
+
+/** Whether trying the same request again may succeed (the server or the network, not the input). */
+export function isRetryable(error: unknown): boolean {
+  if (!(error instanceof ApiError)) return true;
+  return ['NETWORK', 'SERVICE_UNAVAILABLE', 'INTERNAL_SERVER_ERROR', 'ABORTED', 'HTTP'].includes(error.code) || error.status >= 500;
 }
 
 function toApiError<T>(body: GraphQLBody<T> | undefined, status: number): ApiError {
@@ -215,17 +264,28 @@ export function uploadImage(file: File, onProgress: (fraction: number) => void, 
   return { promise, abort: () => xhr.abort() };
 }
 
+type Filtered = { filter?: ImageFilter | null };
+
 export const api = {
-  search: (v: { text: string; first: number; after?: string | null; rerank: boolean; minMatch: number | null }, signal?: AbortSignal) =>
-    gql<{ searchImages: Connection }>(QUERIES.search, v, signal).then((d) => d.searchImages),
-  similar: (v: { id: string; first: number; after?: string | null }, signal?: AbortSignal) =>
+  search: (
+    v: { text: string; first: number; after?: string | null; mode: SearchMode; rerank: boolean; minMatch: number | null } & Filtered,
+    signal?: AbortSignal,
+  ) => gql<{ searchImages: Connection }>(QUERIES.search, v, signal).then((d) => d.searchImages),
+  similar: (v: { id: string; first: number; after?: string | null } & Filtered, signal?: AbortSignal) =>
     gql<{ similarImages: Connection }>(QUERIES.similar, v, signal).then((d) => d.similarImages),
-  images: (v: { first: number; after?: string | null }, signal?: AbortSignal) =>
+  /** The query image travels as base64 in a JSON request: no multipart, and it is not stored. */
+  byImage: (v: { base64: string; first: number; after?: string | null } & Filtered, signal?: AbortSignal) =>
+    gql<{ searchByImage: Connection }>(QUERIES.byImage, { input: { base64: v.base64 }, first: v.first, after: v.after, filter: v.filter }, signal).then(
+      (d) => d.searchByImage,
+    ),
+  images: (v: { first: number; after?: string | null } & Filtered, signal?: AbortSignal) =>
     gql<{ images: Connection }>(QUERIES.images, v, signal).then((d) => d.images),
   image: (id: string, signal?: AbortSignal) => gql<{ image: ImageNode | null }>(QUERIES.image, { id }, signal).then((d) => d.image),
   ask: (id: string, question: string) =>
     gql<{ askImage: { answer: string; question: string } }>(QUERIES.ask, { id, question }).then((d) => d.askImage),
-  info: () => gql<{ serviceInfo: { modelId: string; indexedImages: number } }>(QUERIES.info).then((d) => d.serviceInfo),
+  info: () => gql<{ serviceInfo: ServiceInfo }>(QUERIES.info).then((d) => d.serviceInfo),
+  update: (id: string, input: { altText?: string | null; metadata?: Record<string, unknown> | null }) =>
+    gql<{ updateImage: ImageNode }>(QUERIES.update, { id, input }).then((d) => d.updateImage),
   remove: (id: string) => gql<{ deleteImage: { id: string; deleted: boolean } }>(QUERIES.remove, { id }).then((d) => d.deleteImage),
   recaption: (id: string, options: { numBeams: number }) =>
     gql<{ recaption: ImageNode }>(QUERIES.recaption, { id, options }).then((d) => d.recaption),

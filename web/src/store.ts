@@ -93,3 +93,74 @@ export function saveQaHistory(id: string, list: QA[]): void {
     // storage full or disabled: the history then lasts as long as the page
   }
 }
+
+/** What the server accepts (serviceInfo), fetched once; null until it answers. */
+export interface Limits {
+  maxTextChars: number;
+  maxUploadBytes: number;
+  acceptedMimeTypes: string[];
+}
+
+/** Used until serviceInfo answers (the server's defaults). */
+export const DEFAULT_LIMITS: Limits = {
+  maxTextChars: 500,
+  maxUploadBytes: 20 * 1024 * 1024,
+  acceptedMimeTypes: ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif', 'image/heif'],
+};
+
+let limits: Limits | null = null;
+const limitListeners = new Set<Listener>();
+
+export function setLimits(next: Limits): void {
+  limits = next;
+  limitListeners.forEach((l) => l());
+}
+
+/** The server's limits (the footer's serviceInfo call sets them); defaults until then. */
+export function useLimits(): Limits {
+  const [value, setValue] = useState(limits ?? DEFAULT_LIMITS);
+  useEffect(() => {
+    const l = () => setValue(limits ?? DEFAULT_LIMITS);
+    limitListeners.add(l);
+    l();
+    return () => limitListeners.delete(l);
+  }, []);
+  return value;
+}
+
+/** "PNG, JPEG, WebP, GIF, TIFF, AVIF or HEIF" from content types. */
+export function typeNames(mimeTypes: string[]): string {
+  const names = mimeTypes.map((t) => {
+    const sub = t.replace(/^image\//, '');
+    return sub === 'webp' ? 'WebP' : sub.toUpperCase();
+  });
+  return names.length > 1 ? `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}` : (names[0] ?? '');
+}
+
+/**
+ * The image of a search by image: kept in memory only (it is not uploaded to the library), so an
+ * address #/search-image survives Back and Forward but not a reload.
+ */
+export interface QueryImage {
+  name: string;
+  base64: string;
+  previewUrl: string;
+}
+
+let queryImage: QueryImage | null = null;
+
+export function getQueryImage(): QueryImage | null {
+  return queryImage;
+}
+
+export async function setQueryImage(file: File): Promise<QueryImage> {
+  const dataUrl = await new Promise<string>((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result));
+    reader.onerror = () => reject(reader.error ?? new Error('Could not read the file'));
+    reader.readAsDataURL(file);
+  });
+  if (queryImage) URL.revokeObjectURL(queryImage.previewUrl);
+  queryImage = { name: file.name, base64: dataUrl, previewUrl: URL.createObjectURL(file) };
+  return queryImage;
+}

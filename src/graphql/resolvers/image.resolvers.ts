@@ -4,17 +4,24 @@ import type { Resolvers } from '../__generated__/resolvers-types.js';
 export const imageResolvers: Resolvers = {
   Image: {
     description: (image, _args, ctx) => describeImage(image, ctx.services.minAltTextMatch),
-    url: (image) => `/images/${image.id}`,
-    thumbnailUrl: (image) => `/images/${image.id}/thumbnail`,
+    url: (image, _args, ctx) => `${ctx.services.publicUrl}/images/${image.id}`,
+    thumbnailUrl: (image, _args, ctx) => `${ctx.services.publicUrl}/images/${image.id}/thumbnail`,
+  },
+  // Images are the only nodes; their ids are UUIDs, unique across types anyway.
+  Node: {
+    __resolveType: () => 'Image',
   },
   Query: {
     image: (_root, { id }, ctx) => ctx.services.images.getImage(id),
-    images: (_root, { first, after }, ctx) => ctx.services.images.listImages(first ?? 20, after).then(toConnection),
+    node: (_root, { id }, ctx) => ctx.services.images.getImage(id),
+    images: (_root, { first, after, filter }, ctx) => ctx.services.images.listImages(first ?? 20, after, filter).then(toConnection),
     askImage: (_root, { imageId, question }, ctx) => ctx.services.images.askImage(imageId, question),
     serviceInfo: (_root, _args, ctx) => ctx.services.info(),
   },
   Mutation: {
     deleteImage: (_root, { id }, ctx) => ctx.services.images.deleteImage(id),
+    // Keys the client left out stay absent (unchanged); explicit nulls clear.
+    updateImage: (_root, { id, input }, ctx) => ctx.services.images.updateImage(id, input),
     recaption: (_root, { imageId, options }, ctx) => ctx.services.images.recaption(imageId, stripNulls(options ?? {})),
   },
 };

@@ -10,6 +10,7 @@ export const resolvers: Resolvers = {
   JSON: JSONResolver,
   DateTime: DateTimeResolver,
   Image: imageResolvers.Image,
+  Node: imageResolvers.Node,
   Query: { ...imageResolvers.Query, ...searchResolvers.Query },
   Mutation: { ...imageResolvers.Mutation, ...ingestResolvers.Mutation },
 };

@@ -2,6 +2,7 @@ import sharp, { type Metadata } from 'sharp';
 import type { ImageInfo } from '../blip-engine.js';
 import { ImageTooLargeError, UnsupportedImageError } from '../errors.js';
 import { sharedArray } from '../runtime/shared-memory.js';
+import { readCaptureInfo } from './exif-capture.js';
 
 /** Size limits checked before any pixel is decoded. */
 export interface ImageLimits {
@@ -39,6 +40,9 @@ const MIME: Record<string, string> = {
 };
 const ACCEPTED = new Set(Object.keys(MIME));
 
+/** Every content type the decoder accepts (what an upload form should list). */
+export const ACCEPTED_MIME_TYPES: readonly string[] = Object.freeze(Object.values(MIME));
+
 /** An image's header, read without decoding pixels. */
 interface Header {
   info: ImageInfo;
@@ -72,6 +76,7 @@ async function readHeader(bytes: Uint8Array, limits: ImageLimits): Promise<Heade
       width: swap ? height : width,
       height: swap ? width : height,
       hasAlpha: meta.hasAlpha ?? false,
+      capture: readCaptureInfo(meta.exif),
     },
     pages: meta.pages ?? 1,
   };

@@ -1,9 +1,11 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, onConnectivity } from '../api';
-import { navigate, useRoute, type Route } from '../router';
-import { dismissToast, useCollectionVersion, useToasts } from '../store';
+import { api, onConnectivity, type ServiceInfo } from '../api';
+import { useRoute } from '../router';
+import { dismissToast, setLimits, useCollectionVersion, useToasts } from '../store';
 import { ImageView } from './ImageView';
+import { ListOptions } from './ListOptions';
 import { ResultsView } from './ResultsView';
+import { SearchBar } from './SearchBar';
 import { Uploader } from './Uploader';
 
 export function App() {
@@ -18,6 +20,7 @@ export function App() {
     inApp.current++;
     if (route.name === 'search') document.title = `${route.q} · blip-search`;
     else if (route.name === 'similar') document.title = 'More like this · blip-search';
+    else if (route.name === 'image-search') document.title = 'Search by image · blip-search';
     else if (route.name === 'library') document.title = 'blip-search';
   }, [route]);
 
@@ -92,7 +95,7 @@ export function App() {
             <span class="upload-toggle-label">Upload</span>
           </button>
         </div>
-        {route.name === 'search' && <SearchOptions route={route} />}
+        {route.name !== 'image' && <ListOptions route={route} />}
       </header>
       <div id="upload-region" class="container">
         <Uploader open={uploadOpen} onClose={() => setUploadOpen(false)} droppedFiles={dropped} />
@@ -107,7 +110,7 @@ export function App() {
       <Footer />
       {dragOver && (
         <div class="drop-overlay" aria-hidden="true">
-          <div>Drop images to add them</div>
+          <div>Drop images to add them, or on the search box to search with one</div>
         </div>
       )}
       <Toasts />
@@ -115,93 +118,15 @@ export function App() {
   );
 }
 
-function SearchBar({ route }: { route: Route }) {
-  const current = route.name === 'search' ? route.q : '';
-  const [text, setText] = useState(current);
-  useEffect(() => setText(current), [current]);
-  const submit = (e: Event) => {
-    e.preventDefault();
-    const q = text.trim();
-    if (!q) {
-      navigate({ name: 'library' });
-      return;
-    }
-    const prev = route.name === 'search' ? route : { rerank: true, minMatch: 0 };
-    navigate({ name: 'search', q, rerank: prev.rerank, minMatch: prev.minMatch });
-  };
-  return (
-    <form class="searchbar" role="search" onSubmit={submit}>
-      <label for="search-input" class="visually-hidden">
-        Describe what you are looking for
-      </label>
-      <svg viewBox="0 0 20 20" class="icon searchbar-icon" aria-hidden="true">
-        <circle cx="8.5" cy="8.5" r="5.5" fill="none" stroke="currentColor" stroke-width="2" />
-        <path d="m13 13 4 4" stroke="currentColor" stroke-width="2" stroke-linecap="round" />
-      </svg>
-      <input
-        id="search-input"
-        type="search"
-        value={text}
-        onInput={(e) => setText((e.target as HTMLInputElement).value)}
-        placeholder="Search, e.g. “red circle”"
-        autocomplete="off"
-        maxLength={500}
-        enterKeyHint="search"
-      />
-      <button type="submit" class="btn btn-primary searchbar-submit">
-        Search
-      </button>
-    </form>
-  );
-}
-
-function SearchOptions({ route }: { route: Extract<Route, { name: 'search' }> }) {
-  const { rerank, minMatch } = route;
-  const [draft, setDraft] = useState(minMatch);
-  useEffect(() => setDraft(minMatch), [minMatch]);
-  const disabled = false;
-  const go = (patch: { rerank?: boolean; minMatch?: number }) => navigate({ ...route, ...patch }, true);
-  return (
-    <div class="search-options" role="group" aria-label="Search options">
-      <label class={`switch${disabled ? ' is-disabled' : ''}`}>
-        <input type="checkbox" role="switch" checked={rerank} disabled={disabled} onChange={(e) => go({ rerank: (e.target as HTMLInputElement).checked })} />
-        <span class="switch-track" aria-hidden="true">
-          <span class="switch-thumb" />
-        </span>
-        <span>
-          Re-rank with ITM <span class="muted hide-narrow">(slower, more precise)</span>
-        </span>
-      </label>
-      <div class={`slider${disabled || !rerank ? ' is-disabled' : ''}`}>
-        <label for="min-match">Minimum match</label>
-        <input
-          id="min-match"
-          type="range"
-          min={0}
-          max={0.95}
-          step={0.05}
-          value={draft}
-          disabled={disabled || !rerank}
-          aria-valuetext={`${Math.round(draft * 100)} percent`}
-          onInput={(e) => setDraft(Number((e.target as HTMLInputElement).value))}
-          onChange={(e) => go({ minMatch: Number((e.target as HTMLInputElement).value) })}
-        />
-        <output for="min-match" class="slider-value">
-          {draft > 0 ? `≥ ${Math.round(draft * 100)}%` : 'Any'}
-        </output>
-      </div>
-    </div>
-  );
-}
-
 function Footer() {
   const version = useCollectionVersion();
-  const [info, setInfo] = useState<{ modelId: string; indexedImages: number } | null>(null);
+  const [info, setInfo] = useState<ServiceInfo | null>(null);
   const [down, setDown] = useState(false);
   useEffect(() => {
     api.info().then(
       (i) => {
         setInfo(i);
+        setLimits(i);
         setDown(false);
       },
       () => setDown(true),

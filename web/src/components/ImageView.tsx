@@ -1,8 +1,8 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, type ImageNode, type ResultEdge } from '../api';
 import { bytes, dateTime, sentence, signed } from '../format';
-import { href, lastListRoute, navigate } from '../router';
-import { collectionChanged, qaHistory, saveQaHistory, toast, type QA } from '../store';
+import { href, lastListRoute, navigate, parseMetadataFilter } from '../router';
+import { collectionChanged, qaHistory, saveQaHistory, toast, useLimits, type QA } from '../store';
 import { EmptyState, ErrorNotice, FieldError, MatchMeter, Spinner } from './ui';
 
 const SUGGESTIONS = ['what color is the background?', 'how many shapes are there?', 'what color is the circle?', 'is there a red square?'];
@@ -25,12 +25,12 @@ export function ImageView({ id, canGoBack }: { id: string; canGoBack: boolean })
     return () => ctrl.abort();
   }, [id, attempt]);
 
-  const back = () => (canGoBack ? history.back() : navigate({ name: 'library' }));
+  const back = () => (canGoBack ? history.back() : navigate({ name: 'library', filter: {} }));
   // After a deletion, back to the list it came from, unless that list was "more like" this image.
   const afterDelete = () => {
     const prev = lastListRoute();
     if (canGoBack && prev && !(prev.name === 'similar' && prev.id === id)) history.back();
-    else navigate({ name: 'library' }, true);
+    else navigate({ name: 'library', filter: {} }, true);
   };
 
   return (
@@ -52,7 +52,7 @@ export function ImageView({ id, canGoBack }: { id: string; canGoBack: boolean })
       {image === null && (
         <EmptyState title="This image is not here any more">
           <p>It may have been deleted.</p>
-          <a class="btn btn-primary" href={href({ name: 'library' })}>
+          <a class="btn btn-primary" href={href({ name: 'library', filter: {} })}>
             Go to your images
           </a>
         </EmptyState>
@@ -86,6 +86,8 @@ function ImageDetail({ image, onDeleted, onChanged }: { image: ImageNode; onDele
             <span>{image.mimeType.replace('image/', '').toUpperCase()}</span>
             <span>{bytes(image.byteSize)}</span>
             <span>Added {dateTime(image.createdAt)}</span>
+            {image.takenAt && <span data-testid="taken-at">Taken {dateTime(image.takenAt)}</span>}
+            {(image.cameraMake || image.cameraModel) && <span data-testid="camera">{cameraName(image.cameraMake, image.cameraModel)}</span>}
           </figcaption>
         </figure>
         <div class="detail-side">
@@ -102,8 +104,15 @@ function ImageDetail({ image, onDeleted, onChanged }: { image: ImageNode; onDele
               {image.altTextMatch != null && <MatchMeter value={image.altTextMatch} label="Matches image" />}
             </div>
           )}
+          {image.metadata && Object.keys(image.metadata).length > 0 && (
+            <div class="metadata">
+              <p class="eyebrow">Metadata</p>
+              <pre data-testid="metadata">{JSON.stringify(image.metadata, null, 2)}</pre>
+            </div>
+          )}
+          <EditDetails image={image} onChanged={onChanged} />
           <div class="detail-actions">
-            <a class="btn btn-secondary" href={href({ name: 'similar', id: image.id })}>
+            <a class="btn btn-secondary" href={href({ name: 'similar', id: image.id, filter: {} })}>
               More like this
             </a>
             <a class="btn btn-ghost" href={image.url} target="_blank" rel="noopener">
@@ -116,6 +125,117 @@ function ImageDetail({ image, onDeleted, onChanged }: { image: ImageNode; onDele
       </div>
       <SimilarStrip id={image.id} />
     </>
+  );
+}
+
+function cameraName(make: string | null, model: string | null): string {
+  // Models often repeat the make ("Canon" + "Canon EOS R5").
+  if (make && model && model.toLowerCase().startsWith(make.toLowerCase())) return model;
+  return [make, model].filter(Boolean).join(' ');
+}
+
+/** Edit the alt text (scored again by the server) and the metadata, with updateImage. */
+function EditDetails({ image, onChanged }: { image: ImageNode; onChanged: (image: ImageNode) => void }) {
+  const limits = useLimits();
+  const [open, setOpen] = useState(false);
+  const [alt, setAlt] = useState(image.altText ?? '');
+  const [meta, setMeta] = useState(image.metadata ? JSON.stringify(image.metadata, null, 2) : '');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [metaError, setMetaError] = useState<string | null>(null);
+  const altRef = useRef<HTMLTextAreaElement>(null);
+  // The form follows the stored values when they change (a save, another image).
+  const storedMeta = image.metadata ? JSON.stringify(image.metadata, null, 2) : '';
+  const storedAlt = image.altText ?? '';
+  useEffect(() => {
+    setAlt(storedAlt);
+    setMeta(storedMeta);
+  }, [storedAlt, storedMeta]);
+  useLayoutEffect(() => {
+    if (open) altRef.current?.focus();
+  }, [open]);
+
+  if (!open) {
+    return (
+      <div>
+        <button type="button" class="btn btn-ghost btn-small" onClick={() => setOpen(true)}>
+          Edit alt text and metadata
+        </button>
+      </div>
+    );
+  }
+  const altLength = alt.trim().length;
+  const save = async () => {
+    const parsed = parseMetadataFilter(meta);
+    setMetaError(parsed.error ?? null);
+    if (parsed.error || altLength > limits.maxTextChars) return;
+    const input: { altText?: string | null; metadata?: Record<string, unknown> | null } = {};
+    if (alt.trim() !== (image.altText ?? '')) input.altText = alt.trim() || null;
+    if (JSON.stringify(parsed.value ?? null) !== JSON.stringify(image.metadata ?? null)) input.metadata = parsed.value ?? null;
+    if (Object.keys(input).length === 0) {
+      setOpen(false);
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      onChanged(await api.update(image.id, input));
+      collectionChanged();
+      toast('Changes saved.', 'success');
+      setOpen(false);
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form
+      class="edit-details"
+      aria-label="Edit alt text and metadata"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void save();
+      }}
+    >
+      <label for="edit-alt">Alt text</label>
+      <textarea
+        id="edit-alt"
+        ref={altRef}
+        rows={2}
+        value={alt}
+        aria-invalid={altLength > limits.maxTextChars ? true : undefined}
+        aria-describedby="edit-alt-count"
+        onInput={(e) => setAlt((e.target as HTMLTextAreaElement).value)}
+      />
+      <span id="edit-alt-count" class={`char-count${altLength > limits.maxTextChars ? ' is-over' : ''}`}>
+        {altLength > limits.maxTextChars ? `${altLength - limits.maxTextChars} characters too long (at most ${limits.maxTextChars})` : `${altLength} / ${limits.maxTextChars}`}
+      </span>
+      <label for="edit-metadata">Metadata (a JSON object)</label>
+      <textarea
+        id="edit-metadata"
+        rows={4}
+        value={meta}
+        spellcheck={false}
+        placeholder='{"album": "trip"}'
+        aria-invalid={metaError ? true : undefined}
+        onInput={(e) => setMeta((e.target as HTMLTextAreaElement).value)}
+      />
+      {metaError && (
+        <p class="field-error" role="alert">
+          {metaError}
+        </p>
+      )}
+      <div class="edit-actions">
+        <button type="submit" class="btn btn-primary btn-small" disabled={busy || altLength > limits.maxTextChars}>
+          {busy ? <Spinner label="Saving" /> : null} {error ? 'Try again' : 'Save'}
+        </button>
+        <button type="button" class="btn btn-ghost btn-small" onClick={() => setOpen(false)} disabled={busy}>
+          Cancel
+        </button>
+      </div>
+      <FieldError error={error} />
+    </form>
   );
 }
 
@@ -215,6 +335,7 @@ function DeleteButton({ id, onDeleted }: { id: string; onDeleted: () => void }) 
 }
 
 function Questions({ id }: { id: string }) {
+  const limits = useLimits();
   const [history, setHistory] = useState<QA[]>(() => qaHistory(id));
   const [question, setQuestion] = useState('');
   const [pending, setPending] = useState<string | null>(null);
@@ -288,7 +409,7 @@ function Questions({ id }: { id: string }) {
           onInput={(e) => setQuestion((e.target as HTMLInputElement).value)}
           placeholder="e.g. what color is the circle?"
           autocomplete="off"
-          maxLength={500}
+          maxLength={limits.maxTextChars}
           disabled={pending != null}
         />
         <button type="submit" class="btn btn-primary" disabled={pending != null || !question.trim()}>
@@ -326,7 +447,7 @@ function SimilarStrip({ id }: { id: string }) {
       <div class="similar-head">
         <h2 id="similar-title">Similar images</h2>
         {edges && edges.length > 0 && (
-          <a href={href({ name: 'similar', id })} class="link">
+          <a href={href({ name: 'similar', id, filter: {} })} class="link">
             See all
           </a>
         )}

@@ -1,22 +1,29 @@
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api, type Connection, type ImageNode, type ResultEdge } from '../api';
 import { sentence, signed } from '../format';
-import { href, navigate, type Route } from '../router';
-import { isRemoved, useCollectionVersion } from '../store';
+import { filterCount, href, navigate, toServerFilter, type ListRoute } from '../router';
+import { getQueryImage, isRemoved, useCollectionVersion } from '../store';
 import { EmptyState, ErrorNotice, MatchMeter, SkeletonGrid, Spinner } from './ui';
 
 const PAGE = 12;
 
-type ListRoute = Extract<Route, { name: 'library' | 'search' | 'similar' }>;
+/** The cut-off a search route applies: none without re-ranking or with "show weaker matches". */
+const cutOff = (route: Extract<ListRoute, { name: 'search' }>) => (route.rerank && !route.weak ? route.minMatch : null);
 
 function fetchPage(route: ListRoute, after: string | null, signal: AbortSignal): Promise<Connection> {
+  const filter = toServerFilter(route.filter);
   switch (route.name) {
     case 'search':
-      return api.search({ text: route.q, first: PAGE, after, rerank: route.rerank, minMatch: route.rerank && route.minMatch > 0 ? route.minMatch : null }, signal);
+      return api.search({ text: route.q, first: PAGE, after, mode: route.mode, rerank: route.rerank, minMatch: cutOff(route), filter }, signal);
+    case 'image-search': {
+      const image = getQueryImage();
+      if (!image) return Promise.resolve({ edges: [], pageInfo: { hasNextPage: false, endCursor: null }, totalCount: 0 });
+      return api.byImage({ base64: image.base64, first: PAGE, after, filter }, signal);
+    }
     case 'similar':
-      return api.similar({ id: route.id, first: PAGE, after }, signal);
+      return api.similar({ id: route.id, first: PAGE, after, filter }, signal);
     case 'library':
-      return api.images({ first: PAGE * 2, after }, signal);
+      return api.images({ first: PAGE * 2, after, filter }, signal);
   }
 }
 
@@ -25,7 +32,18 @@ interface State {
   totalCount: number;
   endCursor: string | null;
   hasNextPage: boolean;
+  rankedCount?: number;
+  reachableCount?: number;
 }
+
+const toState = (c: Connection, edges: ResultEdge[]): State => ({
+  edges,
+  totalCount: c.totalCount,
+  endCursor: c.pageInfo.endCursor,
+  hasNextPage: c.pageInfo.hasNextPage,
+  rankedCount: c.rankedCount,
+  reachableCount: c.reachableCount,
+});
 
 /** The grid: the library (newest first), search results or images similar to one image. */
 export function ResultsView({ route, onUpload }: { route: ListRoute; onUpload: () => void }) {
@@ -52,7 +70,7 @@ export function ResultsView({ route, onUpload }: { route: ListRoute; onUpload: (
     fetchPage(route, null, ctrl.signal).then(
       (c) => {
         if (ctrl.signal.aborted) return;
-        setState({ edges: c.edges, totalCount: c.totalCount, endCursor: c.pageInfo.endCursor, hasNextPage: c.pageInfo.hasNextPage });
+        setState(toState(c, c.edges));
         setLoading(false);
       },
       (e: unknown) => {
@@ -75,12 +93,7 @@ export function ResultsView({ route, onUpload }: { route: ListRoute; onUpload: (
     fetchPage(route, state.endCursor, ctrl.signal).then(
       (c) => {
         if (ctrl.signal.aborted) return;
-        setState((s) => ({
-          edges: [...(s?.edges ?? []), ...c.edges],
-          totalCount: c.totalCount,
-          endCursor: c.pageInfo.endCursor,
-          hasNextPage: c.pageInfo.hasNextPage,
-        }));
+        setState((s) => toState(c, [...(s?.edges ?? []), ...c.edges]));
         setLoadingMore(false);
       },
       (e: unknown) => {
@@ -94,13 +107,16 @@ export function ResultsView({ route, onUpload }: { route: ListRoute; onUpload: (
 
   const edges = (state?.edges ?? []).filter((e) => !isRemoved(e.node.id));
   const heading = <ResultsHeading route={route} total={state?.totalCount} loading={loading} />;
+  // With the default cut-off, say how many ranked images it hid, and offer them.
+  const hidden = route.name === 'search' && cutOff(route) !== null && state?.rankedCount != null ? state.rankedCount - state.totalCount : 0;
+  const complete = state != null && (state.reachableCount == null || state.rankedCount === state.reachableCount || cutOffOf(route) === null);
 
   return (
     <section class="results" aria-labelledby="results-title" aria-busy={loading}>
       {heading}
       {loading && !state && <SkeletonGrid count={route.name === 'library' ? 12 : 8} />}
       {error != null && <ErrorNotice error={error} title={errorTitle(route)} onRetry={() => setAttempt((a) => a + 1)} />}
-      {!error && state && edges.length === 0 && !loading && <NoResults route={route} onUpload={onUpload} />}
+      {!error && state && edges.length === 0 && !loading && <NoResults route={route} onUpload={onUpload} hidden={hidden} />}
       {state && edges.length > 0 && (
         <div class={`grid${loading ? ' is-refreshing' : ''}`} data-testid="results">
           {edges.map((edge, i) => (
@@ -110,24 +126,38 @@ export function ResultsView({ route, onUpload }: { route: ListRoute; onUpload: (
       )}
       {state && !error && (state.hasNextPage || moreError != null) && (
         <div class="more">
-          {moreError != null && <ErrorNotice error={moreError} title="Could not load more" />}
+          {moreError != null && <ErrorNotice error={moreError} title="Could not load more" onRetry={loadMore} />}
           <button type="button" class="btn btn-secondary" onClick={loadMore} disabled={loadingMore}>
             {loadingMore ? (
               <>
                 <Spinner label="Loading more" /> Loading…
               </>
-            ) : (
+            ) : complete ? (
               `Show more (${edges.length} of ${state.totalCount})`
+            ) : (
+              `Show more (${edges.length} so far)`
             )}
           </button>
         </div>
+      )}
+      {state && !error && edges.length > 0 && hidden > 0 && route.name === 'search' && (
+        <p class="weak-note" data-testid="weak-note">
+          {hidden} weaker {hidden === 1 ? 'match is' : 'matches are'} hidden (match below {Math.round(route.minMatch * 100)}%).{' '}
+          <button type="button" class="btn btn-ghost btn-small link-button" onClick={() => navigate({ ...route, weak: true }, true)}>
+            Show weaker matches
+          </button>
+        </p>
       )}
     </section>
   );
 }
 
+function cutOffOf(route: ListRoute): number | null {
+  return route.name === 'search' ? cutOff(route) : null;
+}
+
 function errorTitle(route: ListRoute): string {
-  if (route.name === 'search') return 'Search failed';
+  if (route.name === 'search' || route.name === 'image-search') return 'Search failed';
   if (route.name === 'similar') return 'Could not find similar images';
   return 'Could not load your images';
 }
@@ -137,8 +167,18 @@ function ResultsHeading({ route, total, loading }: { route: ListRoute; total: nu
   let sub: string;
   if (route.name === 'search') {
     title = `Results for “${route.q}”`;
-    sub = route.rerank ? 'Ranked by image–text matching (ITM)' : 'Ranked by embedding similarity (ITC) only';
-    if (route.rerank && route.minMatch > 0) sub += ` · match ≥ ${Math.round(route.minMatch * 100)}%`;
+    sub =
+      route.mode === 'KEYWORD'
+        ? 'Images whose caption or alt text has these words'
+        : route.mode === 'HYBRID'
+          ? 'Words and meaning together'
+          : 'Ranked by what the pictures show';
+    sub += route.rerank ? ', re-ranked by image–text matching (ITM)' : route.mode === 'SEMANTIC' ? ' (embedding similarity, ITC)' : '';
+    const min = cutOff(route);
+    if (min !== null) sub += ` · match ≥ ${Math.round(min * 100)}%`;
+  } else if (route.name === 'image-search') {
+    title = 'Images like yours';
+    sub = 'Nearest images by visual embedding; your image is not stored';
   } else if (route.name === 'similar') {
     title = 'More like this';
     sub = 'Nearest images by visual embedding';
@@ -146,6 +186,9 @@ function ResultsHeading({ route, total, loading }: { route: ListRoute; total: nu
     title = 'Your images';
     sub = 'Newest first';
   }
+  const filters = filterCount(route.filter);
+  if (filters) sub += ` · ${filters} ${filters === 1 ? 'filter' : 'filters'}`;
+  const busy = route.name === 'search' || route.name === 'image-search';
   return (
     <div class="results-head">
       <div>
@@ -154,9 +197,10 @@ function ResultsHeading({ route, total, loading }: { route: ListRoute; total: nu
       </div>
       <div class="results-meta">
         {route.name === 'similar' && <SimilarSource id={route.id} />}
+        {route.name === 'image-search' && <QuerySource />}
         {loading ? (
           <span class="muted inline-status">
-            <Spinner label={route.name === 'search' ? 'Searching' : 'Loading'} /> {route.name === 'search' ? 'Searching…' : 'Loading…'}
+            <Spinner label={busy ? 'Searching' : 'Loading'} /> {busy ? 'Searching…' : 'Loading…'}
           </span>
         ) : total != null ? (
           <span class="count" data-testid="total-count">
@@ -165,6 +209,17 @@ function ResultsHeading({ route, total, loading }: { route: ListRoute; total: nu
         ) : null}
       </div>
     </div>
+  );
+}
+
+function QuerySource() {
+  const image = getQueryImage();
+  if (!image) return null;
+  return (
+    <span class="source-chip" data-testid="query-image">
+      <img src={image.previewUrl} alt="" width={28} height={28} />
+      <span title={image.name}>Your image</span>
+    </span>
   );
 }
 
@@ -187,8 +242,22 @@ function SimilarSource({ id }: { id: string }) {
   );
 }
 
-function NoResults({ route, onUpload }: { route: ListRoute; onUpload: () => void }) {
+function NoResults({ route, onUpload, hidden }: { route: ListRoute; onUpload: () => void; hidden: number }) {
+  const filtered = filterCount(route.filter) > 0;
+  const clearFilters = filtered && (
+    <button type="button" class="btn btn-secondary" onClick={() => navigate({ ...route, filter: {} })}>
+      Clear filters
+    </button>
+  );
   if (route.name === 'library') {
+    if (filtered) {
+      return (
+        <EmptyState title="No images match these filters">
+          <p>Change or clear the filters to see more of your images.</p>
+          {clearFilters}
+        </EmptyState>
+      );
+    }
     return (
       <EmptyState title="No images yet">
         <p>Add a few pictures: each one is captioned and indexed so you can search it by describing it.</p>
@@ -199,21 +268,36 @@ function NoResults({ route, onUpload }: { route: ListRoute; onUpload: () => void
     );
   }
   if (route.name === 'search') {
+    const min = cutOff(route);
     return (
       <EmptyState title="No matching images">
         <p>
           Nothing matched “{route.q}”
-          {route.rerank && route.minMatch > 0 ? ` with a match of at least ${Math.round(route.minMatch * 100)}%. Lower the minimum match to see weaker matches.` : '.'}
+          {route.mode === 'KEYWORD' ? ' in captions or alt texts' : ''}
+          {min !== null ? ` with a match of at least ${Math.round(min * 100)}%` : ''}
+          {filtered ? ' with these filters' : ''}.
+          {hidden > 0 ? ` ${hidden} weaker ${hidden === 1 ? 'match was' : 'matches were'} hidden.` : ''}
         </p>
-        {route.rerank && route.minMatch > 0 && (
-          <button type="button" class="btn btn-secondary" onClick={() => navigate({ ...route, minMatch: 0 })}>
-            Show all matches
+        {min !== null && (
+          <button type="button" class="btn btn-secondary" onClick={() => navigate({ ...route, weak: true }, true)}>
+            Show weaker matches
           </button>
         )}
+        {clearFilters}
       </EmptyState>
     );
   }
-  return <EmptyState title="No similar images yet">Upload more images to compare this one with.</EmptyState>;
+  if (route.name === 'image-search') {
+    if (!getQueryImage()) {
+      return (
+        <EmptyState title="Choose an image to search with">
+          <p>The image you searched with is not kept (it is never uploaded to your library). Drop an image on the search box, or use its camera button.</p>
+        </EmptyState>
+      );
+    }
+    return <EmptyState title="No similar images">{filtered ? <>{clearFilters}</> : 'Upload more images to compare yours with.'}</EmptyState>;
+  }
+  return <EmptyState title="No similar images yet">{filtered ? <>{clearFilters}</> : 'Upload more images to compare this one with.'}</EmptyState>;
 }
 
 function ResultCard({ edge, rank, route }: { edge: ResultEdge; rank: number; route: ListRoute }) {
@@ -240,7 +324,7 @@ function ResultCard({ edge, rank, route }: { edge: ResultEdge; rank: number; rou
           </div>
         )}
         <div class="card-actions">
-          <a class="btn btn-ghost btn-small" href={href({ name: 'similar', id: node.id })}>
+          <a class="btn btn-ghost btn-small" href={href({ name: 'similar', id: node.id, filter: {} })}>
             <svg viewBox="0 0 20 20" aria-hidden="true" class="icon">
               <rect x="2" y="2" width="7" height="7" rx="1.5" />
               <rect x="11" y="2" width="7" height="7" rx="1.5" />

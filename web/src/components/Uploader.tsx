@@ -1,51 +1,49 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError, describeError, uploadImage, type ImageNode, type UploadHandle } from '../api';
+import { ApiError, describeError, isRetryable, uploadImage, type ImageNode, type UploadHandle } from '../api';
 import { bytes, sentence } from '../format';
 import { href } from '../router';
-import { collectionChanged } from '../store';
+import { collectionChanged, typeNames, useLimits } from '../store';
 import { MatchMeter, Spinner } from './ui';
 
-type Status = 'queued' | 'uploading' | 'processing' | 'new' | 'duplicate' | 'rejected';
+type Status = 'ready' | 'queued' | 'uploading' | 'processing' | 'new' | 'duplicate' | 'rejected';
 
 interface Item {
   key: number;
   file: File;
-  /** Publisher's alt text, sent with the file; the server stores its ITM match score. */
-  altText?: string;
+  /** Publisher's alt text for this file, sent with it; the server stores its ITM match score. */
+  altText: string;
   status: Status;
   progress: number;
   image?: ImageNode;
-  error?: { message: string; code: string };
+  error?: { message: string; code: string; retryable: boolean };
 }
 
 const CONCURRENCY = 2;
 let nextKey = 1;
 
-/** Upload panel: pick or drop several files; each gets a progress bar and the server's verdict. */
+/**
+ * Upload panel: pick or drop several files; each waits with its own alt text field until
+ * "Upload" sends the batch, then gets a progress bar and the server's verdict. A file that failed
+ * for a reason worth retrying (network, server busy, an alt text to shorten) can be sent again.
+ */
 export function Uploader({ open, onClose, droppedFiles }: { open: boolean; onClose: () => void; droppedFiles: File[] | null }) {
+  const limits = useLimits();
   const [items, setItems] = useState<Item[]>([]);
   const [dragging, setDragging] = useState(false);
-  const [altText, setAltText] = useState('');
   const inputRef = useRef<HTMLInputElement>(null);
   const handles = useRef(new Map<number, UploadHandle>());
   const panelRef = useRef<HTMLElement>(null);
 
   const update = (key: number, patch: Partial<Item>) => setItems((list) => list.map((it) => (it.key === key ? { ...it, ...patch } : it)));
 
-  // The alt text field applies to the files added next, then clears: one description per batch.
   const addFiles = (files: Iterable<File>) => {
-    const alt = altText.trim() || undefined;
-    const added = Array.from(files, (file): Item => ({ key: nextKey++, file, altText: alt, status: 'queued', progress: 0 }));
-    if (added.length) {
-      setItems((list) => [...added, ...list]);
-      setAltText('');
-    }
+    const added = Array.from(files, (file): Item => ({ key: nextKey++, file, altText: '', status: 'ready', progress: 0 }));
+    if (added.length) setItems((list) => [...list, ...added]);
   };
 
   useEffect(() => {
     if (droppedFiles?.length) addFiles(droppedFiles);
-    // once per drop: addFiles is new at every render and reads the alt text typed so far
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // Once per drop (addFiles is new at every render).
   }, [droppedFiles]);
 
   useEffect(() => {
@@ -57,25 +55,32 @@ export function Uploader({ open, onClose, droppedFiles }: { open: boolean; onClo
     const running = items.filter((i) => i.status === 'uploading' || i.status === 'processing').length;
     const queued = items.filter((i) => i.status === 'queued').sort((a, b) => a.key - b.key); // oldest first
     for (const item of queued.slice(0, Math.max(0, CONCURRENCY - running))) {
-      update(item.key, { status: 'uploading', progress: 0 });
+      update(item.key, { status: 'uploading', progress: 0, error: undefined });
       const onProgress = (p: number) => update(item.key, p >= 1 ? { progress: 1, status: 'processing' } : { progress: p });
-      const handle = uploadImage(item.file, onProgress, item.altText ? { altText: item.altText } : {});
+      const altText = item.altText.trim();
+      const handle = uploadImage(item.file, onProgress, altText ? { altText } : {});
       handles.current.set(item.key, handle);
-      handle.promise.then(
-        (res) => {
-          update(item.key, { status: res.created ? 'new' : 'duplicate', progress: 1, image: res.image });
-          if (res.created) collectionChanged();
-        },
-        (e: unknown) => {
-          const err = e instanceof ApiError ? { message: describeError(e), code: e.code } : { message: describeError(e), code: 'ERROR' };
-          update(item.key, { status: 'rejected', error: err });
-        },
-      ).finally(() => handles.current.delete(item.key));
+      handle.promise
+        .then(
+          (res) => {
+            update(item.key, { status: res.created ? 'new' : 'duplicate', progress: 1, image: res.image });
+            if (res.created) collectionChanged();
+          },
+          (e: unknown) => {
+            const code = e instanceof ApiError ? e.code : 'ERROR';
+            // An input problem (an alt text too long) is worth a retry once the input is fixed.
+            update(item.key, { status: 'rejected', error: { message: describeError(e), code, retryable: isRetryable(e) || code === 'BAD_USER_INPUT' } });
+          },
+        )
+        .finally(() => handles.current.delete(item.key));
     }
   }, [items]);
 
+  const ready = items.filter((i) => i.status === 'ready');
+  const tooLong = ready.some((i) => i.altText.trim().length > limits.maxTextChars);
   const active = items.filter((i) => i.status === 'queued' || i.status === 'uploading' || i.status === 'processing').length;
   const summary = summarize(items);
+  const accept = [...limits.acceptedMimeTypes, '.heic', '.heif', '.avif', '.tif', '.tiff'].join(',');
 
   if (!open) return null;
   return (
@@ -83,26 +88,15 @@ export function Uploader({ open, onClose, droppedFiles }: { open: boolean; onClo
       <div class="upload-head">
         <div>
           <h2 id="upload-title">Add images</h2>
-          <p class="muted">PNG, JPEG, WebP or GIF. Each image is captioned and indexed as it arrives.</p>
+          <p class="muted" data-testid="accepted-types">
+            {typeNames(limits.acceptedMimeTypes)}, up to {bytes(limits.maxUploadBytes)} each. Each image is captioned and indexed as it arrives.
+          </p>
         </div>
         <button type="button" class="btn btn-ghost btn-icon" onClick={onClose} aria-label="Close the upload panel">
           <svg viewBox="0 0 20 20" class="icon" aria-hidden="true">
             <path d="M5 5l10 10M15 5 5 15" stroke="currentColor" stroke-width="2" stroke-linecap="round" />
           </svg>
         </button>
-      </div>
-      <div class="alt-field">
-        <label for="upload-alt-text">
-          Alt text <span class="muted">(optional, for the files you add next)</span>
-        </label>
-        <input
-          id="upload-alt-text"
-          type="text"
-          value={altText}
-          maxLength={1000}
-          placeholder="e.g. a large red circle on a white background"
-          onInput={(e) => setAltText((e.target as HTMLInputElement).value)}
-        />
       </div>
       <div
         class={`dropzone${dragging ? ' is-over' : ''}`}
@@ -125,7 +119,7 @@ export function Uploader({ open, onClose, droppedFiles }: { open: boolean; onClo
         <p>
           <strong>Drop images here</strong> or
         </p>
-        <button type="button" class="btn btn-primary" onClick={() => inputRef.current?.click()}>
+        <button type="button" class="btn btn-secondary" onClick={() => inputRef.current?.click()}>
           Choose files
         </button>
         <input
@@ -133,7 +127,7 @@ export function Uploader({ open, onClose, droppedFiles }: { open: boolean; onClo
           id="file-input"
           class="visually-hidden"
           type="file"
-          accept="image/*"
+          accept={accept}
           multiple
           tabIndex={-1}
           aria-label="Choose image files to upload"
@@ -148,7 +142,17 @@ export function Uploader({ open, onClose, droppedFiles }: { open: boolean; onClo
         <>
           <div class="upload-summary" aria-live="polite" data-testid="upload-summary">
             <span>{summary}</span>
-            {active === 0 && (
+            {ready.length > 0 && (
+              <button
+                type="button"
+                class="btn btn-primary btn-small"
+                disabled={tooLong}
+                onClick={() => setItems((list) => list.map((it) => (it.status === 'ready' ? { ...it, status: 'queued' } : it)))}
+              >
+                Upload {ready.length} {ready.length === 1 ? 'image' : 'images'}
+              </button>
+            )}
+            {active === 0 && ready.length === 0 && (
               <button type="button" class="btn btn-ghost btn-small" onClick={() => setItems([])}>
                 Clear list
               </button>
@@ -156,7 +160,15 @@ export function Uploader({ open, onClose, droppedFiles }: { open: boolean; onClo
           </div>
           <ul class="upload-list" data-testid="upload-list">
             {items.map((item) => (
-              <UploadRow key={item.key} item={item} onCancel={() => handles.current.get(item.key)?.abort()} />
+              <UploadRow
+                key={item.key}
+                item={item}
+                maxChars={limits.maxTextChars}
+                onAltText={(altText) => update(item.key, { altText })}
+                onRemove={() => setItems((list) => list.filter((it) => it.key !== item.key))}
+                onRetry={() => update(item.key, { status: 'queued', error: undefined, progress: 0 })}
+                onCancel={() => handles.current.get(item.key)?.abort()}
+              />
             ))}
           </ul>
         </>
@@ -169,6 +181,7 @@ function summarize(items: Item[]): string {
   const count = (s: Status) => items.filter((i) => i.status === s).length;
   const busy = count('queued') + count('uploading') + count('processing');
   const parts: string[] = [];
+  if (count('ready')) parts.push(`${count('ready')} ready to upload`);
   if (busy) parts.push(`${busy} in progress`);
   if (count('new')) parts.push(`${count('new')} added`);
   if (count('duplicate')) parts.push(`${count('duplicate')} already in your library`);
@@ -177,6 +190,7 @@ function summarize(items: Item[]): string {
 }
 
 const LABEL: Record<Status, string> = {
+  ready: 'Ready',
   queued: 'Waiting',
   uploading: 'Uploading',
   processing: 'Captioning and indexing',
@@ -185,14 +199,23 @@ const LABEL: Record<Status, string> = {
   rejected: 'Rejected',
 };
 
-function UploadRow({ item, onCancel }: { item: Item; onCancel: () => void }) {
+function UploadRow(props: {
+  item: Item;
+  maxChars: number;
+  onAltText: (text: string) => void;
+  onRemove: () => void;
+  onRetry: () => void;
+  onCancel: () => void;
+}) {
+  const { item, maxChars } = props;
   const pct = Math.round(item.progress * 100);
   const done = item.status === 'new' || item.status === 'duplicate';
+  const editable = item.status === 'ready' || (item.status === 'rejected' && item.error?.code === 'BAD_USER_INPUT');
+  const fieldId = `alt-${item.key}`;
+  const length = item.altText.trim().length;
   return (
     <li class={`upload-item status-${item.status}`} data-testid="upload-item" data-status={item.status}>
-      <div class="upload-thumb">
-        {item.image ? <img src={item.image.thumbnailUrl} alt="" /> : <FileIcon />}
-      </div>
+      <div class="upload-thumb">{item.image ? <img src={item.image.thumbnailUrl} alt="" /> : <FileIcon />}</div>
       <div class="upload-main">
         <div class="upload-line">
           <span class="upload-name" title={item.file.name}>
@@ -200,6 +223,25 @@ function UploadRow({ item, onCancel }: { item: Item; onCancel: () => void }) {
           </span>
           <span class="upload-size">{bytes(item.file.size)}</span>
         </div>
+        {editable && (
+          <div class="alt-field">
+            <label for={fieldId}>
+              Alt text <span class="muted">(optional)</span>
+            </label>
+            <input
+              id={fieldId}
+              type="text"
+              value={item.altText}
+              placeholder="e.g. a large red circle on a white background"
+              aria-invalid={length > maxChars ? true : undefined}
+              aria-describedby={`${fieldId}-count`}
+              onInput={(e) => props.onAltText((e.target as HTMLInputElement).value)}
+            />
+            <span id={`${fieldId}-count`} class={`char-count${length > maxChars ? ' is-over' : ''}`}>
+              {length > maxChars ? `${length - maxChars} characters too long (at most ${maxChars})` : `${length} / ${maxChars}`}
+            </span>
+          </div>
+        )}
         {(item.status === 'uploading' || item.status === 'queued') && (
           <div class="progress" role="progressbar" aria-label={`Uploading ${item.file.name}`} aria-valuemin={0} aria-valuemax={100} aria-valuenow={pct}>
             <div class="progress-fill" style={{ width: `${pct}%` }} />
@@ -210,15 +252,15 @@ function UploadRow({ item, onCancel }: { item: Item; onCancel: () => void }) {
             <div class="progress-fill" />
           </div>
         )}
-        {item.altText && !done && <span class="upload-caption">Alt text: {item.altText}</span>}
+        {item.altText.trim() && !editable && !done && <span class="upload-caption">Alt text: {item.altText.trim()}</span>}
         {done && item.image && (
           <a class="upload-caption" href={href({ name: 'image', id: item.image.id })}>
-            {sentence(item.image.caption) || 'View image'}
+            {sentence(item.image.description ?? item.image.caption) || 'View image'}
           </a>
         )}
         {done && item.image?.altTextMatch != null && <MatchMeter value={item.image.altTextMatch} label="Alt text matches" />}
         {item.status === 'rejected' && item.error && (
-          <p class="upload-error" data-testid="upload-error">
+          <p class="upload-error" data-testid="upload-error" role="alert">
             {item.error.message}
             {item.error.code !== 'NETWORK' && item.error.code !== 'ABORTED' && <code>{item.error.code}</code>}
           </p>
@@ -231,8 +273,18 @@ function UploadRow({ item, onCancel }: { item: Item; onCancel: () => void }) {
           <span class="visually-hidden">{LABEL[item.status]}</span>
         </span>
         {item.status === 'uploading' && (
-          <button type="button" class="btn btn-ghost btn-small" onClick={onCancel}>
+          <button type="button" class="btn btn-ghost btn-small" onClick={props.onCancel}>
             Cancel
+          </button>
+        )}
+        {item.status === 'rejected' && item.error?.retryable && (
+          <button type="button" class="btn btn-secondary btn-small" onClick={props.onRetry} disabled={length > maxChars}>
+            Try again
+          </button>
+        )}
+        {(item.status === 'ready' || item.status === 'rejected') && (
+          <button type="button" class="btn btn-ghost btn-small" onClick={props.onRemove} aria-label={`Remove ${item.file.name}`}>
+            Remove
           </button>
         )}
       </div>

@@ -1,5 +1,5 @@
 import type { ComponentChildren } from 'preact';
-import { describeError } from '../api';
+import { describeError, isRetryable } from '../api';
 
 export function Spinner({ label = 'Loading' }: { label?: string }) {
   return <span class="spinner" role="status" aria-label={label} />;
@@ -16,7 +16,7 @@ export function ErrorNotice({ error, onRetry, title = 'That did not work' }: { e
         <strong>{title}</strong>
         <p>{describeError(error)}</p>
       </div>
-      {onRetry && (
+      {onRetry && isRetryable(error) && (
         <button type="button" class="btn btn-secondary btn-small" onClick={onRetry}>
           Try again
         </button>

@@ -1,0 +1,10 @@
+-- AlterTable
+ALTER TABLE "Image" ADD COLUMN "takenAt" DATETIME;
+ALTER TABLE "Image" ADD COLUMN "cameraMake" TEXT;
+ALTER TABLE "Image" ADD COLUMN "cameraModel" TEXT;
+
+-- CreateIndex
+CREATE INDEX "Image_status_createdAt_id_idx" ON "Image"("status", "createdAt", "id");
+
+-- CreateIndex
+CREATE INDEX "Image_takenAt_idx" ON "Image"("takenAt");
