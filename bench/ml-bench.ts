@@ -89,7 +89,7 @@ async function decoderStep(dir: string, engine: OnnxBlipEngine, image: LoadedIma
   const cfg = (m as { config?: { text?: { intermediate_size?: number } } }).config;
   const rows = m.generation.caption.numBeams;
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'blip-bench-')), 'synthetic.onnx');
-  const weightBytes = await writeMatmulChain(file, rows, decoderStepShapes(m.dims.decoderLayers, m.dims.textHidden, cfg?.text?.intermediate_size ?? 4 * m.dims.textHidden, m.text.vocabSize), !!m.quantization);
+  const weightBytes = await writeMatmulChain(file, rows, decoderStepShapes(m.dims.decoderLayers, m.dims.textHidden, cfg?.text?.intermediate_size ?? 4 * m.dims.textHidden, m.text.vocabSize, m.dims.imageTokens), !!m.quantization);
   const synthetic = await OnnxSession.create(path.dirname(file), 'synthetic', {
     file: 'synthetic.onnx',
     inputs: [{ name: 'x', dtype: 'float32', shape: [rows, m.dims.textHidden] }],

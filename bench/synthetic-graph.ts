@@ -1,9 +1,8 @@
 /**
  * A synthetic decoder step for the bench: the chain of matrix products one BLIP decoder step
- * multiplies its rows through (per layer: self-attention q, k, v, o; cross-attention q, o; the
- * two feed-forward layers; then the LM head's transform and vocabulary projection), with random
- * weights of the same shapes and precision, and nothing else. Its run time is what reading those
- * weights costs; the real step is compared with it in the same process (`npm run bench`).
+ * multiplies its rows through ({@link decoderStepShapes}), with random matrices of the same shapes
+ * and precision, and nothing else. Its run time is what reading those bytes costs; the real step
+ * is compared with it in the same process (`npm run bench`).
  *
  * Written as raw protobuf (a few ONNX fields) because the bench must not need Python, and the
  * weights (about 0.5 GB in fp32 at base size) are streamed to the file rather than built in memory.
@@ -48,11 +47,22 @@ function tensorHeader(name: string, dims: number[], type: number, dataBytes: num
   return { prefix: head, total: head.length + dataBytes };
 }
 
-/** The weight shapes of one decoder step, in the order the step multiplies through them. */
-export function decoderStepShapes(layers: number, hidden: number, intermediate: number, vocab: number): Array<[number, number]> {
-  const shapes: Array<[number, number]> = [];
+/** [rows in, columns out, always float32]. */
+export type Shape = [number, number, boolean?];
+
+/**
+ * The matrices one decoder step multiplies through, in order: per layer the four self-attention
+ * and two cross-attention projections, the cross-attention keys and values it reads for
+ * `encTokens` image tokens (as a [hidden, encTokens] and an [encTokens, hidden] product: the same
+ * bytes and multiply-adds as every head's scores and context), and the feed-forward pair; then
+ * the LM head's transform and vocabulary projection.
+ */
+export function decoderStepShapes(layers: number, hidden: number, intermediate: number, vocab: number, encTokens: number): Shape[] {
+  const shapes: Shape[] = [];
   for (let l = 0; l < layers; l++) {
-    for (let i = 0; i < 6; i++) shapes.push([hidden, hidden]);
+    for (let i = 0; i < 5; i++) shapes.push([hidden, hidden]);
+    // keys and values are activations: float32 in an int8 model too
+    shapes.push([hidden, encTokens, true], [encTokens, hidden, true], [hidden, hidden]);
     shapes.push([hidden, intermediate], [intermediate, hidden]);
   }
   shapes.push([hidden, hidden], [hidden, vocab]);
@@ -64,14 +74,14 @@ export function decoderStepShapes(layers: number, hidden: number, intermediate: 
  * onnxruntime's DynamicQuantizeMatMul with per-column scales, as tools/quantize.py writes.
  * @returns the bytes of weights one run reads.
  */
-export async function writeMatmulChain(file: string, rows: number, shapes: Array<[number, number]>, int8: boolean): Promise<number> {
+export async function writeMatmulChain(file: string, rows: number, shapes: Shape[], int8: boolean): Promise<number> {
   const nodes: Buffer[] = [];
   const inits: Array<{ name: string; dims: number[]; type: number; fill: (b: Buffer) => void; bytes: number }> = [];
   let prev = 'x';
   let weightBytes = 0;
-  shapes.forEach(([k, n], i) => {
+  shapes.forEach(([k, n, float], i) => {
     const out = i === shapes.length - 1 ? 'y' : `h${i}`;
-    if (int8) {
+    if (int8 && !float) {
       inits.push({ name: `w${i}`, dims: [k, n], type: INT8, bytes: k * n, fill: (b) => { for (let j = 0; j < b.length; j++) b[j] = (Math.random() * 255) | 0; } });
       inits.push({ name: `s${i}`, dims: [n], type: FLOAT, bytes: 4 * n, fill: (b) => { for (let j = 0; j < n; j++) b.writeFloatLE(0.002, 4 * j); } });
       inits.push({ name: `z${i}`, dims: [n], type: INT8, bytes: n, fill: (b) => b.fill(0) });
@@ -84,8 +94,8 @@ export async function writeMatmulChain(file: string, rows: number, shapes: Array
     }
     prev = out;
   });
-  const [k0] = shapes[0] as [number, number];
-  const [, nLast] = shapes[shapes.length - 1] as [number, number];
+  const [k0] = shapes[0] as Shape;
+  const [, nLast] = shapes[shapes.length - 1] as Shape;
   const headers = inits.map((t) => tensorHeader(t.name, t.dims, t.type, t.bytes));
   const graphRest = Buffer.concat([
     ...nodes.map((n) => bytesField(1, n)),

@@ -284,6 +284,32 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     await page.locator('.results[aria-busy="false"] [data-testid="result"]').first().waitFor({ timeout: 60_000 });
   }, 120_000);
 
+  it('shows the embedding order at once, then the re-ranked list when it is ready', async () => {
+    // Hold the re-ranked request back, as a full-size model on a CPU would.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    await page.route('**/graphql', async (route) => {
+      const body = route.request().postData() ?? '';
+      if (body.includes('"rerank":true') && body.includes('a blue square')) await held;
+      await route.continue();
+    });
+    await page.goto(`${service.url}/#/search?q=${encodeURIComponent('a blue square')}`);
+    const status = page.getByTestId('reranking');
+    await status.waitFor();
+    const cards = page.locator('[data-testid="result"]');
+    await expect.poll(() => cards.count(), POLL).toBeGreaterThan(0);
+    expect(await page.locator('.results').getAttribute('aria-busy')).toBe('true');
+    expect(await page.locator('[data-testid="result"] .meter').count()).toBe(0); // embedding order: no match meter yet
+    await page.screenshot({ path: path.join(ARTIFACTS, 'search-preliminary.png') });
+    release();
+    await page.locator('.results[aria-busy="false"] [data-testid="result"] .meter').first().waitFor({ timeout: 60_000 });
+    expect(await status.count()).toBe(0);
+    await page.unroute('**/graphql');
+    await page.goBack();
+    await page.getByRole('heading', { name: 'Results for “red circle”' }).waitFor();
+    await page.locator('.results[aria-busy="false"] [data-testid="result"]').first().waitFor({ timeout: 60_000 });
+  }, 120_000);
+
   it('searches by words and by both (keyword and hybrid modes)', async () => {
     await page.getByRole('radio', { name: 'Words' }).check();
     await expect.poll(() => page.url(), POLL).toContain('by=words');

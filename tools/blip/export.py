@@ -107,9 +107,10 @@ class DecoderGraph(nn.Module):
         layers = len(kv) // 4
         past = [(kv[2 * i], kv[2 * i + 1]) for i in range(layers)]
         cross = [(kv[2 * layers + 2 * i], kv[2 * layers + 2 * i + 1]) for i in range(layers)]
-        logits, present = self.decoder(input_ids, attention_mask, encoder_attention_mask=encoder_attention_mask,
-                                       past_kv=past, cross_kv=cross, return_present=True, past_length=past_length)
-        return logits, present[:, :, :, :, kv[0].shape[2]:, :]
+        logits, new = self.decoder(input_ids, attention_mask, encoder_attention_mask=encoder_attention_mask,
+                                   past_kv=past, cross_kv=cross, return_present=True, past_length=past_length,
+                                   new_only=True)
+        return logits, new
 
 
 def layer_kv_names(prefix: str, layers: int) -> list[str]:

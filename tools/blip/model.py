@@ -192,6 +192,20 @@ class BlipTextSelfAttention(nn.Module):
     def project_kv(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.heads(self.key(states)), self.heads(self.value(states))
 
+    def attend_with_past(self, hidden: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor],
+                         new: tuple[torch.Tensor, torch.Tensor], additive_mask) -> torch.Tensor:
+        """attend(hidden, cat(past, new), ...) without concatenating the cache: only the scores are
+        joined, so an exported decoder step does not copy its whole cache per layer."""
+        q = self.heads(self.query(hidden))
+        p = past[0].shape[2]
+        scores = torch.cat([q @ past[0].transpose(-1, -2), q @ new[0].transpose(-1, -2)], dim=-1) / math.sqrt(self.head_dim)
+        if additive_mask is not None:
+            scores = scores + additive_mask
+        probs = torch.softmax(scores, dim=-1)
+        ctx = probs[..., :p] @ past[1] + probs[..., p:] @ new[1]
+        b, _, t, _ = ctx.shape
+        return ctx.permute(0, 2, 1, 3).reshape(b, t, self.num_heads * self.head_dim)
+
     def attend(self, hidden: torch.Tensor, k: torch.Tensor, v: torch.Tensor, additive_mask) -> torch.Tensor:
         q = self.heads(self.query(hidden))
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
@@ -246,15 +260,20 @@ class BlipTextLayer(nn.Module):
         self.intermediate = BlipTextIntermediate(c)
         self.output = BlipTextOutput(c)
 
-    def forward(self, h, self_mask, past_kv, cross, cross_mask):
+    def forward(self, h, self_mask, past_kv, cross, cross_mask, new_only=False):
         """past_kv: (k, v) [B,H,P,Dh] or None. cross: (k, v) [B,H,S,Dh] or None (unimodal mode).
-        Returns (hidden, (k, v) of self-attention including the new positions)."""
+        Returns (hidden, (k, v) of self-attention including the new positions, or only the new
+        positions' with new_only)."""
         sa = self.attention.self
         k, v = sa.project_kv(h)
-        if past_kv is not None:
-            k = torch.cat([past_kv[0], k], dim=2)
-            v = torch.cat([past_kv[1], v], dim=2)
-        a = self.attention.output(sa.attend(h, k, v, self_mask), h)
+        if past_kv is None:
+            a = sa.attend(h, k, v, self_mask)
+        else:
+            a = sa.attend_with_past(h, past_kv, (k, v), self_mask)
+            if not new_only:
+                k = torch.cat([past_kv[0], k], dim=2)
+                v = torch.cat([past_kv[1], v], dim=2)
+        a = self.attention.output(a, h)
         if cross is not None:
             a = self.crossattention.output(self.crossattention.self.attend(a, cross[0], cross[1], cross_mask), a)
         return self.output(self.intermediate(a), a), (k, v)
@@ -293,11 +312,12 @@ class BlipTextModel(nn.Module):
 
     def forward(self, input_ids, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
                 is_decoder=False, past_kv=None, cross_kv=None, return_present=False, encoder_index=None,
-                past_length=None):
+                past_length=None, new_only=False):
         """encoder_index (training): row i cross-attends to encoder_hidden_states[encoder_index[i]], so
         texts that share an image (ITM pairs, several questions) project its keys and values once.
         past_length: position of the first new token when past_kv is a fixed-capacity cache whose
-        unused slots attention_mask hides (default: every cached position is used)."""
+        unused slots attention_mask hides (default: every cached position is used).
+        new_only: return only the new tokens' keys and values (not the cache with them)."""
         b, t = input_ids.shape
         # past_kv / cross_kv: one stacked tensor [L, 2, B, H, P, Dh], or per layer a (key, value) pair
         # (the decoder graphs take one input per layer: slicing a stacked input copies it per step)
@@ -337,7 +357,7 @@ class BlipTextModel(nn.Module):
         presents = []
         for li, layer in enumerate(self.encoder.layer):
             past = None if past_kv is None else (past_kv[li] if layered_past else (past_kv[li, 0], past_kv[li, 1]))
-            h, kv = layer(h, self_mask, past, crosses[li], cross_mask)
+            h, kv = layer(h, self_mask, past, crosses[li], cross_mask, new_only=new_only)
             if return_present:
                 presents.append(torch.stack(kv))
         if return_present:
@@ -383,10 +403,10 @@ class BlipTextLMHeadModel(nn.Module):
         self.cls = BlipTextOnlyMLMHead(c)
 
     def forward(self, input_ids, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
-                past_kv=None, cross_kv=None, return_present=False, past_length=None):
+                past_kv=None, cross_kv=None, return_present=False, past_length=None, new_only=False):
         out = self.bert(input_ids, attention_mask, encoder_hidden_states, encoder_attention_mask,
                         is_decoder=True, past_kv=past_kv, cross_kv=cross_kv, return_present=return_present,
-                        past_length=past_length)
+                        past_length=past_length, new_only=new_only)
         if return_present:
             h, present = out
             return self.cls(h), present

@@ -34,6 +34,8 @@ interface State {
   hasNextPage: boolean;
   rankedCount?: number;
   reachableCount?: number;
+  /** Embedding (ITC) order shown while the re-ranked list is computed. */
+  preliminary?: boolean;
 }
 
 const toState = (c: Connection, edges: ResultEdge[]): State => ({
@@ -67,13 +69,26 @@ export function ResultsView({ route, onUpload }: { route: ListRoute; onUpload: (
     setLoading(true);
     setError(null);
     setMoreError(null);
+    let settled = false;
+    // Re-ranking costs a model run per candidate (seconds with full-size BLIP on a CPU), the
+    // embedding order milliseconds: show that first, then the re-ranked list when it is ready.
+    if (route.name === 'search' && route.rerank && route.mode !== 'KEYWORD') {
+      api.search({ text: route.q, first: PAGE, after: null, mode: route.mode, rerank: false, minMatch: null, filter: toServerFilter(route.filter) }, ctrl.signal).then(
+        (c) => {
+          if (!ctrl.signal.aborted && !settled) setState({ ...toState(c, c.edges), preliminary: true });
+        },
+        () => undefined, // the re-ranked request reports errors
+      );
+    }
     fetchPage(route, null, ctrl.signal).then(
       (c) => {
+        settled = true;
         if (ctrl.signal.aborted) return;
         setState(toState(c, c.edges));
         setLoading(false);
       },
       (e: unknown) => {
+        settled = true;
         if (ctrl.signal.aborted) return;
         setError(e);
         setState(null);
@@ -117,14 +132,19 @@ export function ResultsView({ route, onUpload }: { route: ListRoute; onUpload: (
       {loading && !state && <SkeletonGrid count={route.name === 'library' ? 12 : 8} />}
       {error != null && <ErrorNotice error={error} title={errorTitle(route)} onRetry={() => setAttempt((a) => a + 1)} />}
       {!error && state && edges.length === 0 && !loading && <NoResults route={route} onUpload={onUpload} hidden={hidden} />}
+      {state?.preliminary && loading && (
+        <p class="muted reranking" role="status" data-testid="reranking">
+          <Spinner label="Re-ranking" /> In embedding order for now; re-ranking by image–text matching…
+        </p>
+      )}
       {state && edges.length > 0 && (
-        <div class={`grid${loading ? ' is-refreshing' : ''}`} data-testid="results">
+        <div class={`grid${loading && !state.preliminary ? ' is-refreshing' : ''}`} data-testid="results">
           {edges.map((edge, i) => (
             <ResultCard key={edge.node.id} edge={edge} rank={i + 1} route={route} />
           ))}
         </div>
       )}
-      {state && !error && (state.hasNextPage || moreError != null) && (
+      {state && !error && !state.preliminary && (state.hasNextPage || moreError != null) && (
         <div class="more">
           {moreError != null && <ErrorNotice error={moreError} title="Could not load more" onRetry={loadMore} />}
           <button type="button" class="btn btn-secondary" onClick={loadMore} disabled={loadingMore}>
