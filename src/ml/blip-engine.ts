@@ -74,6 +74,15 @@ export interface ItmResult {
   probabilities: number[];
 }
 
+/** Per-call options of the engine's inference methods. */
+export interface InferenceOptions {
+  /**
+   * The caller gave up (its request was cancelled): queued work is dropped, a generation or an
+   * ITM job stops between graph runs, and the call rejects with code ABORTED.
+   */
+  signal?: AbortSignal;
+}
+
 export interface BlipEngine {
   /** Changes whenever any weight changes: embeddings are keyed by it. */
   readonly modelId: string;

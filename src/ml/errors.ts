@@ -69,3 +69,10 @@ export class EngineClosedError extends MlError {
     super('ENGINE_CLOSED', 'the BLIP engine is closed');
   }
 }
+
+/** The caller gave up (its request was cancelled): queued work was dropped, running work stopped between graph runs. */
+export class InferenceAbortedError extends MlError {
+  constructor() {
+    super('ABORTED', 'the inference was cancelled');
+  }
+}

@@ -63,6 +63,22 @@ describe('InferenceScheduler batching', () => {
   });
 });
 
+describe('InferenceScheduler cancellation', () => {
+  it('EXPECTED FAILURE - a queued request whose caller gives up leaves the queue and is never run', async () => {
+    const exec = new FakeExecutor(() => 30);
+    const s = new InferenceScheduler([exec], { maxBatchSize: 1, maxWaitMs: 0 });
+    const first = s.run('a', row(1), 'interactive');
+    const abort = new AbortController();
+    const second = s.run('b', row(2), 'interactive', undefined, abort.signal);
+    expect(s.queued.interactive).toBe(1);
+    abort.abort();
+    await expect(second).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(s.queued.interactive).toBe(0);
+    await first;
+    expect(exec.log.map((l) => (l.job as { graph: string }).graph)).toEqual(['a']);
+  });
+});
+
 describe('InferenceScheduler priorities', () => {
   it('interactive work is not queued behind background work (reserved executor)', async () => {
     const execs = [new FakeExecutor(() => 40), new FakeExecutor(() => 40)];

@@ -42,6 +42,29 @@ describe('ITM re-ranking as one job', () => {
     expect(x.logits).toEqual(y.logits);
   });
 
+  it('EXPECTED FAILURE - a cancelled re-ranking stops between batches, and the engine keeps serving', async () => {
+    const many = Array.from({ length: 3000 }, (_, i) => states[i % states.length]!);
+    const t0 = performance.now();
+    const full = await small.itmScores('a red circle', many);
+    const fullMs = performance.now() - t0;
+    expect(full.logits).toHaveLength(3000);
+    const abort = new AbortController();
+    const t1 = performance.now();
+    const cancelled = small.itmScores('a red circle', many, { signal: abort.signal });
+    setTimeout(() => abort.abort(), fullMs / 10);
+    await expect(cancelled).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(performance.now() - t1).toBeLessThan(fullMs * 0.8);
+    expect((await small.itmScores('two circles', states)).logits).toHaveLength(FILES.length);
+  });
+
+  it('EXPECTED FAILURE - a request cancelled while queued never reaches the worker', async () => {
+    const abort = new AbortController();
+    abort.abort();
+    const before = small.scheduler.stats.itmJobs;
+    await expect(small.itmScores('x', states, { signal: abort.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(small.scheduler.stats.itmJobs).toBe(before);
+  });
+
   it('BAD CALL - states of another shape are refused before any work', async () => {
     const wrong = { codes: new Int8Array(10), scales: new Float32Array(2) };
     await expect(small.itmScores('x', [states[0]!, wrong])).rejects.toThrow(/itmStates\[1\] has 10 codes and 2 scales/);

@@ -12,6 +12,8 @@ import { IO } from './blip-io-names.js';
 export interface PriorityOption {
   /** Override the method's default lane (e.g. embed a query image interactively). */
   priority?: Priority;
+  /** The caller gave up: queued work is dropped, a generation or ITM job stops between graph runs. */
+  signal?: AbortSignal;
 }
 
 /** Options of {@link OnnxBlipEngine} beyond the manifest. */
@@ -68,7 +70,7 @@ export class OnnxBlipEngine implements BlipEngine {
    * Outputs of a vision graph for one image, computed once per (image, graph): tasks naming the
    * same graph share them.
    */
-  private vision(image: LoadedImage, graph: string, priority: Priority): Promise<TensorMap> {
+  private vision(image: LoadedImage, graph: string, priority: Priority, signal?: AbortSignal): Promise<TensorMap> {
     let byGraph = this.visionCache.get(image);
     if (!byGraph) {
       byGraph = new Map();
@@ -77,7 +79,7 @@ export class OnnxBlipEngine implements BlipEngine {
     let outputs = byGraph.get(graph);
     if (!outputs) {
       const s = this.manifest.image.size;
-      outputs = this.scheduler.run(graph, { [IO.pixelValues]: floatTensor(image.pixels, [1, 3, s, s]) }, priority, this.visionOutputs.get(graph));
+      outputs = this.scheduler.run(graph, { [IO.pixelValues]: floatTensor(image.pixels, [1, 3, s, s]) }, priority, this.visionOutputs.get(graph), signal);
       const cache = byGraph;
       outputs.catch(() => cache.delete(graph));
       byGraph.set(graph, outputs);
@@ -91,7 +93,7 @@ export class OnnxBlipEngine implements BlipEngine {
    *   and per-token scales (imageTokens).
    */
   async embedImage(image: LoadedImage, options: PriorityOption = {}): Promise<ImageEncoding> {
-    const out = await this.vision(image, this.manifest.tasks.retrieval.vision, options.priority ?? 'background');
+    const out = await this.vision(image, this.manifest.tasks.retrieval.vision, options.priority ?? 'background', options.signal);
     return {
       feature: (out[IO.imageFeat] as FloatTensor).data,
       itmStates: { codes: (out[IO.itmStates] as Int8Tensor).data, scales: (out[IO.itmScales] as FloatTensor).data },
@@ -114,6 +116,8 @@ export class OnnxBlipEngine implements BlipEngine {
       this.manifest.tasks.retrieval.textFeature,
       { [IO.inputIds]: intTensor(enc.ids, [1, n]), [IO.attentionMask]: intTensor(enc.attentionMask, [1, n]) },
       options.priority ?? 'interactive',
+      undefined,
+      options.signal,
     );
     return (out[IO.textFeat] as FloatTensor).data;
   }
@@ -145,7 +149,7 @@ export class OnnxBlipEngine implements BlipEngine {
       inputIds: enc.ids,
       states: itmStates.map((s) => ({ codes: s.codes, scales: s.scales })),
       chunk: this.itmBatchSize,
-    }, options.priority ?? 'interactive');
+    }, options.priority ?? 'interactive', options.signal);
     const logits: Array<[number, number]> = [];
     for (let r = 0; r < itmStates.length; r++) logits.push([flat[2 * r] as number, flat[2 * r + 1] as number]);
     const probabilities = logits.map(([a, b]) => {
@@ -172,10 +176,11 @@ export class OnnxBlipEngine implements BlipEngine {
       eosTokenId: this.manifest.text.specialTokens.sep,
     };
     validateGeneration(config);
-    const states = (await this.vision(image, task.vision, priority))[IO.imageEmbeds] as FloatTensor;
+    const states = (await this.vision(image, task.vision, priority, options.signal))[IO.imageEmbeds] as FloatTensor;
     const ids = await this.scheduler.generate(
       { kind: 'generate', crossKvGraph: task.crossKv, decoderGraph: task.decoder, encoderStates: states, prefix, config },
       priority,
+      options.signal,
     );
     return { ids, prefixLength: prefix.length };
   }
@@ -197,12 +202,12 @@ export class OnnxBlipEngine implements BlipEngine {
     const priority = options.priority ?? 'interactive';
     const enc = this.tokenizer.encode(question, this.manifest.text.vqaFirstToken);
     const n = enc.ids.length;
-    const embeds = (await this.vision(image, task.vision, priority))[IO.imageEmbeds] as FloatTensor;
+    const embeds = (await this.vision(image, task.vision, priority, options.signal))[IO.imageEmbeds] as FloatTensor;
     const q = await this.scheduler.run(task.questionEncoder, {
       [IO.inputIds]: intTensor(enc.ids, [1, n]),
       [IO.attentionMask]: intTensor(enc.attentionMask, [1, n]),
       [IO.imageEmbeds]: embeds,
-    }, priority);
+    }, priority, undefined, options.signal);
     const config: GenerationConfig = {
       maxLength: d.maxLength, minLength: d.minLength, numBeams: d.numBeams, repetitionPenalty: d.repetitionPenalty,
       eosTokenId: this.manifest.text.specialTokens.sep,
@@ -210,7 +215,7 @@ export class OnnxBlipEngine implements BlipEngine {
     return this.scheduler.generate({
       kind: 'generate', crossKvGraph: task.crossKv, decoderGraph: task.decoder,
       encoderStates: q[IO.questionStates] as FloatTensor, prefix: [this.manifest.text.specialTokens.dec], config,
-    }, priority);
+    }, priority, options.signal);
   }
 
   /** Answer text (special tokens dropped). See {@link answerIds}. */

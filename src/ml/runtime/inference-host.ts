@@ -1,6 +1,6 @@
 import { KvCacheDecoder } from '../blip/kv-cache-decoder.js';
 import { IO } from '../blip/blip-io-names.js';
-import { ModelFormatError } from '../errors.js';
+import { InferenceAbortedError, ModelFormatError } from '../errors.js';
 import { beamSearch } from '../generation/beam-search.js';
 import { greedySearch } from '../generation/greedy-search.js';
 import type { ModelManifest } from '../manifest/model-manifest.js';
@@ -53,8 +53,9 @@ export class InferenceHost implements JobExecutor {
     return new InferenceHost(sessions, options);
   }
 
-  /** Runs one graph by manifest name, when the gate gives `priority` its turn. */
-  async run(graph: string, feeds: TensorMap, outputs?: string[], priority: Priority = 'interactive'): Promise<TensorMap> {
+  /** Runs one graph by manifest name, when the gate gives `priority` its turn (unless `signal` aborts first). */
+  async run(graph: string, feeds: TensorMap, outputs?: string[], priority: Priority = 'interactive', signal?: AbortSignal): Promise<TensorMap> {
+    if (signal?.aborted) throw new InferenceAbortedError();
     const session = this.sessions.get(graph);
     if (!session) throw new ModelFormatError(`graph "${graph}" is not loaded; loaded: ${[...this.sessions.keys()].join(', ')}`);
     // onnxruntime-node rejects typed arrays over shared memory: copy those into pooled buffers.
@@ -73,24 +74,27 @@ export class InferenceHost implements JobExecutor {
       own[name] = { ...t, data: copy } as typeof t;
     }
     try {
-      return await this.gate.run(priority, () => session.run(own, outputs));
+      return await this.gate.run(priority, () => {
+        if (signal?.aborted) throw new InferenceAbortedError();
+        return session.run(own, outputs);
+      });
     } finally {
       for (const b of borrowed) this.pool.release(b);
     }
   }
 
-  async execute<J extends InferenceJob>(job: J, priority: Priority = 'interactive'): Promise<JobResult<J>> {
+  async execute<J extends InferenceJob>(job: J, priority: Priority = 'interactive', signal?: AbortSignal): Promise<JobResult<J>> {
     const result = job.kind === 'run'
-      ? await this.run(job.graph, job.feeds, job.outputs, priority)
+      ? await this.run(job.graph, job.feeds, job.outputs, priority, signal)
       : job.kind === 'generate'
-        ? await this.generate(job, priority)
-        : await this.itm(job, priority);
+        ? await this.generate(job, priority, signal)
+        : await this.itm(job, priority, signal);
     return result as JobResult<J>;
   }
 
-  private async generate(job: GenerateJob, priority: Priority): Promise<number[]> {
-    const out = await this.run(job.crossKvGraph, { [IO.encoderHiddenStates]: job.encoderStates }, [IO.crossKv], priority);
-    const run = (graph: string, feeds: TensorMap, outputs?: string[]) => this.run(graph, feeds, outputs, priority);
+  private async generate(job: GenerateJob, priority: Priority, signal?: AbortSignal): Promise<number[]> {
+    const out = await this.run(job.crossKvGraph, { [IO.encoderHiddenStates]: job.encoderStates }, [IO.crossKv], priority, signal);
+    const run = (graph: string, feeds: TensorMap, outputs?: string[]) => this.run(graph, feeds, outputs, priority, signal);
     const decoder = new KvCacheDecoder(run, job.decoderGraph, out[IO.crossKv] as FloatTensor, job.config.maxLength, this.pool);
     try {
       return job.config.numBeams > 1 ? await beamSearch(decoder, job.prefix, job.config) : await greedySearch(decoder, job.prefix, job.config);
@@ -103,7 +107,7 @@ export class InferenceHost implements JobExecutor {
    * ITM logits of one text against every image of the job, `job.chunk` rows per run. The batch
    * inputs are assembled here, in pooled buffers, from the states' shared memory.
    */
-  private async itm(job: ItmJob, priority: Priority): Promise<Float32Array> {
+  private async itm(job: ItmJob, priority: Priority, signal?: AbortSignal): Promise<Float32Array> {
     const n = job.states.length;
     const logits = new Float32Array(n * 2);
     if (n === 0) return logits;
@@ -142,7 +146,7 @@ export class InferenceHost implements JobExecutor {
           [IO.attentionMask]: { dtype: 'int64', dims: [rows, T], data: mask.subarray(0, rows * T) },
           [IO.itmStates]: { dtype: 'int8', dims: [rows, tokens, perImage / tokens], data: codes },
           [IO.itmScales]: { dtype: 'float32', dims: [rows, tokens], data: scales },
-        }, [IO.itmLogits], priority);
+        }, [IO.itmLogits], priority, signal);
         logits.set((out[IO.itmLogits] as FloatTensor).data, start * 2);
       }
     } finally {

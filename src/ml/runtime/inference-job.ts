@@ -59,8 +59,12 @@ export type JobResult<J extends InferenceJob> = J extends RunJob ? TensorMap : J
 /** Interactive work (search, ITM re-ranking, VQA) goes before background work (ingest). */
 export type Priority = 'interactive' | 'background';
 
-/** Whatever executes jobs: an in-process {@link InferenceHost}, a worker thread, a test fake. */
+/**
+ * Whatever executes jobs: an in-process {@link InferenceHost}, a worker thread, a test fake. An
+ * aborted `signal` stops the job between two graph runs (a generation between decoder steps, ITM
+ * between batches) and rejects it with InferenceAbortedError.
+ */
 export interface JobExecutor {
-  execute<J extends InferenceJob>(job: J, priority: Priority): Promise<JobResult<J>>;
+  execute<J extends InferenceJob>(job: J, priority: Priority, signal?: AbortSignal): Promise<JobResult<J>>;
   close(): Promise<void>;
 }

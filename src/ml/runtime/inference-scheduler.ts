@@ -1,4 +1,4 @@
-import { EngineClosedError } from '../errors.js';
+import { EngineClosedError, InferenceAbortedError } from '../errors.js';
 import type { GenerateJob, InferenceJob, ItmJob, JobExecutor, JobResult, Priority } from './inference-job.js';
 import { concat, sliceBatch, type TensorData, type TensorMap } from './tensor.js';
 
@@ -29,6 +29,7 @@ export interface SchedulerOptions {
 interface Item {
   job: InferenceJob;
   priority: Priority;
+  signal: AbortSignal | undefined;
   key: string | null;
   rows: number;
   bytes: number;
@@ -92,24 +93,47 @@ export class InferenceScheduler {
     return { interactive: this.lanes.interactive.length, background: this.lanes.background.length };
   }
 
-  /** Runs `graph`, possibly merged with other requests. Outputs are this request's rows only. */
-  run(graph: string, feeds: TensorMap, priority: Priority, outputs?: string[]): Promise<TensorMap> {
-    return this.enqueue({ kind: 'run', graph, feeds, ...(outputs ? { outputs } : {}) }, priority) as Promise<TensorMap>;
+  /**
+   * Runs `graph`, possibly merged with other requests. Outputs are this request's rows only.
+   * `signal`: the caller gave up; queued work is dropped (a run already started completes).
+   */
+  run(graph: string, feeds: TensorMap, priority: Priority, outputs?: string[], signal?: AbortSignal): Promise<TensorMap> {
+    return this.enqueue({ kind: 'run', graph, feeds, ...(outputs ? { outputs } : {}) }, priority, signal) as Promise<TensorMap>;
   }
 
-  /** Runs a whole generation on one executor. */
-  generate(job: GenerateJob, priority: Priority): Promise<number[]> {
-    return this.enqueue(job, priority) as Promise<number[]>;
+  /** Runs a whole generation on one executor; `signal` drops it from the queue or stops it between steps. */
+  generate(job: GenerateJob, priority: Priority, signal?: AbortSignal): Promise<number[]> {
+    return this.enqueue(job, priority, signal) as Promise<number[]>;
   }
 
-  /** ITM of one text against many images on one executor; logits [n, 2] flattened. */
-  itm(job: ItmJob, priority: Priority): Promise<Float32Array> {
-    return this.enqueue(job, priority) as Promise<Float32Array>;
+  /** ITM of one text against many images on one executor; logits [n, 2] flattened. `signal` as for generate. */
+  itm(job: ItmJob, priority: Priority, signal?: AbortSignal): Promise<Float32Array> {
+    return this.enqueue(job, priority, signal) as Promise<Float32Array>;
   }
 
-  private enqueue(job: InferenceJob, priority: Priority): Promise<TensorMap | number[] | Float32Array> {
+  private enqueue(job: InferenceJob, priority: Priority, signal?: AbortSignal): Promise<TensorMap | number[] | Float32Array> {
     if (this.closed) return Promise.reject(new EngineClosedError());
-    return new Promise((resolve, reject) => {
+    if (signal?.aborted) return Promise.reject(new InferenceAbortedError());
+    return new Promise((outerResolve, outerReject) => {
+      // A request whose caller gives up leaves the queue at once.
+      const onAbort = (): void => {
+        const lane = this.lanes[priority];
+        const i = lane.indexOf(item);
+        if (i >= 0) {
+          lane.splice(i, 1);
+          settle();
+          outerReject(new InferenceAbortedError());
+        }
+      };
+      const settle = (): void => signal?.removeEventListener('abort', onAbort);
+      const resolve = (r: TensorMap | number[] | Float32Array): void => {
+        settle();
+        outerResolve(r);
+      };
+      const reject = (e: unknown): void => {
+        settle();
+        outerReject(e);
+      };
       let key: string | null = null;
       let rows = 1;
       let bytes = 0;
@@ -119,7 +143,9 @@ export class InferenceScheduler {
         rows = entries[0]?.[1].dims[0] ?? 1;
         bytes = entries.reduce((s, [, t]) => s + t.data.byteLength, 0);
       }
-      this.lanes[priority].push({ job, priority, key, rows, bytes, enqueuedAt: performance.now(), resolve, reject });
+      const item: Item = { job, priority, signal, key, rows, bytes, enqueuedAt: performance.now(), resolve, reject };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.lanes[priority].push(item);
       this.pump();
     });
   }
@@ -197,7 +223,7 @@ export class InferenceScheduler {
         this.stats.itmJobs++;
         this.stats.itmRows += first.job.states.length;
       }
-      (slot.executor.execute(first.job, priority) as Promise<JobResult<InferenceJob>>).then(first.resolve, first.reject).finally(done);
+      (slot.executor.execute(first.job, priority, first.signal) as Promise<JobResult<InferenceJob>>).then(first.resolve, first.reject).finally(done);
       return;
     }
     const { graph, outputs } = first.job;
@@ -209,7 +235,8 @@ export class InferenceScheduler {
     if (this.stats.runs.length > RECENT_RUNS_KEPT) this.stats.runs.shift();
     this.stats.runsByGraph[graph] = (this.stats.runsByGraph[graph] ?? 0) + 1;
     slot.executor
-      .execute({ kind: 'run', graph, feeds, ...(outputs ? { outputs } : {}), ownsFeeds: group.length > 1 }, priority)
+      // A merged run serves several callers: it is not cancelled for one of them.
+      .execute({ kind: 'run', graph, feeds, ...(outputs ? { outputs } : {}), ownsFeeds: group.length > 1 }, priority, group.length === 1 ? first.signal : undefined)
       .then(
         (out) => {
           if (group.length === 1) {

@@ -7,7 +7,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { InferenceHost } from './inference-host.js';
 import { isShared, toShared } from './shared-memory.js';
-import type { JobMessage, ReplyMessage, WireError, WorkerInit } from './worker-protocol.js';
+import type { CancelMessage, JobMessage, ReplyMessage, WireError, WorkerInit } from './worker-protocol.js';
 import type { TensorMap } from './tensor.js';
 
 const port = parentPort;
@@ -40,18 +40,25 @@ function prepare(result: TensorMap | number[] | Float32Array): { result: TensorM
 const init = workerData as WorkerInit;
 try {
   const host = await InferenceHost.open(init.modelDir, init.manifest, init.options);
-  port.on('message', (msg: JobMessage | 'close') => {
+  const running = new Map<number, AbortController>();
+  port.on('message', (msg: JobMessage | CancelMessage | 'close') => {
     if (msg === 'close') {
       void host.close().finally(() => port.close());
       return;
     }
-    host.execute(msg.job, msg.priority).then(
+    if ('cancel' in msg) {
+      running.get(msg.cancel)?.abort();
+      return;
+    }
+    const abort = new AbortController();
+    running.set(msg.id, abort);
+    host.execute(msg.job, msg.priority, abort.signal).then(
       (out) => {
         const { result, transfer } = prepare(out);
         port.postMessage({ id: msg.id, ok: true, result } satisfies ReplyMessage, transfer);
       },
       (err: unknown) => port.postMessage({ id: msg.id, ok: false, error: toWire(err) } satisfies ReplyMessage),
-    );
+    ).finally(() => running.delete(msg.id));
   });
   port.postMessage({ id: 0, ok: true, result: [] } satisfies ReplyMessage);
 } catch (err) {

@@ -1,11 +1,11 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { EngineClosedError, InferenceError, InvalidFeedsError, MlError, ModelFormatError } from '../errors.js';
+import { EngineClosedError, InferenceAbortedError, InferenceError, InvalidFeedsError, MlError, ModelFormatError } from '../errors.js';
 import type { InferenceJob, JobExecutor, JobResult, Priority } from './inference-job.js';
 import { isShared } from './shared-memory.js';
 import type { TensorMap } from './tensor.js';
-import type { JobMessage, ReplyMessage, WireError, WorkerInit } from './worker-protocol.js';
+import type { CancelMessage, JobMessage, ReplyMessage, WireError, WorkerInit } from './worker-protocol.js';
 
 function fromWire(e: WireError): Error {
   switch (e.code) {
@@ -15,6 +15,8 @@ function fromWire(e: WireError): Error {
       return new InvalidFeedsError(e.message);
     case 'INFERENCE_FAILED':
       return new InferenceError(e.message);
+    case 'ABORTED':
+      return new InferenceAbortedError();
     default:
       return e.code ? new MlError(e.code, e.message) : new InferenceError(`${e.name}: ${e.message}`);
   }
@@ -83,11 +85,24 @@ export class WorkerExecutor implements JobExecutor {
     return new WorkerExecutor(worker);
   }
 
-  execute<J extends InferenceJob>(job: J, priority: Priority = 'interactive'): Promise<JobResult<J>> {
+  execute<J extends InferenceJob>(job: J, priority: Priority = 'interactive', signal?: AbortSignal): Promise<JobResult<J>> {
     if (this.closed) return Promise.reject(new EngineClosedError());
+    if (signal?.aborted) return Promise.reject(new InferenceAbortedError());
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (r: TensorMap | number[] | Float32Array) => void, reject });
+      const onAbort = (): void => this.worker.postMessage({ cancel: id } satisfies CancelMessage);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const done = (): void => signal?.removeEventListener('abort', onAbort);
+      this.pending.set(id, {
+        resolve: (r) => {
+          done();
+          (resolve as (r: TensorMap | number[] | Float32Array) => void)(r);
+        },
+        reject: (e) => {
+          done();
+          reject(e);
+        },
+      });
       // Shared memory is posted as it is; only feeds built for this job alone are moved.
       const transfer = job.kind === 'run' && job.ownsFeeds
         ? [...new Set(Object.values(job.feeds).filter((t) => !isShared(t.data)).map((t) => t.data.buffer as ArrayBuffer))]

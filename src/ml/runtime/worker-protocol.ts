@@ -17,6 +17,11 @@ export interface JobMessage {
   priority: Priority;
 }
 
+/** Main -> worker: stop job `cancel` between two graph runs. */
+export interface CancelMessage {
+  cancel: number;
+}
+
 /** A serialisable error: class name, code and message survive the thread boundary. */
 export interface WireError {
   name: string;
