@@ -14,10 +14,12 @@
  * Models: the bundled one, plus each folder in BLIP_BENCH_FULLSIZE_DIR (':'-separated, e.g. the
  * `npm run test:fullsize` export and its `tools/quantize.py` int8 copy).
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { startApplication } from '../src/app.js';
@@ -236,6 +238,51 @@ async function benchModel(dir: string, peaks: { fp32: Peak; int8: Peak }, images
     }
   });
   const defaultCandidates = (itmRows() - r0) / 3;
+
+  // Under contention (issue 40): search latency idle and while ingests run; ingest time idle and
+  // while clients keep searching. The run gate keeps a share of the worker for ingest.
+  const extra = photos.length;
+  const more = await Promise.all(Array.from({ length: 8 }, (_, i) => photo(extra + i + 1)));
+  const searchIdle: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t1 = performance.now();
+    await search(query(), 16);
+    searchIdle.push(performance.now() - t1);
+  }
+  const searchBusy: number[] = [];
+  let ingesting = true;
+  const stream = (async () => {
+    for (const b of more.slice(0, 4)) await ingest(b);
+    ingesting = false;
+  })();
+  await phase('search during ingest', async () => {
+    while (ingesting) {
+      const t1 = performance.now();
+      await search(query(), 16);
+      searchBusy.push(performance.now() - t1);
+    }
+  });
+  await stream;
+  const clients = full ? 8 : 20;
+  let searching = true;
+  const searchers = Array.from({ length: clients }, async () => {
+    while (searching) await search(query(), 16);
+  });
+  const ingestBusy: number[] = [];
+  await phase(`ingest during ${clients} searching clients`, async () => {
+    for (const b of more.slice(4)) {
+      const t1 = performance.now();
+      await ingest(b);
+      ingestBusy.push(performance.now() - t1);
+    }
+  });
+  searching = false;
+  await Promise.all(searchers);
+  const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.99))] as number;
+  const contention = {
+    searchIdleMedianMs: median(searchIdle), searchDuringIngestMedianMs: median(searchBusy), searchDuringIngestP99Ms: p99(searchBusy),
+    ingestIdleMs: median(single), ingestDuringSearchesMs: median(ingestBusy), searchingClients: clients,
+  };
   const Ts = 14;
   add('search, 16 candidates (GraphQL over HTTP)', median(search16), f.text(Ts) + 16 * f.itmHf(Ts), f.text(Ts) + 16 * f.itm(Ts));
   add(`search, default candidates (${defaultCandidates})`, median(searchDefault), f.text(Ts) + defaultCandidates * f.itmHf(Ts), f.text(Ts) + defaultCandidates * f.itm(Ts));
@@ -265,6 +312,7 @@ async function benchModel(dir: string, peaks: { fp32: Peak; int8: Peak }, images
         { what: 'ingest throughput >= 1 image/s (scaled to this peak)', value: throughput, limit: 1 / refScale, unit: 'images/s', ok: false },
       ];
   targets.push(
+    { what: `ingest during ${contention.searchingClients} searching clients <= 3x its idle time`, value: contention.ingestDuringSearchesMs / contention.ingestIdleMs, limit: 3, unit: 'x', ok: false },
     { what: 'event-loop delay p99 during ingest and search', value: loop.percentile(99) / 1e6, limit: 20, unit: 'ms', ok: false },
     { what: 'event-loop delay max during ingest and search', value: loop.max / 1e6, limit: 50, unit: 'ms', ok: false },
     { what: 'resident memory of the loaded engine <= 1.5x its weights', value: memory, limit: 1.5, unit: 'x', ok: false },
@@ -274,7 +322,7 @@ async function benchModel(dir: string, peaks: { fp32: Peak; int8: Peak }, images
   return {
     model: m.modelId, dir, int8, fullSize: full, threads, workers: config.models.workers, itmBatchSize: config.models.itmBatchSize,
     weightsMB: weights / 1e6, rssLoadedMB: (rssLoaded - rssBefore) / 1e6, rssPeakMB: rssPeak / 1e6,
-    ingestThroughput: throughput, defaultCandidates, rows, targets,
+    ingestThroughput: throughput, defaultCandidates, rows, targets, contention,
     eventLoop: { p50: loop.percentile(50) / 1e6, p99: loop.percentile(99) / 1e6, max: loop.max / 1e6, phases },
   };
 }
@@ -289,6 +337,8 @@ function print(r: Awaited<ReturnType<typeof benchModel>>, peaks: { fp32: Peak; i
     console.log(`${row.op.padEnd(72)} ${row.ms.toFixed(1).padStart(9)} ${row.gflopHf.toFixed(2).padStart(9)} ${row.gflop.toFixed(2).padStart(9)} ${lim.toFixed(1).padStart(9)} ${(row.ms / lim).toFixed(2).padStart(8)} ${eff.toFixed(1).padStart(7)}`);
   }
   console.log(`ingest throughput ${r.ingestThroughput.toFixed(2)} images/s (4 concurrent clients); event loop p50 ${r.eventLoop.p50.toFixed(1)} / p99 ${r.eventLoop.p99.toFixed(1)} / max ${r.eventLoop.max.toFixed(1)} ms; resident memory +${r.rssLoadedMB.toFixed(0)} MB loaded, ${r.rssPeakMB.toFixed(0)} MB peak (process)`);
+  const c = r.contention;
+  console.log(`contention: search (16 candidates) median ${c.searchIdleMedianMs.toFixed(0)} ms idle, ${c.searchDuringIngestMedianMs.toFixed(0)} ms (p99 ${c.searchDuringIngestP99Ms.toFixed(0)}) during ingest; ingest ${c.ingestIdleMs.toFixed(0)} ms idle, ${c.ingestDuringSearchesMs.toFixed(0)} ms during ${c.searchingClients} searching clients`);
   console.log(`event loop by phase: ${Object.entries(r.eventLoop.phases).map(([n, p]) => `${n} p99 ${p.p99.toFixed(1)} / max ${p.max.toFixed(1)} ms (longest GC ${p.gcMax.toFixed(1)} ms)`).join('; ')}`);
   if (!r.fullSize) {
     console.log('(targets apply to BLIP-base shapes: set BLIP_BENCH_FULLSIZE_DIR)');
@@ -298,16 +348,31 @@ function print(r: Awaited<ReturnType<typeof benchModel>>, peaks: { fp32: Peak; i
   for (const t of r.targets) console.log(`  ${t.ok ? 'ok  ' : 'MISS'} ${t.what.padEnd(60)} ${t.value.toFixed(3).padStart(9)} ${t.unit.padEnd(8)} limit ${t.limit.toFixed(3)}`);
 }
 
+// One model per child process, so that resident memory is that model's alone.
+if (process.env.BLIP_BENCH_ONE) {
+  const peaks = JSON.parse(process.env.BLIP_BENCH_PEAKS ?? '{}') as { fp32: Peak; int8: Peak };
+  const dir = process.env.BLIP_BENCH_ONE;
+  const full = !dir.startsWith('models/') && !dir.startsWith('test/');
+  const r = await benchModel(dir, peaks, Number(args.images ?? (full ? 48 : 40)));
+  print(r, peaks);
+  process.stdout.write(`\nBENCH-RESULT ${JSON.stringify(r)}\n`);
+  process.exit(0);
+}
+
 const measure = () => ({ fp32: measurePeak('fp32', cores), int8: measurePeak('int8', cores) });
 const before = measure();
 console.log(`peaks before: fp32 ${before.fp32.gops.toFixed(1)} GFLOP/s (${before.fp32.isa}), int8 ${before.int8.gops.toFixed(1)} GOP/s (${before.int8.isa}), ${cores} cores`);
 const dirs = [readFileSync('models/blip-scenes/manifest.json') ? 'models/blip-scenes' : 'test/fixtures/tiny-random', ...(process.env.BLIP_BENCH_FULLSIZE_DIR ?? '').split(path.delimiter).filter(Boolean)];
-const results = [];
+const results: unknown[] = [];
 for (const dir of dirs) {
-  const full = !dir.startsWith('models/') && !dir.startsWith('test/');
-  const r = await benchModel(dir, before, Number(args.images ?? (full ? 48 : 40)));
-  results.push(r);
-  print(r, before);
+  const out = execFileSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+    env: { ...process.env, BLIP_BENCH_ONE: dir, BLIP_BENCH_PEAKS: JSON.stringify(before) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 64 * 1024 * 1024,
+  }).toString();
+  const marker = out.lastIndexOf('BENCH-RESULT ');
+  process.stdout.write(out.slice(0, marker));
+  results.push(JSON.parse(out.slice(marker + 'BENCH-RESULT '.length)));
 }
 const after = measure();
 console.log(`\npeaks after: fp32 ${after.fp32.gops.toFixed(1)} GFLOP/s, int8 ${after.int8.gops.toFixed(1)} GOP/s (limits use the peaks before)`);
