@@ -41,6 +41,8 @@ const { values: args } = parseArgs({
     'retrieval-only': { type: 'boolean', default: false },
     // Where EVAL.md and eval.json go (default: the model folder).
     out: { type: 'string' },
+    // A folder already evaluated (its eval.json), e.g. this model's int8 copy: EVAL.md compares it.
+    compare: { type: 'string' },
   },
 });
 
@@ -248,7 +250,7 @@ ${badAnswers.join('\n')}
 
 Took ${Math.round(seconds)} s on this machine (2 cores).
 `;
-  await writeFile(join(outDir, 'EVAL.md'), md);
+  await writeFile(join(outDir, 'EVAL.md'), args.compare ? md + (await comparison(result, args.compare)) : md);
   console.log(JSON.stringify(result, null, 2));
 }
 
@@ -256,3 +258,26 @@ main().catch((err) => {
   console.error(err);
   process.exit(1);
 });
+
+/** A section comparing another evaluated folder (an int8 copy) with this one, metric by metric. */
+async function comparison(base: { modelId: string; precision_at_10: Pair; caption_accuracy: Pair; vqa_accuracy: Pair }, dir: string): Promise<string> {
+  const other = JSON.parse(await readFile(join(dir, 'eval.json'), 'utf8')) as typeof base & { modelId: string };
+  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { quantization?: { fp32Graphs?: string[] } };
+  const d = (a: number, b: number) => `${b - a >= 0 ? '+' : ''}${(b - a).toFixed(4)}`;
+  const row = (name: string, a: Pair, b: Pair) => `| ${name} | ${b.overall} (${d(a.overall, b.overall)}) | ${b.held_out} (${d(a.held_out, b.held_out)}) |`;
+  const fp32 = manifest.quantization?.fp32Graphs?.length ? ` Graphs kept in float32: ${manifest.quantization.fp32Graphs.join(', ')}.` : ' Every graph runs on int8 weights.';
+  return `
+## Int8 copy
+
+\`tools/quantize.py\` on this folder gives ${other.modelId}, evaluated the same way on the same set
+(difference from float32 in brackets).${fp32}
+
+| metric | overall | held-out combinations |
+|---|---|---|
+${row('text-to-image precision@10, ITC + ITM', base.precision_at_10, other.precision_at_10)}
+${row('caption accuracy', base.caption_accuracy, other.caption_accuracy)}
+${row('VQA exact match', base.vqa_accuracy, other.vqa_accuracy)}
+`;
+}
+
+interface Pair { overall: number; held_out: number }
