@@ -25,10 +25,6 @@ export interface CaptureInfo {
   cameraModel: string | null;
 }
 
-/** Which inference lane a call uses: interactive requests overtake background work (ingest). */
-export interface EmbedOptions {
-  priority?: 'interactive' | 'background';
-}
 
 /** A decoded, validated image, preprocessed for the model: [3, S, S] float32, CLIP-normalised. */
 export interface LoadedImage {
@@ -76,6 +72,8 @@ export interface ItmResult {
 
 /** Per-call options of the engine's inference methods. */
 export interface InferenceOptions {
+  /** Which inference lane: interactive requests overtake background work (ingest); each method has its default. */
+  priority?: 'interactive' | 'background';
   /**
    * The caller gave up (its request was cancelled): queued work is dropped, a generation or an
    * ITM job stops between graph runs, and the call rejects with code ABORTED.
@@ -97,15 +95,15 @@ export interface BlipEngine {
   /** Decode + validate + preprocess. Throws UnsupportedImageError or ImageTooLargeError (src/ml/errors.ts). */
   loadImage(bytes: Uint8Array): Promise<LoadedImage>;
   /** Background priority unless told otherwise (a search by image asks for 'interactive'). */
-  embedImage(image: LoadedImage, options?: EmbedOptions): Promise<ImageEncoding>;
+  embedImage(image: LoadedImage, options?: InferenceOptions): Promise<ImageEncoding>;
   /** Unimodal ITC text feature, L2-normalised. Interactive priority. */
-  embedText(text: string): Promise<Float32Array>;
-  /** ITM of one text against several images, in one batched pass. Interactive priority. */
-  itmScores(text: string, itmStates: ItmStates[]): Promise<ItmResult>;
+  embedText(text: string, options?: InferenceOptions): Promise<Float32Array>;
+  /** ITM of one text against several images, in one batched pass. Interactive priority (ingest asks for background). */
+  itmScores(text: string, itmStates: ItmStates[], options?: InferenceOptions): Promise<ItmResult>;
   /** Background priority (ingest). */
-  caption(image: LoadedImage, options?: CaptionOptions): Promise<string>;
+  caption(image: LoadedImage, options?: CaptionOptions & InferenceOptions): Promise<string>;
   /** VQA, one-word answers on the bundled model. Interactive priority. */
-  answer(image: LoadedImage, question: string): Promise<string>;
+  answer(image: LoadedImage, question: string, options?: InferenceOptions): Promise<string>;
   /** Number of tokens `text` takes (with [CLS]/[SEP]); lets callers reject overlong text clearly. */
   countTokens(text: string): number;
   close(): Promise<void>;

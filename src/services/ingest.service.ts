@@ -71,8 +71,9 @@ export class IngestService {
     const loaded = await engineCall(() => this.engine.loadImage(bytes));
     const encoding = await engineCall(() => this.engine.embedImage(loaded));
     const caption = await engineCall(() => this.engine.caption(loaded));
+    // Part of the ingest: background, or a stream of searches would hold it back.
     const match = async (text: string) =>
-      (await engineCall(() => this.engine.itmScores(text, [encoding.itmStates]))).probabilities[0] ?? null;
+      (await engineCall(() => this.engine.itmScores(text, [encoding.itmStates], { priority: 'background' }))).probabilities[0] ?? null;
     const captionMatch = await match(caption);
     const altTextMatch = altText ? await match(altText) : null;
 

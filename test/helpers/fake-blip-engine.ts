@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
-import type { BlipEngine, CaptionOptions, EmbedOptions, ImageEncoding, ItmResult, ItmStates, LoadedImage } from '../../src/ml/blip-engine.js';
+import type { BlipEngine, CaptionOptions, ImageEncoding, InferenceOptions, ItmResult, ItmStates, LoadedImage } from '../../src/ml/blip-engine.js';
 import { ImageTooLargeError, InvalidTextError, UnsupportedImageError } from '../../src/ml/errors.js';
 import { readCaptureInfo } from '../../src/ml/preprocess/exif-capture.js';
 
@@ -40,7 +40,7 @@ export class FakeBlipEngine implements BlipEngine {
   readonly defaultSearchCandidates = undefined;
   calls = { embedImage: 0, embedText: 0, itmScores: 0, caption: 0, answer: 0 };
   /** The priority of each embedImage call, in order (search by image must be interactive). */
-  embedPriorities: Array<EmbedOptions['priority']> = [];
+  embedPriorities: Array<InferenceOptions['priority']> = [];
   closed = false;
 
   constructor(private readonly options: FakeEngineOptions = {}) {
@@ -78,7 +78,7 @@ export class FakeBlipEngine implements BlipEngine {
     return { info: { ...info, capture: readCaptureInfo(meta.exif) }, pixels };
   }
 
-  async embedImage(image: LoadedImage, options: EmbedOptions = {}): Promise<ImageEncoding> {
+  async embedImage(image: LoadedImage, options: InferenceOptions = {}): Promise<ImageEncoding> {
     this.calls.embedImage++;
     this.embedPriorities.push(options.priority ?? 'background');
     if (this.options.delayMs) await new Promise((r) => setTimeout(r, this.options.delayMs));

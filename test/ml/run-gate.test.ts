@@ -29,6 +29,29 @@ describe('RunGate', () => {
     expect(order).toEqual(['fg', 'bg']);
   });
 
+  it('the share is of time: short background runs against long interactive ones still get it', async () => {
+    const gate = new RunGate(0.4, 2000);
+    const spent = { interactive: 0, background: 0 };
+    let stop = false;
+    const loop = async (priority: 'interactive' | 'background', ms: number) => {
+      while (!stop) {
+        await gate.run(priority, async () => {
+          const t0 = performance.now();
+          await busy(ms);
+          spent[priority] += performance.now() - t0;
+        });
+      }
+    };
+    // Decoder steps (short) against ITM batches (long), as an ingest against searches.
+    const loops = [loop('interactive', 40), loop('interactive', 40), loop('background', 4)];
+    await busy(1200);
+    stop = true;
+    await Promise.all(loops);
+    const share = spent.background / (spent.background + spent.interactive);
+    expect(share).toBeGreaterThan(0.25);
+    expect(share).toBeLessThan(0.55);
+  });
+
   it('background keeps its share of the time while interactive runs keep coming', async () => {
     const gate = new RunGate(0.4);
     const spent = { interactive: 0, background: 0 };

@@ -208,11 +208,20 @@ class BlipTextSelfAttention(nn.Module):
 
     def attend(self, hidden: torch.Tensor, k: torch.Tensor, v: torch.Tensor, additive_mask) -> torch.Tensor:
         q = self.heads(self.query(hidden))
-        scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
-        if additive_mask is not None:
-            scores = scores + additive_mask
-        ctx = torch.softmax(scores, dim=-1) @ v
-        b, _, t, _ = ctx.shape
+        b, h, t, d = q.shape
+        if k.shape[0] == 1 and b > 1:
+            # Keys and values shared by every row (a decoder's beams on one image): fold the rows
+            # into the query length, one product per head instead of one per row and head.
+            qf = q.transpose(0, 1).reshape(1, h, b * t, d)
+            scores = (qf @ k.transpose(-1, -2)) / math.sqrt(d)
+            if additive_mask is not None:
+                scores = scores + additive_mask
+            ctx = (torch.softmax(scores, dim=-1) @ v).reshape(h, b, t, d).transpose(0, 1)
+        else:
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+            if additive_mask is not None:
+                scores = scores + additive_mask
+            ctx = torch.softmax(scores, dim=-1) @ v
         return ctx.permute(0, 2, 1, 3).reshape(b, t, self.num_heads * self.head_dim)
 
 

@@ -140,6 +140,20 @@ class Rearranged(unittest.TestCase):
                 got.append(logits)
         self.assertLess(float((torch.cat(got, 1) - full).abs().max()), 1e-10)
 
+    def test_attention_to_keys_shared_by_every_row_equals_attention_to_copies(self):
+        torch.manual_seed(3)
+        m = BlipForConditionalGeneration(tiny_config())
+        init_weights(m, std=0.3)
+        sa = m.text_decoder.bert.encoder.layer[0].crossattention.self
+        hidden = torch.randn(3, 2, sa.num_heads * sa.head_dim)
+        k, v = torch.randn(1, sa.num_heads, 5, sa.head_dim), torch.randn(1, sa.num_heads, 5, sa.head_dim)
+        mask = torch.zeros(1, 1, 1, 5)
+        mask[..., 4] = -10000.0
+        with torch.no_grad():
+            shared = sa.attend(hidden, k, v, mask)
+            copies = sa.attend(hidden, k.expand(3, -1, -1, -1), v.expand(3, -1, -1, -1), mask)
+        self.assertLess(float((shared - copies).abs().max()), 1e-10)
+
     def test_itm_states_round_to_within_half_a_step_per_token(self):
         x = torch.randn(2, 7, 16)
         x[0, 3] *= 50  # an outlier token must not coarsen the others
