@@ -343,7 +343,8 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     await page.getByRole('button', { name: 'Apply filters' }).click();
     await expect.poll(() => page.url(), POLL).toContain('type=png');
     await expect.poll(() => page.getByTestId('result').count(), POLL).toBe(files.length);
-    expect(await page.getByRole('button', { name: 'Filters (1)' }).isVisible()).toBe(true);
+    // The hash changes before the page re-renders from it: wait for the count, do not sample it.
+    await expect.poll(() => page.getByRole('button', { name: 'Filters (1)' }).isVisible(), POLL).toBe(true);
 
     // Metadata must be a JSON object: said next to the field, and nothing is applied.
     await page.getByLabel('Metadata contains').fill('{album: trip}');
