@@ -1,5 +1,5 @@
 import { BeamHypotheses } from './beam-hypotheses.js';
-import type { GenerationConfig, StepModel } from './generation-config.js';
+import { isEndToken, type GenerationConfig, type StepModel } from './generation-config.js';
 import { processScores } from './logits-processors.js';
 import { logSoftmax, topK } from './score-math.js';
 
@@ -42,7 +42,7 @@ export async function beamSearch(model: StepModel, prefix: readonly number[], co
       const { score, index } = candidates[rank] as { score: number; index: number };
       const parent = Math.floor(index / vocab);
       const token = index % vocab;
-      if (token === eosTokenId) {
+      if (isEndToken(token, config)) {
         if (rank >= numBeams) continue;
         hyps.add([...(beams[parent] as number[])], score, curLen + 1 - promptLen);
       } else {
