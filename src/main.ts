@@ -2,6 +2,8 @@ import { startApplication } from './app.js';
 import { ConfigError, loadConfig } from './config/load-config.js';
 import { createLogger } from './lib/logger.js';
 import { createBlipEngine } from './ml/create-blip-engine.js';
+import { readModelFamily } from './ml/blip2/blip2-manifest.js';
+import { createBlip2Engine } from './ml/blip2/onnx-blip2-engine.js';
 import { DataDirMismatchError } from './services/data-dir-binding.service.js';
 
 /** Composition root: config -> engine -> application; SIGTERM/SIGINT stop it gracefully. */
@@ -28,6 +30,22 @@ async function main(): Promise<void> {
       limits: { maxBytes: limits.maxUploadBytes, maxPixels: models.maxImagePixels },
     }),
     log,
+    {
+      // VQA_MODEL_DIR: a BLIP-2 folder answers askImage by default; BLIP (MODEL_DIR) still embeds,
+      // captions, re-ranks, and answers when a question names it.
+      answerers: async () => {
+        if (models.vqaModelDir === null || models.vqaModelDir === models.modelDir) return [];
+        const family = await readModelFamily(models.vqaModelDir);
+        if (family !== 'blip2') throw new Error(`VQA_MODEL_DIR ${models.vqaModelDir} holds a ${family} model; it must be a BLIP-2 folder (MODEL_DIR is the BLIP one)`);
+        return [await createBlip2Engine({
+          modelDir: models.vqaModelDir,
+          workers: 1,
+          ...(models.threads ? { threads: models.threads } : {}),
+          limits: { maxBytes: limits.maxUploadBytes, maxPixels: models.maxImagePixels },
+        })];
+      },
+      defaultAnswerer: true,
+    },
   );
   let signals = 0;
   const shutdown = (signal: string) => {
