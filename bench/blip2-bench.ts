@@ -5,8 +5,10 @@
  * - ms per generated token, greedy and beam 3, beside the memory-bandwidth limit: a decoder step
  *   reads every weight of the language model once (the tied LM head reads the whole embedding
  *   table), so at one row it cannot beat weight bytes / bandwidth. The bandwidth is measured here
- *   as onnxruntime streams it: a 1 GB chain of [1 x 4096] x [4096 x 4096] products (fp32, and
- *   int8 weights for the int8 copy), the access pattern of a decoder step.
+ *   as onnxruntime streams it: a 1 GB chain of fp32 [1 x 4096] x [4096 x 4096] products, the
+ *   access pattern of a decoder step. The same figure bounds the int8 copy (bytes are bytes; an
+ *   int8 chain measured lower than the int8 decoder itself ran, its per-call activation
+ *   quantization dominating at 16 MB a product).
  * - vision encoder and Q-Former: ms, GFLOP (counted from the manifest's config), GFLOP/s.
  * - resident memory the real Salesforce/blip2-opt-2.7b needs, computed from its parameter counts.
  */
@@ -88,34 +90,40 @@ function qformerGflop(c: Blip2Dims): number {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
-/** GB/s onnxruntime reaches streaming 1 GB of fp32 (or 0.25 GB of int8) weights through [1 x K] products. */
-async function measureBandwidth(threads: number, int8: boolean): Promise<number> {
+/**
+ * onnxruntime streaming 1 GB of fp32 weights through [1 x K] products: `probe()` returns GB/s of
+ * one run. Run in turns with the thing measured (the second vCPU of these VMs is sometimes busy:
+ * only figures taken side by side compare).
+ */
+async function bandwidthProbe(threads: number): Promise<{ probe: () => Promise<number>; close: () => Promise<void> }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'blip2-bw-'));
-  try {
-    const shapes: Shape[] = Array.from({ length: 16 }, () => [4096, 4096]);
-    const bytes = await writeMatmulChain(path.join(dir, 'chain.onnx'), 1, shapes, int8);
-    const s = await OnnxSession.create(dir, 'chain', {
-      file: 'chain.onnx', inputs: [{ name: 'x', dtype: 'float32', shape: [1, 4096] }], outputs: [{ name: 'y', dtype: 'float32', shape: [1, 4096] }],
-    }, { intraOpNumThreads: threads });
-    const x = floatTensor(new Float32Array(4096).fill(0.01), [1, 4096]);
-    const times: number[] = [];
-    for (let i = 0; i < 12; i++) {
+  const shapes: Shape[] = Array.from({ length: 16 }, () => [4096, 4096]);
+  const bytes = await writeMatmulChain(path.join(dir, 'chain.onnx'), 1, shapes, false);
+  const s = await OnnxSession.create(dir, 'chain', {
+    file: 'chain.onnx', inputs: [{ name: 'x', dtype: 'float32', shape: [1, 4096] }], outputs: [{ name: 'y', dtype: 'float32', shape: [1, 4096] }],
+  }, { intraOpNumThreads: threads });
+  const x = floatTensor(new Float32Array(4096).fill(0.01), [1, 4096]);
+  await s.run({ x });
+  return {
+    probe: async () => {
       const t0 = performance.now();
       await s.run({ x });
-      if (i > 1) times.push(performance.now() - t0);
-    }
-    await s.release();
-    return bytes / (median(times) / 1000) / 1e9;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+      return bytes / ((performance.now() - t0) / 1000) / 1e9;
+    },
+    close: async () => {
+      await s.release();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 export async function benchBlip2(dirs: string[], threads: number): Promise<unknown[]> {
-  const bw = { fp32: await measureBandwidth(threads, false), int8: await measureBandwidth(threads, true) };
-  console.log(`\nBLIP-2: weight-streaming bandwidth through onnxruntime (1 x 4096 products, ${threads} threads): fp32 ${bw.fp32.toFixed(1)} GB/s, int8 weights ${bw.int8.toFixed(1)} GB/s`);
+  const { probe, close } = await bandwidthProbe(threads);
+  const bws: number[] = [];
   const results: unknown[] = [];
   for (const dir of dirs) {
+    // Folders run one after another in this process: a later one may reuse memory an earlier one
+    // freed, so its figure is a lower bound.
     const rss0 = process.memoryUsage().rss;
     const engine = await createBlip2Engine({ modelDir: dir, workers: 0, threads, verify: 'size' });
     const rssLoaded = (process.memoryUsage().rss - rss0) / 1e6;
@@ -137,9 +145,11 @@ export async function benchBlip2(dirs: string[], threads: number): Promise<unkno
       qf.push(performance.now() - t1);
     }
     const prompt = engine.promptIds('how many circles are there?');
+    const modelBw: number[] = [];
     const perToken = async (beams: number) => {
       const out: number[] = [];
-      for (let r = 0; r < 2; r++) {
+      for (let r = 0; r < 3; r++) {
+        modelBw.push(await probe());
         const t0 = performance.now();
         const ids = await engine.generate(queries, prompt, { maxNewTokens: 12, numBeams: beams });
         out.push((performance.now() - t0) / Math.max(1, ids.length));
@@ -148,20 +158,24 @@ export async function benchBlip2(dirs: string[], threads: number): Promise<unkno
     };
     const greedy = await perToken(1);
     const beam = await perToken(3);
-    const limitMs = (stepBytes(c, int8) / 1e9 / (int8 ? bw.int8 : bw.fp32)) * 1000;
+    const bw = median(modelBw);
+    bws.push(...modelBw);
+    const limitMs = (stepBytes(c, int8) / 1e9 / bw) * 1000;
     const vg = visionGflop(c);
     const qg = qformerGflop(c);
     const r = {
       model: m.modelId, dir, int8, llmLayers: c.text.num_hidden_layers, stepMB: stepBytes(c, int8) / 1e6,
-      greedyMsPerToken: greedy, beam3MsPerToken: beam, bandwidthLimitMs: limitMs,
+      greedyMsPerToken: greedy, beam3MsPerToken: beam, bandwidthGBs: bw, bandwidthLimitMs: limitMs,
       visionMs: median(vis), visionGflop: vg, qformerMs: median(qf), qformerGflop: qg, rssLoadedMB: rssLoaded,
     };
     console.log(`\n${m.modelId} (${dir}${int8 ? ', int8 language model' : ''}): LLM ${c.text.num_hidden_layers} layers, ${r.stepMB.toFixed(0)} MB read per token; resident +${rssLoaded.toFixed(0)} MB loaded`);
-    console.log(`  greedy ${greedy.toFixed(1)} ms/token, beam 3 ${beam.toFixed(1)} ms/step (incl. the prompt step); bandwidth limit ${limitMs.toFixed(1)} ms/token -> ${(greedy / limitMs).toFixed(2)}x the limit`);
+    console.log(`  greedy ${greedy.toFixed(1)} ms/token, beam 3 ${beam.toFixed(1)} ms/step (incl. the prompt step); bandwidth ${bw.toFixed(1)} GB/s (1 GB of 1 x 4096 fp32 products, in turns with the runs) -> limit ${limitMs.toFixed(1)} ms/token, ${(greedy / limitMs).toFixed(2)}x the limit`);
     console.log(`  vision encoder ${r.visionMs.toFixed(0)} ms (${vg.toFixed(1)} GFLOP, ${(vg / (r.visionMs / 1000)).toFixed(0)} GFLOP/s); Q-Former + projection ${r.qformerMs.toFixed(1)} ms (${qg.toFixed(2)} GFLOP, ${(qg / (r.qformerMs / 1000)).toFixed(0)} GFLOP/s)`);
     results.push(r);
     await engine.close();
   }
+  await close();
+  const bw = median(bws);
   const p = blip2Params(OPT_2_7B);
   const gb = (x: number) => (x / 1e9).toFixed(2);
   const fp32 = p.total * 4;
@@ -169,6 +183,6 @@ export async function benchBlip2(dirs: string[], threads: number): Promise<unkno
   const int8Llm = (p.vision + p.qformer + p.projection) * 4 + p.llmMatmul + (p.llm - p.llmMatmul) * 4;
   console.log(`\nSalesforce/blip2-opt-2.7b (${(p.total / 1e9).toFixed(3)} B parameters: vision ${(p.vision / 1e9).toFixed(3)} B, Q-Former ${(p.qformer / 1e6).toFixed(0)} M, OPT ${(p.llm / 1e9).toFixed(3)} B): weights ${gb(fp32)} GB fp32, ${gb(fp16)} GB fp16, ${gb(int8Llm)} GB with the int8 language model (vision, Q-Former and the embedding table fp32)`);
   const full = { fp32: stepBytes(OPT_2_7B, false), int8: stepBytes(OPT_2_7B, true) };
-  console.log(`  per token it reads ${gb(full.fp32)} GB (fp32) / ${gb(full.int8)} GB (int8): at the bandwidth above, at best ${(full.fp32 / 1e9 / bw.fp32 * 1000).toFixed(0)} / ${(full.int8 / 1e9 / bw.int8 * 1000).toFixed(0)} ms per token; vision ${visionGflop(OPT_2_7B).toFixed(0)} GFLOP, Q-Former ${qformerGflop(OPT_2_7B).toFixed(1)} GFLOP per image`);
+  console.log(`  per token it reads ${gb(full.fp32)} GB (fp32) / ${gb(full.int8)} GB (int8): at the median bandwidth above (${bw.toFixed(1)} GB/s), at best ${(full.fp32 / 1e9 / bw * 1000).toFixed(0)} / ${(full.int8 / 1e9 / bw * 1000).toFixed(0)} ms per token; vision ${visionGflop(OPT_2_7B).toFixed(0)} GFLOP, Q-Former ${qformerGflop(OPT_2_7B).toFixed(1)} GFLOP per image`);
   return [{ bandwidthGBs: bw, params: p, models: results }];
 }

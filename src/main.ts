@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { startApplication } from './app.js';
 import { ConfigError, loadConfig } from './config/load-config.js';
 import { createLogger } from './lib/logger.js';
@@ -5,6 +7,9 @@ import { createBlipEngine } from './ml/create-blip-engine.js';
 import { readModelFamily } from './ml/blip2/blip2-manifest.js';
 import { createBlip2Engine } from './ml/blip2/onnx-blip2-engine.js';
 import { DataDirMismatchError } from './services/data-dir-binding.service.js';
+
+/** Where a bundled BLIP-2 model would live (issue 42, item 5); VQA_MODEL_DIR overrides it. */
+const BUNDLED_BLIP2 = path.resolve('models/blip2-scenes');
 
 /** Composition root: config -> engine -> application; SIGTERM/SIGINT stop it gracefully. */
 async function main(): Promise<void> {
@@ -34,11 +39,13 @@ async function main(): Promise<void> {
       // VQA_MODEL_DIR: a BLIP-2 folder answers askImage by default; BLIP (MODEL_DIR) still embeds,
       // captions, re-ranks, and answers when a question names it.
       answerers: async () => {
-        if (models.vqaModelDir === null || models.vqaModelDir === models.modelDir) return [];
-        const family = await readModelFamily(models.vqaModelDir);
-        if (family !== 'blip2') throw new Error(`VQA_MODEL_DIR ${models.vqaModelDir} holds a ${family} model; it must be a BLIP-2 folder (MODEL_DIR is the BLIP one)`);
+        // Unset: a bundled BLIP-2 folder when one is there (none is bundled yet).
+        const vqaDir = models.vqaModelDir ?? (existsSync(path.join(BUNDLED_BLIP2, 'manifest.json')) ? BUNDLED_BLIP2 : null);
+        if (vqaDir === null || vqaDir === models.modelDir) return [];
+        const family = await readModelFamily(vqaDir);
+        if (family !== 'blip2') throw new Error(`VQA_MODEL_DIR ${vqaDir} holds a ${family} model; it must be a BLIP-2 folder (MODEL_DIR is the BLIP one)`);
         return [await createBlip2Engine({
-          modelDir: models.vqaModelDir,
+          modelDir: vqaDir,
           workers: 1,
           ...(models.threads ? { threads: models.threads } : {}),
           limits: { maxBytes: limits.maxUploadBytes, maxPixels: models.maxImagePixels },
