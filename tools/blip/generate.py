@@ -103,7 +103,8 @@ def beam_search_with(last_logits: LastLogits, prefix: list[int], eos_ids: list[i
         logp = _process(logp, beams, eos_ids, min_length, repetition_penalty)
         scores = (logp + beam_scores[:, None]).view(-1)
         vocab = logits.shape[-1]
-        top_scores, top_idx = torch.topk(scores, 2 * num_beams, largest=True, sorted=True)
+        # HF: max(2, 1 + number of end tokens) * num_beams candidates
+        top_scores, top_idx = torch.topk(scores, max(2, 1 + len(eos_ids)) * num_beams, largest=True, sorted=True)
         next_beams, next_scores = [], []
         for rank, (s, idx) in enumerate(zip(top_scores.tolist(), top_idx.tolist())):
             beam, tok = divmod(idx, vocab)
