@@ -1,12 +1,23 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBlip2Engine, type OnnxBlip2Engine } from '../../src/ml/blip2/onnx-blip2-engine.js';
 import type { LoadedImage } from '../../src/ml/blip-engine.js';
 
-// `npm run test:blip2`: tools/blip2/fullsize.py builds the full-width random BLIP-2 (blip2-opt-2.7b
-// widths at reduced depth), saves it sharded as the Hub does, converts it, and writes PyTorch
-// goldens; this compares onnxruntime-node with them. Skipped when the goldens are not there.
-const GOLDEN = process.env.BLIP2_GOLDEN ?? '.cache/blip2-fullsize/goldens.json';
+// onnxruntime-node against PyTorch goldens of two BLIP-2 exports:
+// - a tiny random one (tools/blip2/tiny.py --goldens, made here in a few seconds): every `npm test`;
+// - `npm run test:blip2`: tools/blip2/fullsize.py builds the full-width random BLIP-2 (blip2-opt-2.7b
+//   widths at reduced depth), saves it sharded as the Hub does, converts it, and writes the goldens
+//   (BLIP2_GOLDEN, default .cache/blip2-fullsize/goldens.json; skipped when absent).
+const FULL = process.env.BLIP2_GOLDEN ?? '.cache/blip2-fullsize/goldens.json';
+const tinyDir = path.join(mkdtempSync(path.join(tmpdir(), 'blip2-parity-')), 'blip2-tiny');
+execFileSync('/usr/bin/python3', ['-m', 'tools.blip2.tiny', '--out', tinyDir, '--goldens'], { stdio: 'pipe' });
+const GOLDENS = [
+  { name: 'tiny random weights', file: path.join(tinyDir, 'goldens.json') },
+  { name: 'full-width random weights', file: FULL },
+];
 
 interface Golden {
   modelDir: string;
@@ -34,7 +45,7 @@ const image = (pixels: number[]): LoadedImage => ({
   pixels: Float32Array.from(pixels),
 });
 
-describe.skipIf(!existsSync(GOLDEN))('BLIP-2 parity with PyTorch (full-width random weights)', () => {
+for (const { name, file: GOLDEN } of GOLDENS) describe.skipIf(!existsSync(GOLDEN))(`BLIP-2 parity with PyTorch (${name})`, () => {
   const golden = JSON.parse(existsSync(GOLDEN) ? readFileSync(GOLDEN, 'utf8') : '{}') as Golden;
   let fp32: OnnxBlip2Engine;
   let int8: OnnxBlip2Engine;
