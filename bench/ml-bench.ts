@@ -12,7 +12,8 @@
  * - Event-loop delay (p99, max) while the models run, resident memory against the weights loaded.
  *
  * Models: the bundled one, plus each folder in BLIP_BENCH_FULLSIZE_DIR (':'-separated, e.g. the
- * `npm run test:fullsize` export and its `tools/quantize.py` int8 copy).
+ * `npm run test:fullsize` export and its `tools/quantize.py` int8 copy). BLIP-2 folders in
+ * BLIP2_BENCH_DIR (':'-separated) get their own lines (bench/blip2-bench.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -33,6 +34,7 @@ import { createBlipEngine } from '../src/ml/create-blip-engine.js';
 import { BufferPool } from '../src/ml/runtime/buffer-pool.js';
 import { OnnxSession } from '../src/ml/runtime/onnx-session.js';
 import { floatTensor, type FloatTensor } from '../src/ml/runtime/tensor.js';
+import { benchBlip2 } from './blip2-bench.js';
 import { flopModel } from './flops.js';
 import { measurePeak, type Peak } from './peak.js';
 import { decoderStepShapes, writeMatmulChain } from './synthetic-graph.js';
@@ -374,6 +376,9 @@ for (const dir of dirs) {
   process.stdout.write(out.slice(0, marker));
   results.push(JSON.parse(out.slice(marker + 'BENCH-RESULT '.length)));
 }
+const blip2Dirs = (process.env.BLIP2_BENCH_DIR ?? '').split(path.delimiter).filter(Boolean);
+if (blip2Dirs.length > 0) results.push(...(await benchBlip2(blip2Dirs, threads)));
+else console.log('(set BLIP2_BENCH_DIR to BLIP-2 folders, e.g. .cache/blip2-fullsize/blip2-random:.cache/blip2-fullsize/blip2-random-int8, to bench them)');
 const after = measure();
 console.log(`\npeaks after: fp32 ${after.fp32.gops.toFixed(1)} GFLOP/s, int8 ${after.int8.gops.toFixed(1)} GOP/s (limits use the peaks before)`);
 if (!process.env.BLIP_BENCH_FULLSIZE_DIR) console.log('(set BLIP_BENCH_FULLSIZE_DIR to full-size export folders to bench them too)');

@@ -8,6 +8,8 @@ import type { GraphQLServices } from './graphql/context.js';
 import { createHttpApp } from './http/create-http-app.js';
 import type { Logger } from './lib/logger.js';
 import type { BlipEngine } from './ml/blip-engine.js';
+import { blipAnswerer, type VisualAnswerer } from './ml/visual-answerer.js';
+import { AnswererRegistry } from './services/answerer-registry.js';
 import { createPrismaClient } from './repositories/database.js';
 import { ACCEPTED_MIME_TYPES } from './ml/preprocess/image-decoder.js';
 import { ImageFileStore } from './repositories/image-file-store.js';
@@ -44,7 +46,15 @@ export async function startApplication(
   config: Readonly<AppConfig>,
   engineSource: BlipEngine | (() => Promise<BlipEngine>),
   log: Logger,
-  hooks: { onListening?: (port: number) => void } = {},
+  hooks: {
+    onListening?: (port: number) => void;
+    /**
+     * More models askImage may use (BLIP-2 folders), loaded after BLIP's engine; with
+     * `defaultAnswerer` the first of them answers when a question names no model.
+     */
+    answerers?: () => Promise<VisualAnswerer[]>;
+    defaultAnswerer?: boolean;
+  } = {},
 ): Promise<Application> {
   fs.mkdirSync(config.dataDir, { recursive: true });
   const applied = await runMigrations(config.db, path.join(ROOT, 'prisma'));
@@ -106,7 +116,18 @@ export async function startApplication(
   const limits = { ...config.limits, maxMetadataBytes: 16 * 1024 };
   const ingest = new IngestService(engine, repo, files, index, itmStates, limits, log.child({ module: 'ingest' }));
   const search = new SearchService(engine, repo, queries, index, itmStates, { ...limits, ...config.search });
-  const images = new ImageService(engine, repo, queries, files, index, itmStates, { ...limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }));
+  let extra: VisualAnswerer[];
+  try {
+    extra = (await hooks.answerers?.()) ?? [];
+  } catch (error) {
+    server.close();
+    await db.$disconnect();
+    await engine.close();
+    throw error;
+  }
+  const blip = blipAnswerer(engine);
+  const answerers = new AnswererRegistry([blip, ...extra], hooks.defaultAnswerer && extra[0] ? extra[0] : blip);
+  const images = new ImageService(engine, repo, queries, files, index, itmStates, { ...limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }), answerers);
   const recovery = new StorageRecoveryService(engine, repo, files, index, itmStates, log.child({ module: 'recovery' }));
   const captureInfo = new CaptureInfoBackfill(engine, repo, new PrismaSettingRepository(db), files, log.child({ module: 'capture-info' }));
 
@@ -130,6 +151,7 @@ export async function startApplication(
       defaultCandidates: search.defaultCandidates,
       maxCandidates: config.search.maxCandidates,
       acceptedMimeTypes: [...ACCEPTED_MIME_TYPES],
+      models: answerers.list(),
     }),
   };
   const apollo = createApolloServer({
@@ -166,6 +188,7 @@ export async function startApplication(
       await background;
       await index.flush();
       await db.$disconnect();
+      await answerers.close();
       await engine.close();
       log.info('stopped');
     })());

@@ -1,8 +1,15 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { startApplication } from './app.js';
 import { ConfigError, loadConfig } from './config/load-config.js';
 import { createLogger } from './lib/logger.js';
 import { createBlipEngine } from './ml/create-blip-engine.js';
+import { readModelFamily } from './ml/blip2/blip2-manifest.js';
+import { createBlip2Engine } from './ml/blip2/onnx-blip2-engine.js';
 import { DataDirMismatchError } from './services/data-dir-binding.service.js';
+
+/** Where a bundled BLIP-2 model would live (issue 42, item 5); VQA_MODEL_DIR overrides it. */
+const BUNDLED_BLIP2 = path.resolve('models/blip2-scenes');
 
 /** Composition root: config -> engine -> application; SIGTERM/SIGINT stop it gracefully. */
 async function main(): Promise<void> {
@@ -28,6 +35,24 @@ async function main(): Promise<void> {
       limits: { maxBytes: limits.maxUploadBytes, maxPixels: models.maxImagePixels },
     }),
     log,
+    {
+      // VQA_MODEL_DIR: a BLIP-2 folder answers askImage by default; BLIP (MODEL_DIR) still embeds,
+      // captions, re-ranks, and answers when a question names it.
+      answerers: async () => {
+        // Unset: a bundled BLIP-2 folder when one is there (none is bundled yet).
+        const vqaDir = models.vqaModelDir ?? (existsSync(path.join(BUNDLED_BLIP2, 'manifest.json')) ? BUNDLED_BLIP2 : null);
+        if (vqaDir === null || vqaDir === models.modelDir) return [];
+        const family = await readModelFamily(vqaDir);
+        if (family !== 'blip2') throw new Error(`VQA_MODEL_DIR ${vqaDir} holds a ${family} model; it must be a BLIP-2 folder (MODEL_DIR is the BLIP one)`);
+        return [await createBlip2Engine({
+          modelDir: vqaDir,
+          workers: 1,
+          ...(models.threads ? { threads: models.threads } : {}),
+          limits: { maxBytes: limits.maxUploadBytes, maxPixels: models.maxImagePixels },
+        })];
+      },
+      defaultAnswerer: true,
+    },
   );
   let signals = 0;
   const shutdown = (signal: string) => {

@@ -18,6 +18,8 @@ const envSchema = z.object({
     .optional(),
   CLAIM_DATA_DIR: bool.default(false),
   MODEL_DIR: z.string().min(1).default('models/blip-scenes'),
+  // A model folder that answers askImage by default (a BLIP-2 folder, docs/models.md); unset: BLIP.
+  VQA_MODEL_DIR: z.string().min(1).optional(),
   SEED_SAMPLES: bool.default(true),
   SAMPLES_DIR: z.string().min(1).default('samples'),
   WEB_DIR: z.string().min(1).default('web/dist'),
@@ -74,6 +76,8 @@ export interface AppConfig {
   db: DatabaseConfig;
   models: {
     modelDir: string;
+    /** VQA_MODEL_DIR: a BLIP-2 folder that answers askImage by default; null: BLIP answers. */
+    vqaModelDir: string | null;
     maxImagePixels: number;
     /** Inference worker threads, each with its own copy of the sessions. */
     workers: number;
@@ -161,6 +165,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
     db: databaseConfig(e.DATABASE_URL, dataDir),
     models: {
       modelDir: path.resolve(e.MODEL_DIR),
+      vqaModelDir: e.VQA_MODEL_DIR === undefined ? null : path.resolve(e.VQA_MODEL_DIR),
       maxImagePixels: e.MAX_IMAGE_PIXELS,
       workers: e.INFERENCE_WORKERS,
       threads: e.INFERENCE_THREADS,

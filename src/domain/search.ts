@@ -30,4 +30,6 @@ export interface AnswerResult {
   answer: string;
   question: string;
   image: ImageRecord;
+  /** The model that answered (src/services/answerer-registry.ts). */
+  model: { name: string; modelId: string; family: string; tasks: string[]; defaultAnswerer: boolean };
 }

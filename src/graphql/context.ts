@@ -1,3 +1,4 @@
+import type { ModelInfo } from '../services/answerer-registry.js';
 import type { ImageService } from '../services/image.service.js';
 import type { IngestService } from '../services/ingest.service.js';
 import type { SearchService } from '../services/search.service.js';
@@ -14,6 +15,7 @@ export interface ServiceInfoValue {
   defaultCandidates: number;
   maxCandidates: number;
   acceptedMimeTypes: string[];
+  models: ModelInfo[];
 }
 
 export interface GraphQLServices {

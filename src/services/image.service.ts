@@ -8,6 +8,8 @@ import { renderThumbnail } from '../ml/preprocess/image-decoder.js';
 import type { ImageFileStore } from '../repositories/image-file-store.js';
 import type { ImageQueryRepository } from '../repositories/image-query.repository.js';
 import type { ImageDetailsPatch, PrismaImageRepository } from '../repositories/image.repository.js';
+import { AnswererRegistry } from './answerer-registry.js';
+import { blipAnswerer } from '../ml/visual-answerer.js';
 import { engineCall } from './engine-errors.js';
 import type { ImageIndexService } from './image-index.service.js';
 import type { ItmStateCache } from './itm-state-cache.js';
@@ -37,6 +39,8 @@ export class ImageService {
     private readonly itmStates: ItmStateCache,
     private readonly settings: ImageServiceSettings,
     private readonly log: Logger,
+    /** Models askImage may use; default: BLIP's engine alone. */
+    readonly answerers: AnswererRegistry = new AnswererRegistry([blipAnswerer(engine)], blipAnswerer(engine)),
   ) {}
 
   /** null when the id is well-formed but unknown. */
@@ -121,12 +125,14 @@ export class ImageService {
     return this.repo.updateCaption(image.label, caption, this.engine.modelId, await this.itmMatch(image, caption));
   }
 
-  async askImage(imageId: string, question: string): Promise<AnswerResult> {
+  /** Answers with `model` (a loaded model's name or modelId) or the default answerer; Answer.model says which. */
+  async askImage(imageId: string, question: string, model?: string | null): Promise<AnswerResult> {
     const text = requireText(question, 'question', this.settings.maxTextChars);
+    const answerer = this.answerers.pick(model);
     const image = await this.requireImage(imageId, 'imageId');
-    const loaded = await engineCall(async () => this.engine.loadImage(await this.files.readOriginal(image.sha256)));
-    const answer = await engineCall(() => this.engine.answer(loaded, text));
-    return { answer, question: text, image };
+    const loaded = await engineCall(async () => answerer.loadImage(await this.files.readOriginal(image.sha256)));
+    const answer = await engineCall(() => answerer.answer(loaded, text));
+    return { answer, question: text, image, model: this.answerers.describe(answerer) };
   }
 
   async readOriginal(id: string): Promise<{ bytes: Buffer; mimeType: string; sha256: string }> {

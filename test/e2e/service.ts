@@ -41,6 +41,8 @@ export async function startService(
   modelDir: string,
   timeoutMs = 90_000,
   command: { bin: string; args: string[] } = { bin: path.join(ROOT, 'node_modules', '.bin', 'tsx'), args: ['src/main.ts'] },
+  /** More environment for the service (e.g. VQA_MODEL_DIR). */
+  extraEnv: Record<string, string> = {},
 ): Promise<ServiceProcess> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blip-e2e-data-'));
   const child: ChildProcess = spawn(command.bin, command.args, {
@@ -55,6 +57,7 @@ export async function startService(
       MODEL_DIR: modelDir,
       WEB_DIR: path.join(ROOT, 'web', 'dist'),
       LOG_LEVEL: 'info',
+      ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

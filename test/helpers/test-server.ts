@@ -7,6 +7,7 @@ import { startApplication, type Application } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { createLogger } from '../../src/lib/logger.js';
 import type { BlipEngine } from '../../src/ml/blip-engine.js';
+import type { VisualAnswerer } from '../../src/ml/visual-answerer.js';
 import { FakeBlipEngine } from './fake-blip-engine.js';
 
 export type DbFlavour = 'sqlite' | 'postgresql';
@@ -71,6 +72,8 @@ export interface StartOptions {
   db?: DbFlavour;
   engine?: BlipEngine;
   env?: Record<string, string>;
+  /** More askImage models (BLIP-2 engines); the first answers by default, as with VQA_MODEL_DIR. */
+  answerers?: () => Promise<VisualAnswerer[]>;
   /** Reuse a previous server's data (restart). */
   reuse?: { dataDir: string; env: Record<string, string>; dropPg?: () => Promise<void> };
 }
@@ -90,7 +93,8 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
   }
   const config = loadConfig(env);
   const engine = options.engine ?? new FakeBlipEngine({ maxImagePixels: config.models.maxImagePixels });
-  const app = await startApplication(config, engine, createLogger(config.logLevel));
+  const app = await startApplication(config, engine, createLogger(config.logLevel),
+    options.answerers ? { answerers: options.answerers, defaultAnswerer: true } : {});
   const url = `http://127.0.0.1:${app.port}`;
   let stopped = false;
   const finalDataDir = dataDir;

@@ -113,3 +113,22 @@ describe('beam search', () => {
     expect(h.best()?.tokens).toEqual([2]);
   });
 });
+
+describe('stop tokens (BLIP-2 stops at EOS or a newline)', () => {
+  const NL = 5;
+  // token 1 twice, then the newline is likeliest, then EOS
+  const table = (s: number[]) => (s.length < 3 ? [0.05, 0.7, 0.05, 0.05, 0.1, 0.05] : s.length < 5 ? [0.05, 0.1, 0.05, 0.1, 0.05, 0.65] : [0.1, 0.1, 0.1, 0.5, 0.1, 0.1]);
+
+  it('greedy ends at a stop token as at the EOS', async () => {
+    expect(await greedySearch(probsModel(table), [0], cfg({ stopTokenIds: [NL] }))).toEqual([0, 1, 1, NL]);
+    expect(await greedySearch(probsModel(table), [0], cfg())).toEqual([0, 1, 1, NL, NL, EOS]);
+  });
+
+  it('min length blocks stop tokens too', async () => {
+    expect(await greedySearch(probsModel(table), [0], cfg({ stopTokenIds: [NL], minLength: 5 }))).toEqual([0, 1, 1, 1, 1, EOS]);
+  });
+
+  it('beam search finishes a hypothesis at a stop token (the best gets the EOS appended)', async () => {
+    expect(await beamSearch(probsModel(table), [0], cfg({ numBeams: 2, stopTokenIds: [NL] }))).toEqual([0, 1, 1, EOS]);
+  });
+});

@@ -15,7 +15,7 @@ class FakeExecutor implements JobExecutor {
     const start = performance.now();
     await sleep(this.delayMs(job));
     this.log.push({ job, start, end: performance.now() });
-    if (job.kind === 'generate') return [1, 2, 3];
+    if (job.kind === 'generate' || job.kind === 'lmGenerate') return [1, 2, 3];
     if (job.kind === 'itm') return new Float32Array(job.states.length * 2);
     const x = job.feeds.x!;
     return { y: floatTensor(Float32Array.from(x.data as Float32Array, (v) => v * 2), [...x.dims]) };

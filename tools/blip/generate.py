@@ -9,12 +9,18 @@ length_penalty 1.0 and early_stopping False.
 """
 from __future__ import annotations
 
+from typing import Callable, Iterable
+
 import torch
 
 from .model import BlipTextLMHeadModel
 
 
-def _process(scores: torch.Tensor, seqs: list[list[int]], eos: int, min_length: int, rep: float) -> torch.Tensor:
+# The model side: rows of token ids in, each row's last-position logits [rows, V] out.
+LastLogits = Callable[[list[list[int]]], torch.Tensor]
+
+
+def _process(scores: torch.Tensor, seqs: list[list[int]], eos: Iterable[int], min_length: int, rep: float) -> torch.Tensor:
     scores = scores.clone()
     for b, seq in enumerate(seqs):
         if rep != 1.0:
@@ -22,7 +28,8 @@ def _process(scores: torch.Tensor, seqs: list[list[int]], eos: int, min_length: 
                 s = scores[b, t]
                 scores[b, t] = s * rep if s < 0 else s / rep
         if len(seq) < min_length:
-            scores[b, eos] = float("-inf")
+            for e in eos:
+                scores[b, e] = float("-inf")
     return scores
 
 
@@ -38,12 +45,20 @@ def _last_logits(decoder: BlipTextLMHeadModel, seqs, enc, enc_mask):
 def greedy(decoder, prefix: list[int], enc: torch.Tensor, enc_mask: torch.Tensor, eos: int,
            max_length: int = 20, min_length: int = 0, repetition_penalty: float = 1.0) -> list[int]:
     """enc: [1,S,D] states the decoder cross-attends to; enc_mask: [1,S]."""
+    return greedy_with(lambda seqs: _last_logits(decoder, seqs, enc, enc_mask), prefix, [eos], max_length,
+                       min_length, repetition_penalty)
+
+
+@torch.no_grad()
+def greedy_with(last_logits: LastLogits, prefix: list[int], eos_ids: list[int], max_length: int = 20,
+                min_length: int = 0, repetition_penalty: float = 1.0) -> list[int]:
+    """Greedy search over any model; stops after any of eos_ids (HF: eos_token_id as a list)."""
     seq = list(prefix)
     while len(seq) < max_length:
-        scores = _process(_last_logits(decoder, [seq], enc, enc_mask), [seq], eos, min_length, repetition_penalty)
+        scores = _process(last_logits([seq]), [seq], eos_ids, min_length, repetition_penalty)
         tok = int(torch.argmax(scores[0]))
         seq.append(tok)
-        if tok == eos:
+        if tok in eos_ids:
             break
     return seq
 
@@ -52,6 +67,16 @@ def greedy(decoder, prefix: list[int], enc: torch.Tensor, enc_mask: torch.Tensor
 def beam_search(decoder, prefix: list[int], enc: torch.Tensor, enc_mask: torch.Tensor, eos: int,
                 num_beams: int = 3, max_length: int = 20, min_length: int = 0,
                 repetition_penalty: float = 1.0) -> list[int]:
+    return beam_search_with(lambda seqs: _last_logits(decoder, seqs, enc, enc_mask), prefix, [eos], num_beams,
+                            max_length, min_length, repetition_penalty)
+
+
+@torch.no_grad()
+def beam_search_with(last_logits: LastLogits, prefix: list[int], eos_ids: list[int], num_beams: int = 3,
+                     max_length: int = 20, min_length: int = 0, repetition_penalty: float = 1.0) -> list[int]:
+    """Beam search over any model; a hypothesis ends at any of eos_ids; a best sequence shorter
+    than max_length gets eos_ids[0] appended (as HF pads it)."""
+    eos = eos_ids[0]
     prompt_len = len(prefix)
     beams = [list(prefix) for _ in range(num_beams)]
     beam_scores = torch.tensor([0.0] + [-1e9] * (num_beams - 1))
@@ -73,16 +98,17 @@ def beam_search(decoder, prefix: list[int], enc: torch.Tensor, enc_mask: torch.T
 
     while len(beams[0]) < max_length:
         cur_len = len(beams[0])
-        logits = _last_logits(decoder, beams, enc, enc_mask)
+        logits = last_logits(beams)
         logp = torch.log_softmax(logits, dim=-1)
-        logp = _process(logp, beams, eos, min_length, repetition_penalty)
+        logp = _process(logp, beams, eos_ids, min_length, repetition_penalty)
         scores = (logp + beam_scores[:, None]).view(-1)
         vocab = logits.shape[-1]
-        top_scores, top_idx = torch.topk(scores, 2 * num_beams, largest=True, sorted=True)
+        # HF: max(2, 1 + number of end tokens) * num_beams candidates
+        top_scores, top_idx = torch.topk(scores, max(2, 1 + len(eos_ids)) * num_beams, largest=True, sorted=True)
         next_beams, next_scores = [], []
         for rank, (s, idx) in enumerate(zip(top_scores.tolist(), top_idx.tolist())):
             beam, tok = divmod(idx, vocab)
-            if tok == eos:
+            if tok in eos_ids:
                 if rank >= num_beams:
                     continue
                 add(list(beams[beam]), s, cur_len + 1 - prompt_len)

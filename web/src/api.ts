@@ -66,6 +66,15 @@ export interface ServiceInfo {
   maxImagePixels: number;
   maxPageSize: number;
   acceptedMimeTypes: string[];
+  models: ModelOption[];
+}
+
+/** A loaded model (serviceInfo.models): the page offers those with the `vqa` task as answerers. */
+export interface ModelOption {
+  name: string;
+  family: string;
+  tasks: string[];
+  defaultAnswerer: boolean;
 }
 
 /** An error a person can read: `message` is for people, `code` is the server's extensions.code. */
@@ -109,8 +118,8 @@ export const QUERIES = {
     }
   }`,
   image: `query Image($id: ID!) { image(id: $id) { ${IMAGE_FIELDS} } }`,
-  ask: `query Ask($id: ID!, $question: String!) { askImage(imageId: $id, question: $question) { answer question } }`,
-  info: `query Info { serviceInfo { modelId indexedImages maxTextChars maxUploadBytes maxImagePixels maxPageSize acceptedMimeTypes } }`,
+  ask: `query Ask($id: ID!, $question: String!, $model: String) { askImage(imageId: $id, question: $question, model: $model) { answer question model { name family } } }`,
+  info: `query Info { serviceInfo { modelId indexedImages maxTextChars maxUploadBytes maxImagePixels maxPageSize acceptedMimeTypes models { name family tasks defaultAnswerer } } }`,
   remove: `mutation Delete($id: ID!) { deleteImage(id: $id) { id deleted } }`,
   recaption: `mutation Recaption($id: ID!, $options: CaptionOptions) { recaption(imageId: $id, options: $options) { ${IMAGE_FIELDS} } }`,
   update: `mutation Update($id: ID!, $input: UpdateImageInput!) { updateImage(id: $id, input: $input) { ${IMAGE_FIELDS} } }`,
@@ -281,8 +290,10 @@ export const api = {
   images: (v: { first: number; after?: string | null } & Filtered, signal?: AbortSignal) =>
     gql<{ images: Connection }>(QUERIES.images, v, signal).then((d) => d.images),
   image: (id: string, signal?: AbortSignal) => gql<{ image: ImageNode | null }>(QUERIES.image, { id }, signal).then((d) => d.image),
-  ask: (id: string, question: string) =>
-    gql<{ askImage: { answer: string; question: string } }>(QUERIES.ask, { id, question }).then((d) => d.askImage),
+  ask: (id: string, question: string, model?: string) =>
+    gql<{ askImage: { answer: string; question: string; model: { name: string; family: string } } }>(QUERIES.ask, { id, question, model: model ?? null }).then(
+      (d) => d.askImage,
+    ),
   info: () => gql<{ serviceInfo: ServiceInfo }>(QUERIES.info).then((d) => d.serviceInfo),
   update: (id: string, input: { altText?: string | null; metadata?: Record<string, unknown> | null }) =>
     gql<{ updateImage: ImageNode }>(QUERIES.update, { id, input }).then((d) => d.updateImage),

@@ -68,6 +68,8 @@ export function useToasts(): Toast[] {
 export interface QA {
   question: string;
   answer: string;
+  /** The model that answered (when the page offered a choice). */
+  model?: string;
 }
 
 const QA_KEY = 'blip-search:qa';
@@ -99,6 +101,8 @@ export interface Limits {
   maxTextChars: number;
   maxUploadBytes: number;
   acceptedMimeTypes: string[];
+  /** Loaded models (askImage can choose among those with the vqa task). */
+  models: Array<{ name: string; family: string; tasks: string[]; defaultAnswerer: boolean }>;
 }
 
 /** Used until serviceInfo answers (the server's defaults). */
@@ -106,6 +110,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxTextChars: 500,
   maxUploadBytes: 20 * 1024 * 1024,
   acceptedMimeTypes: ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif', 'image/heif'],
+  models: [],
 };
 
 let limits: Limits | null = null;

@@ -27,6 +27,8 @@ export type Answer = {
   __typename?: 'Answer';
   answer: Scalars['String']['output'];
   image: Image;
+  /** The model that answered. */
+  model: ModelInfo;
   question: Scalars['String']['output'];
 };
 
@@ -130,6 +132,20 @@ export type IngestImagePayload = {
   image: Image;
 };
 
+/** A loaded model. */
+export type ModelInfo = {
+  __typename?: 'ModelInfo';
+  /** Whether askImage uses it when no model is named. */
+  defaultAnswerer: Scalars['Boolean']['output'];
+  /** blip or blip2. */
+  family: Scalars['String']['output'];
+  modelId: Scalars['String']['output'];
+  /** The manifest's name, e.g. blip-scenes or blip2-opt-2.7b. */
+  name: Scalars['String']['output'];
+  /** What it is loaded for: retrieval, caption, vqa. */
+  tasks: Array<Scalars['String']['output']>;
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
   deleteImage: DeleteImagePayload;
@@ -185,7 +201,10 @@ export type PageInfo = {
 
 export type Query = {
   __typename?: 'Query';
-  /** Visual question answering about a stored image. */
+  /**
+   * Visual question answering about a stored image. Answers a question about a stored image. `model` names a loaded model (its name or modelId, see
+   * `serviceInfo.models`); without it the default answerer (VQA_MODEL_DIR's model, else BLIP) answers.
+   */
   askImage: Answer;
   image: Maybe<Image>;
   /** Stored images, newest first (keyset cursors: adding or deleting images never repeats or skips one). */
@@ -219,6 +238,7 @@ export type Query = {
 
 export type QueryAskImageArgs = {
   imageId: Scalars['ID']['input'];
+  model?: InputMaybe<Scalars['String']['input']>;
   question: Scalars['String']['input'];
 };
 
@@ -326,6 +346,8 @@ export type ServiceInfo = {
   /** Largest image, in bytes. */
   maxUploadBytes: Scalars['Int']['output'];
   modelId: Scalars['String']['output'];
+  /** The loaded models: BLIP (MODEL_DIR) and any BLIP-2 answerer (VQA_MODEL_DIR). */
+  models: Array<ModelInfo>;
 };
 
 export type UpdateImageInput = {
@@ -429,6 +451,7 @@ export type ResolversTypes = ResolversObject<{
   IngestImagePayload: ResolverTypeWrapper<Omit<IngestImagePayload, 'image'> & { image: ResolversTypes['Image'] }>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   JSON: ResolverTypeWrapper<Scalars['JSON']['output']>;
+  ModelInfo: ResolverTypeWrapper<ModelInfo>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Node: ResolverTypeWrapper<ResolversInterfaceTypes<ResolversTypes>['Node']>;
   PageInfo: ResolverTypeWrapper<PageInfo>;
@@ -460,6 +483,7 @@ export type ResolversParentTypes = ResolversObject<{
   IngestImagePayload: Omit<IngestImagePayload, 'image'> & { image: ResolversParentTypes['Image'] };
   Int: Scalars['Int']['output'];
   JSON: Scalars['JSON']['output'];
+  ModelInfo: ModelInfo;
   Mutation: Record<PropertyKey, never>;
   Node: ResolversInterfaceTypes<ResolversParentTypes>['Node'];
   PageInfo: PageInfo;
@@ -475,6 +499,7 @@ export type ResolversParentTypes = ResolversObject<{
 export type AnswerResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Answer'] = ResolversParentTypes['Answer']> = ResolversObject<{
   answer?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   image?: Resolver<ResolversTypes['Image'], ParentType, ContextType>;
+  model?: Resolver<ResolversTypes['ModelInfo'], ParentType, ContextType>;
   question?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
 }>;
 
@@ -528,6 +553,14 @@ export type IngestImagePayloadResolvers<ContextType = GraphQLContext, ParentType
 export interface JsonScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['JSON'], any> {
   name: 'JSON';
 }
+
+export type ModelInfoResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['ModelInfo'] = ResolversParentTypes['ModelInfo']> = ResolversObject<{
+  defaultAnswerer?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  family?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  modelId?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  tasks?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
+}>;
 
 export type MutationResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
   deleteImage?: Resolver<ResolversTypes['DeleteImagePayload'], ParentType, ContextType, RequireFields<MutationDeleteImageArgs, 'id'>>;
@@ -585,6 +618,7 @@ export type ServiceInfoResolvers<ContextType = GraphQLContext, ParentType extend
   maxTextChars?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   maxUploadBytes?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   modelId?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  models?: Resolver<Array<ResolversTypes['ModelInfo']>, ParentType, ContextType>;
 }>;
 
 export interface UploadScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['Upload'], any> {
@@ -600,6 +634,7 @@ export type Resolvers<ContextType = GraphQLContext> = ResolversObject<{
   ImageEdge?: ImageEdgeResolvers<ContextType>;
   IngestImagePayload?: IngestImagePayloadResolvers<ContextType>;
   JSON?: GraphQLScalarType;
+  ModelInfo?: ModelInfoResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   Node?: NodeResolvers<ContextType>;
   PageInfo?: PageInfoResolvers<ContextType>;

@@ -15,7 +15,7 @@ export const imageResolvers: Resolvers = {
     image: (_root, { id }, ctx) => ctx.services.images.getImage(id),
     node: (_root, { id }, ctx) => ctx.services.images.getImage(id),
     images: (_root, { first, after, filter }, ctx) => ctx.services.images.listImages(first ?? 20, after, filter).then(toConnection),
-    askImage: (_root, { imageId, question }, ctx) => ctx.services.images.askImage(imageId, question),
+    askImage: (_root, { imageId, question, model }, ctx) => ctx.services.images.askImage(imageId, question, model),
     serviceInfo: (_root, _args, ctx) => ctx.services.info(),
   },
   Mutation: {

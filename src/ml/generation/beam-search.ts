@@ -1,5 +1,5 @@
 import { BeamHypotheses } from './beam-hypotheses.js';
-import type { GenerationConfig, StepModel } from './generation-config.js';
+import { isEndToken, type GenerationConfig, type StepModel } from './generation-config.js';
 import { processScores } from './logits-processors.js';
 import { logSoftmax, topK } from './score-math.js';
 
@@ -8,7 +8,7 @@ import { logSoftmax, topK } from './score-math.js';
  * All beams run as rows of one model call per step.
  *
  * Per step: log_softmax(last logits) -> processors on the log-probs -> + beam score ->
- * flatten (numBeams * vocab) -> top 2 * numBeams -> EOS candidates ranked below numBeams are
+ * flatten (numBeams * vocab) -> top max(2, 1 + end tokens) * numBeams -> EOS candidates ranked below numBeams are
  * skipped, the others become hypotheses scored sum / generated_len; the rest continue until
  * numBeams beams are kept.
  * @param prefix start tokens, length >= 1 (the prompt length for length normalisation).
@@ -16,6 +16,7 @@ import { logSoftmax, topK } from './score-math.js';
  */
 export async function beamSearch(model: StepModel, prefix: readonly number[], config: GenerationConfig): Promise<number[]> {
   const { numBeams, maxLength, eosTokenId } = config;
+  const endTokens = 1 + (config.stopTokenIds?.length ?? 0);
   const promptLen = prefix.length;
   let beams: number[][] = Array.from({ length: numBeams }, () => [...prefix]);
   // only the first beam is live at the start, so identical beams are not picked twice
@@ -35,14 +36,15 @@ export async function beamSearch(model: StepModel, prefix: readonly number[], co
       const add = beamScores[b] as number;
       for (let v = 0; v < vocab; v++) flat[b * vocab + v] = (scores[v] as number) + add;
     });
-    const candidates = topK(flat, 2 * numBeams);
+    // HF keeps max(2, 1 + end tokens) * numBeams candidates, so that enough of them continue.
+    const candidates = topK(flat, Math.max(2, 1 + endTokens) * numBeams);
 
     const next: Array<{ parent: number; token: number; score: number }> = [];
     for (let rank = 0; rank < candidates.length; rank++) {
       const { score, index } = candidates[rank] as { score: number; index: number };
       const parent = Math.floor(index / vocab);
       const token = index % vocab;
-      if (token === eosTokenId) {
+      if (isEndToken(token, config)) {
         if (rank >= numBeams) continue;
         hyps.add([...(beams[parent] as number[])], score, curLen + 1 - promptLen);
       } else {

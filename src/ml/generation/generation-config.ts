@@ -12,6 +12,17 @@ export interface GenerationConfig {
   repetitionPenalty: number;
   /** Token that ends a sequence (BLIP: [SEP] = 102). */
   eosTokenId: number;
+  /**
+   * More tokens that end a sequence like the EOS (HF: `eos_token_id` given as a list). BLIP-2 with
+   * OPT stops at a newline as LAVIS does. A finished sequence still gets `eosTokenId` appended by
+   * beam search when it is shorter than maxLength.
+   */
+  stopTokenIds?: readonly number[];
+}
+
+/** Whether `token` ends a sequence under `config`. */
+export function isEndToken(token: number, config: Pick<GenerationConfig, 'eosTokenId' | 'stopTokenIds'>): boolean {
+  return token === config.eosTokenId || (config.stopTokenIds?.includes(token) ?? false);
 }
 
 /**

@@ -1,10 +1,10 @@
-import type { GenerationConfig, StepModel } from './generation-config.js';
+import { isEndToken, type GenerationConfig, type StepModel } from './generation-config.js';
 import { processScores } from './logits-processors.js';
 import { argmax } from './score-math.js';
 
 /**
  * HF greedy search: last-position logits -> repetition penalty and min length on the raw logits
- * -> argmax; stops after the EOS token or at `maxLength` total tokens.
+ * -> argmax; stops after the EOS token (or a stop token) or at `maxLength` total tokens.
  * @param prefix start tokens (e.g. [DEC] or [DEC] + prompt ids), length >= 1.
  * @returns the full sequence: prefix, generated tokens, and the EOS when one was generated.
  */
@@ -19,7 +19,7 @@ export async function greedySearch(model: StepModel, prefix: readonly number[], 
     const token = argmax(scores);
     sequence.push(token);
     parents = [0];
-    if (token === config.eosTokenId) break;
+    if (isEndToken(token, config)) break;
   }
   return sequence;
 }

@@ -17,17 +17,19 @@ export function applyRepetitionPenalty(scores: Float32Array, sequence: readonly 
   }
 }
 
-/** HF MinLengthLogitsProcessor: forbids `eosTokenId` while `currentLength < minLength`. */
-export function applyMinLength(scores: Float32Array, currentLength: number, minLength: number, eosTokenId: number): void {
-  if (currentLength < minLength) scores[eosTokenId] = Number.NEGATIVE_INFINITY;
+/** HF MinLengthLogitsProcessor: forbids `eosTokenId` (and every stop token) while `currentLength < minLength`. */
+export function applyMinLength(scores: Float32Array, currentLength: number, minLength: number, eosTokenId: number, stopTokenIds: readonly number[] = []): void {
+  if (currentLength >= minLength) return;
+  scores[eosTokenId] = Number.NEGATIVE_INFINITY;
+  for (const id of stopTokenIds) scores[id] = Number.NEGATIVE_INFINITY;
 }
 
 /** Both processors, in HF order. */
 export function processScores(
   scores: Float32Array,
   sequence: readonly number[],
-  config: { repetitionPenalty: number; minLength: number; eosTokenId: number },
+  config: { repetitionPenalty: number; minLength: number; eosTokenId: number; stopTokenIds?: readonly number[] },
 ): void {
   applyRepetitionPenalty(scores, sequence, config.repetitionPenalty);
-  applyMinLength(scores, sequence.length, config.minLength, config.eosTokenId);
+  applyMinLength(scores, sequence.length, config.minLength, config.eosTokenId, config.stopTokenIds);
 }

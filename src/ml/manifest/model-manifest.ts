@@ -7,16 +7,21 @@ import { ModelFormatError } from '../errors.js';
 const dimSchema = z.union([z.number().int().nonnegative(), z.string().min(1)]);
 const dtypeSchema = z.enum(['float32', 'int64', 'int8']);
 
-const ioSchema = z.object({
+export const ioSchema = z.object({
   name: z.string().min(1),
   dtype: dtypeSchema,
   shape: z.array(dimSchema),
 });
 
-const graphSchema = z.object({
+export const graphSchema = z.object({
   file: z.string().min(1),
   sha256: z.string().regex(/^[0-9a-f]{64}$/i).optional(),
   bytes: z.number().int().positive().optional(),
+  /**
+   * ONNX external data files beside the graph (weights over protobuf's 2 GB limit, BLIP-2's
+   * language model); sha256 then covers the graph file followed by these, in this order.
+   */
+  externalData: z.array(z.object({ file: z.string().min(1), bytes: z.number().int().positive() })).optional(),
   inputs: z.array(ioSchema).min(1),
   outputs: z.array(ioSchema).min(1),
 });
@@ -106,6 +111,14 @@ const manifestSchema = z.object({
 
 /** A model folder's manifest.json (docs/model-format.md, format version 2), validated. */
 export type ModelManifest = z.infer<typeof manifestSchema>;
+/**
+ * What the inference runtime (sessions, workers) needs of any family's manifest: its graphs and
+ * the graphs each task names (BLIP's and BLIP-2's, src/ml/blip2/blip2-manifest.ts).
+ */
+export interface GraphManifest {
+  graphs: Record<string, GraphSpec>;
+  tasks: Record<string, Record<string, string>>;
+}
 /** One graph entry of the manifest: file, hash, declared inputs and outputs. */
 export type GraphSpec = z.infer<typeof graphSchema>;
 /** One declared input or output: name, dtype, shape (numbers fixed, strings dynamic). */

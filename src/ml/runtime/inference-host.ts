@@ -3,9 +3,10 @@ import { IO } from '../blip/blip-io-names.js';
 import { InferenceAbortedError, ModelFormatError } from '../errors.js';
 import { beamSearch } from '../generation/beam-search.js';
 import { greedySearch } from '../generation/greedy-search.js';
-import type { ModelManifest } from '../manifest/model-manifest.js';
+import type { GraphManifest } from '../manifest/model-manifest.js';
+import { OptKvDecoder } from '../blip2/opt-kv-decoder.js';
 import { BufferPool } from './buffer-pool.js';
-import type { GenerateJob, InferenceJob, ItmJob, JobExecutor, JobResult, Priority } from './inference-job.js';
+import type { GenerateJob, InferenceJob, ItmJob, JobExecutor, JobResult, LmGenerateJob, Priority } from './inference-job.js';
 import { OnnxSession, type SessionOptions } from './onnx-session.js';
 import { RunGate } from './run-gate.js';
 import { isShared } from './shared-memory.js';
@@ -35,7 +36,7 @@ export class InferenceHost implements JobExecutor {
   }
 
   /** Loads (and warms up) the sessions. Blocks its thread for the loads. */
-  static async open(modelDir: string, manifest: ModelManifest, options: InferenceHostOptions = {}): Promise<InferenceHost> {
+  static async open(modelDir: string, manifest: GraphManifest, options: InferenceHostOptions = {}): Promise<InferenceHost> {
     const names = options.graphs ?? [...new Set(Object.values(manifest.tasks).flatMap((t) => Object.values(t)))];
     const sessions = new Map<string, OnnxSession>();
     try {
@@ -88,7 +89,9 @@ export class InferenceHost implements JobExecutor {
       ? await this.run(job.graph, job.feeds, job.outputs, priority, signal)
       : job.kind === 'generate'
         ? await this.generate(job, priority, signal)
-        : await this.itm(job, priority, signal);
+        : job.kind === 'lmGenerate'
+          ? await this.lmGenerate(job, priority, signal)
+          : await this.itm(job, priority, signal);
     return result as JobResult<J>;
   }
 
@@ -96,6 +99,17 @@ export class InferenceHost implements JobExecutor {
     const out = await this.run(job.crossKvGraph, { [IO.encoderHiddenStates]: job.encoderStates }, [IO.crossKv], priority, signal);
     const run = (graph: string, feeds: TensorMap, outputs?: string[]) => this.run(graph, feeds, outputs, priority, signal);
     const decoder = new KvCacheDecoder(run, job.decoderGraph, out[IO.crossKv] as FloatTensor, job.config.maxLength, this.pool);
+    try {
+      return job.config.numBeams > 1 ? await beamSearch(decoder, job.prefix, job.config) : await greedySearch(decoder, job.prefix, job.config);
+    } finally {
+      decoder.release();
+    }
+  }
+
+  /** A decoder-only generation (BLIP-2's OPT) after prefix embeddings (src/ml/blip2/opt-kv-decoder.ts). */
+  private async lmGenerate(job: LmGenerateJob, priority: Priority, signal?: AbortSignal): Promise<number[]> {
+    const run = (graph: string, feeds: TensorMap, outputs?: string[]) => this.run(graph, feeds, outputs, priority, signal);
+    const decoder = new OptKvDecoder(run, job.decoderGraph, job.prefixEmbeds, job.layout, job.config.maxLength, this.pool);
     try {
       return job.config.numBeams > 1 ? await beamSearch(decoder, job.prefix, job.config) : await greedySearch(decoder, job.prefix, job.config);
     } finally {

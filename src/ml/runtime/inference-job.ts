@@ -30,6 +30,22 @@ export interface GenerateJob {
   config: GenerationConfig;
 }
 
+/**
+ * A whole generation of a decoder-only language model (BLIP-2's OPT) for one input: the decoder
+ * graph step by step, `prefixEmbeds` [1,P,D] (the projected queries) before the `prefix` tokens.
+ */
+export interface LmGenerateJob {
+  kind: 'lmGenerate';
+  decoderGraph: string;
+  prefixEmbeds: FloatTensor;
+  /** Start tokens after the prefix embeddings: BOS + prompt ids. */
+  prefix: number[];
+  /** The decoder's cache shape: layers, heads, head dim. */
+  layout: { layers: number; heads: number; headDim: number };
+  /** maxLength counts the tokens of `prefix`, not the prefix embeddings. */
+  config: GenerationConfig;
+}
+
 /** One image's stored ITM states: int8 codes [tokens, hidden], one scale per token. */
 export interface ItmStateArrays {
   codes: Int8Array;
@@ -51,10 +67,10 @@ export interface ItmJob {
 }
 
 /** Work for an inference executor. */
-export type InferenceJob = RunJob | GenerateJob | ItmJob;
+export type InferenceJob = RunJob | GenerateJob | LmGenerateJob | ItmJob;
 
-/** `run` -> the graph's outputs; `generate` -> the token ids (prefix included); `itm` -> logits [n, 2], flattened. */
-export type JobResult<J extends InferenceJob> = J extends RunJob ? TensorMap : J extends GenerateJob ? number[] : Float32Array;
+/** `run` -> the graph's outputs; `generate`, `lmGenerate` -> the token ids (prefix included); `itm` -> logits [n, 2], flattened. */
+export type JobResult<J extends InferenceJob> = J extends RunJob ? TensorMap : J extends GenerateJob | LmGenerateJob ? number[] : Float32Array;
 
 /** Interactive work (search, ITM re-ranking, VQA) goes before background work (ingest). */
 export type Priority = 'interactive' | 'background';

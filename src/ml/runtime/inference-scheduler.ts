@@ -1,5 +1,5 @@
 import { EngineClosedError, InferenceAbortedError } from '../errors.js';
-import type { GenerateJob, InferenceJob, ItmJob, JobExecutor, JobResult, Priority } from './inference-job.js';
+import type { GenerateJob, InferenceJob, ItmJob, JobExecutor, JobResult, LmGenerateJob, Priority } from './inference-job.js';
 import { concat, sliceBatch, type TensorData, type TensorMap } from './tensor.js';
 
 export type { Priority } from './inference-job.js';
@@ -102,7 +102,7 @@ export class InferenceScheduler {
   }
 
   /** Runs a whole generation on one executor; `signal` drops it from the queue or stops it between steps. */
-  generate(job: GenerateJob, priority: Priority, signal?: AbortSignal): Promise<number[]> {
+  generate(job: GenerateJob | LmGenerateJob, priority: Priority, signal?: AbortSignal): Promise<number[]> {
     return this.enqueue(job, priority, signal) as Promise<number[]>;
   }
 
@@ -218,7 +218,7 @@ export class InferenceScheduler {
       this.pump();
     };
     if (first.job.kind !== 'run') {
-      if (first.job.kind === 'generate') this.stats.generations++;
+      if (first.job.kind === 'generate' || first.job.kind === 'lmGenerate') this.stats.generations++;
       else {
         this.stats.itmJobs++;
         this.stats.itmRows += first.job.states.length;

@@ -4,7 +4,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { InferenceError, ModelFormatError } from '../errors.js';
-import type { GraphSpec, ModelManifest } from '../manifest/model-manifest.js';
+import type { GraphManifest, GraphSpec } from '../manifest/model-manifest.js';
 import { describeSpec, validateFeeds, warmUpDims } from './feed-validation.js';
 import { describeTensor, sizeOf, type TensorMap } from './tensor.js';
 
@@ -145,25 +145,30 @@ function own<T extends Float32Array | BigInt64Array | Int8Array>(a: T): T {
  * Streams the file, so it does not block the event loop for long.
  * @throws ModelFormatError naming the file, the expected and the actual value.
  */
-export async function verifyGraphFiles(modelDir: string, manifest: ModelManifest, mode: VerifyMode = 'sha256'): Promise<void> {
+export async function verifyGraphFiles(modelDir: string, manifest: Pick<GraphManifest, 'graphs'>, mode: VerifyMode = 'sha256'): Promise<void> {
   if (mode === 'none') return;
   await Promise.all(Object.entries(manifest.graphs).map(async ([name, spec]) => {
-    const file = path.join(modelDir, spec.file);
-    let size: number;
-    try {
-      size = (await stat(file)).size;
-    } catch (cause) {
-      throw new ModelFormatError(`graph "${name}": ${file} is missing`, { cause });
-    }
-    if (spec.bytes !== undefined && size !== spec.bytes) {
-      throw new ModelFormatError(`graph "${name}": ${file} has ${size} bytes, the manifest says ${spec.bytes}`);
+    const files = [{ file: spec.file, bytes: spec.bytes }, ...(spec.externalData ?? [])];
+    for (const { file: rel, bytes } of files) {
+      const file = path.join(modelDir, rel);
+      let size: number;
+      try {
+        size = (await stat(file)).size;
+      } catch (cause) {
+        throw new ModelFormatError(`graph "${name}": ${file} is missing`, { cause });
+      }
+      if (bytes !== undefined && size !== bytes) {
+        throw new ModelFormatError(`graph "${name}": ${file} has ${size} bytes, the manifest says ${bytes}`);
+      }
     }
     if (mode === 'sha256' && spec.sha256) {
       const hash = createHash('sha256');
-      for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+      for (const { file } of files) {
+        for await (const chunk of createReadStream(path.join(modelDir, file))) hash.update(chunk as Buffer);
+      }
       const actual = hash.digest('hex');
       if (actual !== spec.sha256.toLowerCase()) {
-        throw new ModelFormatError(`graph "${name}": ${file} has sha256 ${actual}, the manifest says ${spec.sha256}`);
+        throw new ModelFormatError(`graph "${name}": ${spec.file} has sha256 ${actual}, the manifest says ${spec.sha256}`);
       }
     }
   }));

@@ -1,4 +1,4 @@
-import type { ModelManifest } from '../manifest/model-manifest.js';
+import type { GraphManifest } from '../manifest/model-manifest.js';
 import type { InferenceJob, Priority } from './inference-job.js';
 import type { TensorMap } from './tensor.js';
 import type { InferenceHostOptions } from './inference-host.js';
@@ -6,7 +6,7 @@ import type { InferenceHostOptions } from './inference-host.js';
 /** `workerData` of an inference worker. */
 export interface WorkerInit {
   modelDir: string;
-  manifest: ModelManifest;
+  manifest: GraphManifest;
   options: InferenceHostOptions;
 }
 

@@ -340,6 +340,9 @@ function Questions({ id }: { id: string }) {
   const [question, setQuestion] = useState('');
   const [pending, setPending] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
+  const answerers = limits.models.filter((m) => m.tasks.includes('vqa'));
+  const [model, setModel] = useState<string | null>(null);
+  const chosen = model ?? answerers.find((m) => m.defaultAnswerer)?.name ?? null;
   const logRef = useRef<HTMLOListElement>(null);
   const inputRef = useRef<HTMLInputElement>(null);
 
@@ -355,8 +358,8 @@ function Questions({ id }: { id: string }) {
     setPending(text);
     setError(null);
     try {
-      const res = await api.ask(id, text);
-      const next = [...history, { question: text, answer: res.answer }];
+      const res = await api.ask(id, text, chosen ?? undefined);
+      const next = [...history, { question: text, answer: res.answer, model: res.model.name }];
       setHistory(next);
       saveQaHistory(id, next);
       setQuestion('');
@@ -379,6 +382,11 @@ function Questions({ id }: { id: string }) {
               <p class="qa-a" data-testid="qa-answer">
                 {qa.answer}
               </p>
+              {qa.model && answerers.length > 1 && (
+                <p class="qa-model" data-testid="qa-model">
+                  {qa.model}
+                </p>
+              )}
             </li>
           ))}
           {pending && (
@@ -412,6 +420,21 @@ function Questions({ id }: { id: string }) {
           maxLength={limits.maxTextChars}
           disabled={pending != null}
         />
+        {answerers.length > 1 && (
+          <>
+            <label class="visually-hidden" for="qa-model">
+              Model
+            </label>
+            <select id="qa-model" data-testid="qa-model-select" value={chosen ?? ''} disabled={pending != null}
+              onChange={(e) => setModel((e.target as HTMLSelectElement).value)}>
+              {answerers.map((m) => (
+                <option key={m.name} value={m.name}>
+                  {m.name} ({m.family === 'blip2' ? 'BLIP-2' : 'BLIP'})
+                </option>
+              ))}
+            </select>
+          </>
+        )}
         <button type="submit" class="btn btn-primary" disabled={pending != null || !question.trim()}>
           Ask
         </button>
