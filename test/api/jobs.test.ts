@@ -1,10 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
+import type { CaptionOptions, LoadedImage } from '../../src/ml/blip-engine.js';
+import { InferenceError } from '../../src/ml/errors.js';
 import { FakeBlipEngine } from '../helpers/fake-blip-engine.js';
 import { scenePng } from '../helpers/images.js';
 import { postGraphql, startTestServer, type DbFlavour, type TestServer } from '../helpers/test-server.js';
@@ -125,6 +128,37 @@ describe.each(flavours)('asynchronous ingest and jobs (%s)', (db) => {
       expect((await server.gql(JOBS, {})).data.jobs.totalCount).toBe(1);
     } finally {
       await client.dispose();
+      await server.dispose();
+    }
+  });
+
+  it('EXPECTED FAILURE - a job that fails every attempt is FAILED with its error, and leaves no half-made image', async () => {
+    /** Captions fail, as a broken model would: every attempt of the job fails. */
+    class FailingCaptions extends FakeBlipEngine {
+      override async caption(_image: LoadedImage, _options?: CaptionOptions): Promise<string> {
+        throw new InferenceError('the decoder graph failed');
+      }
+    }
+    const server = await startTestServer({ db, engine: new FailingCaptions(), env: { JOB_MAX_ATTEMPTS: '2' } });
+    try {
+      const res = await server.gql(INGEST_ASYNC, { input: { base64: (await distinctPng(7)).toString('base64') } });
+      const { image, job } = res.data.ingestImage;
+      await expect
+        .poll(async () => (await server.gql(`query($id: ID!) { job(id: $id) { state } }`, { id: job.id })).data.job.state, { timeout: 20_000, interval: 50 })
+        .toBe('FAILED');
+      const failed = (await server.gql(`query($id: ID!) { job(id: $id) { ${JOB} } }`, { id: job.id })).data.job;
+      expect(failed).toMatchObject({ state: 'FAILED', attempts: 2, image: null });
+      expect(failed.error).toMatch(/decoder graph failed|[Ii]nference/);
+      expect((await server.gql(`query($id: ID!) { image(id: $id) { id } }`, { id: image.id })).data.image).toBeNull();
+      expect((await server.gql(`{ images { totalCount } }`)).data.images.totalCount).toBe(0);
+      const hash = createHash('sha256').update(await distinctPng(7)).digest('hex');
+      expect((await server.gql(`query($h: [String!]!) { imagesBySha256(sha256: $h) { id } }`, { h: [hash] })).data.imagesBySha256).toEqual([]);
+      // An unknown job: null over HTTP, NOT_FOUND from the subscription.
+      expect((await server.gql(`{ job(id: "00000000-0000-4000-8000-000000000000") { id } }`)).data.job).toBeNull();
+      const client = wsClient(server.url);
+      await expect(collect(client, `subscription { jobUpdates(id: "nope") { id } }`, {}).done).rejects.toThrow(/NOT_FOUND/);
+      await client.dispose();
+    } finally {
       await server.dispose();
     }
   });
