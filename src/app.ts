@@ -121,6 +121,7 @@ export async function startApplication(
   metrics.observeJobs = () => jobs.countByState();
   metrics.observeActiveJobs = () => jobs.active;
   metrics.observeIndexSize = () => index.size;
+  metrics.observeInferenceQueue = () => engine.queueDepth?.() ?? { interactive: 0, background: 0 };
   const search = new SearchService(engine, repo, queries, index, itmStates, { ...limits, ...config.search });
   const images = new ImageService(engine, repo, queries, files, index, itmStates, { ...limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }));
   const recovery = new StorageRecoveryService(engine, repo, files, index, itmStates, log.child({ module: 'recovery' }));

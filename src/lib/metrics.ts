@@ -55,11 +55,18 @@ export class Metrics {
   observeIndexSize: () => number = () => 0;
   /** Set by the composition root: jobs this process runs right now. */
   observeActiveJobs: () => number = () => 0;
+  /** Set by the composition root: inference jobs waiting for a worker, per lane. */
+  observeInferenceQueue: () => { interactive: number; background: number } = () => ({ interactive: 0, background: 0 });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'blip_' });
     // collect() runs with the gauge as `this`; these arrows keep the hooks' current values.
-    const read = { jobs: () => this.observeJobs(), active: () => this.observeActiveJobs(), indexSize: () => this.observeIndexSize() };
+    const read = {
+      jobs: () => this.observeJobs(),
+      active: () => this.observeActiveJobs(),
+      indexSize: () => this.observeIndexSize(),
+      inferenceQueue: () => this.observeInferenceQueue(),
+    };
     new Gauge({
       name: 'blip_jobs',
       help: 'Background jobs by kind and state (the queue depth is state="QUEUED")',
@@ -81,6 +88,17 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(read.active());
+      },
+    });
+    new Gauge({
+      name: 'blip_inference_queue',
+      help: 'Inference jobs waiting for a worker, by priority lane (interactive: searches; background: ingest)',
+      labelNames: ['lane'] as const,
+      registers: [this.registry],
+      collect() {
+        const depth = read.inferenceQueue();
+        this.set({ lane: 'interactive' }, depth.interactive);
+        this.set({ lane: 'background' }, depth.background);
       },
     });
     new Gauge({

@@ -1,11 +1,14 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { startApplication } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { createBlipEngine } from '../../src/ml/create-blip-engine.js';
+import { FakeBlipEngine } from '../helpers/fake-blip-engine.js';
 import { scenePng } from '../helpers/images.js';
 import { parsePrometheusText, sampleValue as sample, type Family } from '../helpers/prometheus-text.js';
 import { postGraphql, startTestServer } from '../helpers/test-server.js';
@@ -74,9 +77,41 @@ describe('/metrics', () => {
       // The ingest ran the vision encoder(s), the caption decoding and the ITM match.
       expect(graphs).toEqual(expect.arrayContaining(['generate', 'itm']));
       expect(graphs.length).toBeGreaterThanOrEqual(3);
+      expect(families.get('blip_inference_queue')!.samples.map((s) => [s.labels.lane, s.value])).toEqual([['interactive', 0], ['background', 0]]);
     } finally {
       await app.stop();
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
   }, 60_000);
+
+  it('writes one access-log line per request, with its duration', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+        done();
+      },
+    });
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blip-access-log-'));
+    const config = loadConfig({ DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', SEED_SAMPLES: 'false' });
+    const app = await startApplication(config, new FakeBlipEngine(), pino({ level: 'info' }, sink));
+    const url = `http://127.0.0.1:${app.port}`;
+    try {
+      await postGraphql(url, `{ serviceInfo { modelId } }`);
+      await postGraphql(url, `{ images { totalCount } }`);
+      await fetch(`${url}/images/00000000-0000-4000-8000-000000000000`);
+      await fetch(`${url}/healthz`);
+      await expect.poll(() => lines.filter((l) => l.msg === 'request').length).toBe(3);
+      const requests = lines.filter((l) => l.msg === 'request');
+      expect(requests.map((l) => [l.method, l.url, l.status])).toEqual([
+        ['POST', '/graphql', 200],
+        ['POST', '/graphql', 200],
+        ['GET', '/images/00000000-0000-4000-8000-000000000000', 404],
+      ]);
+      for (const l of requests) expect(typeof l.ms === 'number' && l.ms >= 0).toBe(true);
+    } finally {
+      await app.stop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 });
