@@ -24,6 +24,8 @@ export function attachSubscriptionServer(options: {
     {
       schema: options.schema,
       context: (): GraphQLContext & Record<string, unknown> => ({ services: options.services }),
+      // No depth or complexity limit here: the only root field is jobUpdates, whose selection
+      // (Job -> Image -> scalars) is at most three deep and one object wide.
       // Errors leave as they do over HTTP: domain codes kept, internals masked.
       onError: (_ctx, _id, _payload, errors) =>
         errors.map((error) => {
