@@ -36,6 +36,9 @@ export function createApolloServer(options: ApolloOptions): ApolloServer<GraphQL
     formatError: createFormatError(options.log),
     validationRules: [depthLimitRule(options.maxQueryDepth)],
     includeStacktraceInErrorResponses: false,
+    // src/main.ts owns SIGTERM/SIGINT. Apollo's own handler (on outside NODE_ENV=test) stopped the
+    // server and then re-sent the signal, which main.ts took for a second one: exit code 1.
+    stopOnTerminationSignals: false,
     logger: options.log,
     plugins: [
       complexityLimitPlugin(options.maxQueryComplexity),
