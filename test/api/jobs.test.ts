@@ -167,6 +167,7 @@ describe.each(flavours)('asynchronous ingest and jobs (%s)', (db) => {
     const server = await startTestServer({ db });
     try {
       const pngs = await Promise.all([0, 1, 2].map(distinctPng));
+      const pngsLater = await Promise.all([3, 4].map(distinctPng));
       const res = await server.gql(
         `mutation($inputs: [IngestImageInput!]!) { ingestImages(inputs: $inputs) { results { created image { id sha256 status } error { code message } } } }`,
         { inputs: [{ base64: pngs[0]!.toString('base64') }, { base64: 'bm90IGFuIGltYWdl' }, { base64: pngs[1]!.toString('base64') }, { base64: pngs[0]!.toString('base64') }] },
@@ -182,6 +183,20 @@ describe.each(flavours)('asynchronous ingest and jobs (%s)', (db) => {
       expect(found.data.imagesBySha256.map((i: { sha256: string }) => i.sha256).sort()).toEqual(hashes.slice(0, 2).sort());
       const badHash = await server.gql(`{ imagesBySha256(sha256: ["XYZ"]) { id } }`);
       expect(badHash.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+
+      // wait: false: each stored at once with its own job; the jobs finish them.
+      const later = await server.gql(
+        `mutation($inputs: [IngestImageInput!]!) { ingestImages(inputs: $inputs, wait: false) { results { created image { id status } job { id kind } error { code } } } }`,
+        { inputs: pngsLater.map((png) => ({ base64: png.toString('base64') })) },
+      );
+      expect(later.errors).toBeUndefined();
+      const queued = later.data.ingestImages.results;
+      expect(queued.map((r: { created: boolean; image: { status: string }; job: { kind: string } }) => [r.created, r.image.status, r.job.kind])).toEqual([
+        [true, 'PROCESSING', 'INGEST'],
+        [true, 'PROCESSING', 'INGEST'],
+      ]);
+      await waitForJobs(server, 2);
+      expect((await server.gql(`{ images { totalCount } }`)).data.images.totalCount).toBe(4);
     } finally {
       await server.dispose();
     }
