@@ -13,6 +13,7 @@ const config: CodegenConfig = {
         contextType: '../context.js#GraphQLContext',
         mappers: {
           Image: '../../domain/image.js#ImageRecord',
+          Job: '../../domain/job.js#JobRecord',
         },
         scalars: { Upload: 'Promise<import("graphql-upload/processRequest.mjs").FileUpload>', JSON: 'unknown', DateTime: 'Date' },
         enumsAsTypes: true,

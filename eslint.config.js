@@ -48,6 +48,7 @@ const LAYERS = [
   zone(['./src/graphql', './src/http'], ['./src/repositories', './src/ml', './src/index', './src/generated'],
     'transport calls services; it does not reach storage, the index or inference'),
   zone('./src', './src/main.ts', 'nothing imports the composition root'),
+  zone('./src/cli', './src', 'src/cli/ is a client of the GraphQL API: it imports nothing of the server', ['./cli']),
 ];
 
 export default defineConfig(
@@ -92,6 +93,7 @@ export default defineConfig(
   { files: ['src/repositories/**/*.ts'], rules: packages(onnxOnlyInRuntime, sharpOnlyInDecoder, noTransport, noIndex) },
   { files: ['src/index/**/*.ts'], rules: packages(onnxOnlyInRuntime, sharpOnlyInDecoder, noTransport, noDatabase) },
   { files: ['src/domain/**/*.ts', 'src/lib/**/*.ts'], rules: packages(onnxOnlyInRuntime, sharpOnlyInDecoder, noTransport, noDatabase, noIndex) },
+  { files: ['src/cli/**/*.ts'], rules: packages(onnxOnlyInRuntime, sharpOnlyInDecoder, noTransport, noDatabase, noIndex) },
   { files: ['src/ml/**/*.ts'], rules: packages(onnxOnlyInRuntime, sharpOnlyInDecoder, noTransport, noDatabase, noIndex) },
   { files: ['src/ml/runtime/**/*.ts'], rules: packages(sharpOnlyInDecoder, noTransport, noDatabase, noIndex) },
   { files: ['src/ml/preprocess/image-decoder.ts'], rules: packages(onnxOnlyInRuntime, noTransport, noDatabase, noIndex) },

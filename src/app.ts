@@ -3,10 +3,13 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AppConfig } from './config/load-config.js';
-import { createApolloServer } from './graphql/create-apollo-server.js';
+import { createApolloServer, createGraphqlSchema } from './graphql/create-apollo-server.js';
+import { attachSubscriptionServer } from './graphql/subscription-server.js';
 import type { GraphQLServices } from './graphql/context.js';
 import { createHttpApp } from './http/create-http-app.js';
 import type { Logger } from './lib/logger.js';
+import { Metrics } from './lib/metrics.js';
+import { resolverMetricsPlugin } from './graphql/metrics-plugin.js';
 import type { BlipEngine } from './ml/blip-engine.js';
 import { blipAnswerer, type VisualAnswerer } from './ml/visual-answerer.js';
 import { AnswererRegistry } from './services/answerer-registry.js';
@@ -15,6 +18,7 @@ import { ACCEPTED_MIME_TYPES } from './ml/preprocess/image-decoder.js';
 import { ImageFileStore } from './repositories/image-file-store.js';
 import { ImageQueryRepository } from './repositories/image-query.repository.js';
 import { PrismaImageRepository } from './repositories/image.repository.js';
+import { JobRepository } from './repositories/job.repository.js';
 import { readDataDirIdentity, writeDataDirIdentity } from './repositories/data-dir-identity.js';
 import { runMigrations } from './repositories/run-migrations.js';
 import { PrismaSettingRepository } from './repositories/setting.repository.js';
@@ -24,6 +28,8 @@ import { ImageIndexService } from './services/image-index.service.js';
 import { ImageService } from './services/image.service.js';
 import { IngestService } from './services/ingest.service.js';
 import { ItmStateCache } from './services/itm-state-cache.js';
+import { listJobs } from './services/job-list.js';
+import { JobQueueService } from './services/job-queue.service.js';
 import { seedSamples } from './services/sample-seeder.service.js';
 import { SearchService } from './services/search.service.js';
 import { StorageRecoveryService } from './services/storage-recovery.service.js';
@@ -34,6 +40,8 @@ export interface Application {
   readonly server: http.Server;
   readonly port: number;
   readonly ingest: IngestService;
+  readonly jobs: JobQueueService;
+  readonly metrics: Metrics;
   /** Stops accepting requests, drains, saves the index, closes the DB and the engine. */
   stop(): Promise<void>;
 }
@@ -44,7 +52,7 @@ export interface Application {
  */
 export async function startApplication(
   config: Readonly<AppConfig>,
-  engineSource: BlipEngine | (() => Promise<BlipEngine>),
+  engineSource: BlipEngine | ((metrics: Metrics) => Promise<BlipEngine>),
   log: Logger,
   hooks: {
     onListening?: (port: number) => void;
@@ -57,6 +65,7 @@ export async function startApplication(
   } = {},
 ): Promise<Application> {
   fs.mkdirSync(config.dataDir, { recursive: true });
+  const metrics = new Metrics();
   const applied = await runMigrations(config.db, path.join(ROOT, 'prisma'));
   if (applied.length) log.info({ applied }, 'database migrations applied');
   const db = createPrismaClient(config.db);
@@ -98,7 +107,7 @@ export async function startApplication(
   hooks.onListening?.(port);
   let engine: BlipEngine;
   try {
-    engine = typeof engineSource === 'function' ? await engineSource() : engineSource;
+    engine = typeof engineSource === 'function' ? await engineSource(metrics) : engineSource;
   } catch (error) {
     server.close();
     await db.$disconnect();
@@ -114,7 +123,15 @@ export async function startApplication(
   );
   const itmStates = new ItmStateCache(engine, files, config.search.itmCacheBytes);
   const limits = { ...config.limits, maxMetadataBytes: 16 * 1024 };
-  const ingest = new IngestService(engine, repo, files, index, itmStates, limits, log.child({ module: 'ingest' }));
+  const jobs = new JobQueueService(new JobRepository(db, config.db.provider), config.jobs, log.child({ module: 'jobs' }));
+  const ingest = new IngestService(engine, repo, files, index, itmStates, limits, log.child({ module: 'ingest' }), jobs, {
+    ingested: (mode) => metrics.imagesIngested.inc({ mode }),
+    failed: (mode) => metrics.ingestFailures.inc({ mode }),
+  });
+  metrics.observeJobs = () => jobs.countByState();
+  metrics.observeActiveJobs = () => jobs.active;
+  metrics.observeIndexSize = () => index.size;
+  metrics.observeInferenceQueue = () => engine.queueDepth?.() ?? { interactive: 0, background: 0 };
   const search = new SearchService(engine, repo, queries, index, itmStates, { ...limits, ...config.search });
   let extra: VisualAnswerer[];
   try {
@@ -133,11 +150,17 @@ export async function startApplication(
 
   await recovery.recover();
   await captureInfo.plan();
+  jobs.register('INGEST', ingest);
+  jobs.register('REEMBED', recovery.reembedJob);
+  // Before the queue starts, so a restart after a model change shows the run as a job at once.
+  await recovery.planReembedding(jobs);
   let ready = false;
   const services: GraphQLServices = {
     ingest,
     search,
     images,
+    jobs,
+    listJobs: (args) => listJobs(jobs, args, config.limits.maxPageSize),
     minAltTextMatch: config.search.minAltTextMatch,
     publicUrl: config.http.publicUrl,
     info: () => ({
@@ -154,7 +177,11 @@ export async function startApplication(
       models: answerers.list(),
     }),
   };
+  const schema = createGraphqlSchema(path.join(ROOT, 'schema.graphql'));
+  const subscriptions = attachSubscriptionServer({ httpServer: server, schema, services, log: log.child({ module: 'graphql-ws' }) });
   const apollo = createApolloServer({
+    schema,
+    plugins: [subscriptions.plugin, resolverMetricsPlugin(metrics)],
     schemaPath: path.join(ROOT, 'schema.graphql'),
     maxQueryDepth: config.limits.maxQueryDepth,
     maxQueryComplexity: config.limits.maxQueryComplexity,
@@ -162,12 +189,12 @@ export async function startApplication(
     httpServer: server,
   });
   await apollo.start();
-  handler = createHttpApp({ apollo, services, images, isReady: () => ready, corsOrigin: config.http.corsOrigin, maxUploadBytes: config.limits.maxUploadBytes, webDir: config.http.webDir, log });
+  handler = createHttpApp({ apollo, services, images, isReady: () => ready, corsOrigin: config.http.corsOrigin, maxUploadBytes: config.limits.maxUploadBytes, maxFilesPerRequest: config.maxFilesPerRequest, webDir: config.http.webDir, log, metrics });
   log.info({ port, modelId: engine.modelId, indexed: index.size }, 'ready');
 
   const abort = new AbortController();
+  jobs.start();
   const background = (async () => {
-    await recovery.backfillEmbeddings(abort.signal);
     await captureInfo.run(abort.signal);
     // "First start": nothing stored and never seeded (a marker, so that emptying the collection
     // later does not bring the samples back, while a first start that crashed still seeds).
@@ -184,7 +211,8 @@ export async function startApplication(
     (stopping ??= (async () => {
       ready = false;
       abort.abort();
-      await apollo.stop(); // drains the HTTP server
+      await jobs.stop(); // running jobs go back to QUEUED; subscriptions end
+      await apollo.stop(); // drains the HTTP server and the WebSocket server
       await background;
       await index.flush();
       await db.$disconnect();
@@ -192,5 +220,5 @@ export async function startApplication(
       await engine.close();
       log.info('stopped');
     })());
-  return { server, port, ingest, stop };
+  return { server, port, ingest, jobs, metrics, stop };
 }

@@ -23,16 +23,17 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, { pretty: process.stdout.isTTY === true });
   const { models, limits } = config;
   const app = await startApplication(
     config,
-    () => createBlipEngine({
+    (metrics) => createBlipEngine({
       modelDir: models.modelDir,
       workers: models.workers,
       threads: models.threads,
       itmBatchSize: models.itmBatchSize,
       limits: { maxBytes: limits.maxUploadBytes, maxPixels: models.maxImagePixels },
+      onJobDone: (graph, seconds) => metrics.inferenceDuration.observe({ graph }, seconds),
     }),
     log,
     {

@@ -21,6 +21,7 @@ export default defineConfig({
     reportCompressedSize: false,
   },
   server: {
-    proxy: { '/graphql': api, '/images': api, '/healthz': api },
+    // ws: the jobUpdates subscription (graphql-ws) shares /graphql.
+    proxy: { '/graphql': { target: api, ws: true }, '/images': api, '/healthz': api },
   },
 });

@@ -55,6 +55,11 @@ const envSchema = z.object({
   INDEX_SAVE_DELAY_MS: int(0, 3_600_000).default(2000),
   INDEX_COMPACT_RATIO: num(0.01, 1).default(0.2),
   THUMBNAIL_SIZE: int(16, 2048).default(256),
+  JOB_CONCURRENCY: int(1, 64).default(1),
+  JOB_LEASE_MS: int(1000, 3_600_000).default(60_000),
+  JOB_POLL_MS: int(50, 600_000).default(2000),
+  JOB_MAX_ATTEMPTS: int(1, 100).default(3),
+  MAX_FILES_PER_REQUEST: int(1, 1000).default(32),
 });
 
 export type DatabaseConfig =
@@ -113,6 +118,10 @@ export interface AppConfig {
     compactRatio: number;
   };
   thumbnailSize: number;
+  /** Background jobs (src/services/job-queue.service.ts). */
+  jobs: { concurrency: number; leaseMs: number; pollMs: number; maxAttempts: number };
+  /** Files one multipart request (ingestImages) may carry. */
+  maxFilesPerRequest: number;
 }
 
 export class ConfigError extends Error {
@@ -196,5 +205,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
       compactRatio: e.INDEX_COMPACT_RATIO,
     },
     thumbnailSize: e.THUMBNAIL_SIZE,
+    jobs: { concurrency: e.JOB_CONCURRENCY, leaseMs: e.JOB_LEASE_MS, pollMs: e.JOB_POLL_MS, maxAttempts: e.JOB_MAX_ATTEMPTS },
+    maxFilesPerRequest: e.MAX_FILES_PER_REQUEST,
   });
 }

@@ -1,5 +1,9 @@
-/** READY: row, file and embedding exist. DELETING: a delete started and may not have finished. */
-export type ImageStatus = 'READY' | 'DELETING';
+/**
+ * READY: row, file and embedding exist. PROCESSING: the original and the row are stored and an
+ * INGEST job will caption and embed it (an asynchronous ingest). DELETING: a delete started and
+ * may not have finished.
+ */
+export type ImageStatus = 'READY' | 'PROCESSING' | 'DELETING';
 
 /** A stored image as the services see it (no Prisma types cross this line). */
 export interface ImageRecord {

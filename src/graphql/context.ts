@@ -1,6 +1,8 @@
 import type { ModelInfo } from '../services/answerer-registry.js';
 import type { ImageService } from '../services/image.service.js';
 import type { IngestService } from '../services/ingest.service.js';
+import type { JobQueueService } from '../services/job-queue.service.js';
+import type { listJobs } from '../services/job-list.js';
 import type { SearchService } from '../services/search.service.js';
 
 /** What serviceInfo reports: the model, the index, and the limits a client should respect. */
@@ -21,6 +23,9 @@ export interface ServiceInfoValue {
 export interface GraphQLServices {
   ingest: IngestService;
   search: SearchService;
+  jobs: JobQueueService;
+  /** `jobs` with the configured page limit bound (src/services/job-list.ts). */
+  listJobs: (args: Omit<Parameters<typeof listJobs>[1], never>) => ReturnType<typeof listJobs>;
   images: ImageService;
   info: () => ServiceInfoValue;
   minAltTextMatch: number;

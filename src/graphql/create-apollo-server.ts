@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { ApolloServer } from '@apollo/server';
+import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { makeExecutableSchema } from '@graphql-tools/schema';
+import type { GraphQLSchema } from 'graphql';
 import type { Server } from 'node:http';
 import type { Logger } from '../lib/logger.js';
 import type { GraphQLContext } from './context.js';
@@ -14,23 +16,34 @@ export interface ApolloOptions {
   maxQueryComplexity: number;
   log: Logger;
   httpServer?: Server;
+  /** The schema, when the WebSocket server shares it (src/graphql/subscription-server.ts). */
+  schema?: GraphQLSchema;
+  plugins?: ApolloServerPlugin<GraphQLContext>[];
+}
+
+/** One executable schema for HTTP (Apollo) and WebSocket (graphql-ws) operations. */
+export function createGraphqlSchema(schemaPath: string): GraphQLSchema {
+  return makeExecutableSchema({ typeDefs: readFileSync(schemaPath, 'utf8'), resolvers });
 }
 
 /** Schema-first Apollo Server; no listen here, so tests can run operations directly. */
 export function createApolloServer(options: ApolloOptions): ApolloServer<GraphQLContext> {
   return new ApolloServer<GraphQLContext>({
-    typeDefs: readFileSync(options.schemaPath, 'utf8'),
-    resolvers,
+    schema: options.schema ?? createGraphqlSchema(options.schemaPath),
     // Kept on deliberately: multipart uploads must carry Apollo-Require-Preflight (or an
     // operation-name header), which a cross-site form post cannot.
     csrfPrevention: true,
     formatError: createFormatError(options.log),
     validationRules: [depthLimitRule(options.maxQueryDepth)],
     includeStacktraceInErrorResponses: false,
+    // src/main.ts owns SIGTERM/SIGINT. Apollo's own handler (on outside NODE_ENV=test) stopped the
+    // server and then re-sent the signal, which main.ts took for a second one: exit code 1.
+    stopOnTerminationSignals: false,
     logger: options.log,
     plugins: [
       complexityLimitPlugin(options.maxQueryComplexity),
       ...(options.httpServer ? [ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer })] : []),
+      ...(options.plugins ?? []),
     ],
   });
 }

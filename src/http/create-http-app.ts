@@ -7,6 +7,8 @@ import express, { type Express } from 'express';
 import graphqlUploadExpress from 'graphql-upload/graphqlUploadExpress.mjs';
 import type { GraphQLContext, GraphQLServices } from '../graphql/context.js';
 import type { Logger } from '../lib/logger.js';
+import type { Metrics } from '../lib/metrics.js';
+import { accessLog } from './access-log.js';
 import type { ImageService } from '../services/image.service.js';
 import { imageRoutes, restErrorHandler } from './image.routes.js';
 
@@ -17,14 +19,25 @@ export interface HttpAppOptions {
   isReady: () => boolean;
   corsOrigin: string;
   maxUploadBytes: number;
+  /** ingestImages: files one multipart request may carry. */
+  maxFilesPerRequest: number;
   webDir: string;
   log: Logger;
+  metrics: Metrics;
 }
 
-/** Routes: /graphql (JSON and multipart), /images/:id[/thumbnail], /healthz, and the web page at /. */
+/** Routes: /graphql (JSON and multipart), /images/:id[/thumbnail], /healthz, /metrics (Prometheus), and the web page at /. */
 export function createHttpApp(options: HttpAppOptions): Express {
   const app = express();
   app.disable('x-powered-by');
+  app.use(accessLog(options.log.child({ module: 'http' }), options.metrics));
+  app.get('/metrics', async (_req, res, next) => {
+    try {
+      res.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
+    } catch (error) {
+      next(error);
+    }
+  });
   app.get('/healthz', (_req, res) => {
     if (options.isReady()) res.json({ status: 'ok' });
     else res.status(503).json({ status: 'starting' });
@@ -34,7 +47,7 @@ export function createHttpApp(options: HttpAppOptions): Express {
     cors({ origin: options.corsOrigin === '*' ? true : options.corsOrigin.split(',') }),
     // graphql-upload implements the GraphQL multipart request spec; Apollo's CSRF prevention
     // (on) still requires a preflight-forcing header on these requests.
-    graphqlUploadExpress({ maxFileSize: options.maxUploadBytes + 1, maxFiles: 1 }),
+    graphqlUploadExpress({ maxFileSize: options.maxUploadBytes + 1, maxFiles: options.maxFilesPerRequest }),
     express.json({ limit: Math.ceil(options.maxUploadBytes * 1.4) + 64 * 1024 }),
     expressMiddleware(options.apollo, { context: async () => ({ services: options.services }) }),
   );

@@ -92,6 +92,8 @@ export interface BlipEngine {
    * its measured quality and speed); undefined when the manifest gives none.
    */
   readonly defaultSearchCandidates?: number | undefined;
+  /** Inference jobs waiting for a worker, per priority lane (metrics); absent where nothing queues. */
+  queueDepth?(): { interactive: number; background: number };
   /** Decode + validate + preprocess. Throws UnsupportedImageError or ImageTooLargeError (src/ml/errors.ts). */
   loadImage(bytes: Uint8Array): Promise<LoadedImage>;
   /** Background priority unless told otherwise (a search by image asks for 'interactive'). */

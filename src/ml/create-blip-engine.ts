@@ -37,6 +37,8 @@ export interface CreateBlipEngineOptions {
   warmUp?: boolean;
   /** sharp kernel for the resize to the model size; default the measured closest to PIL. */
   resizeKernel?: ResizeKernel;
+  /** Seconds of each inference job, by graph (metrics). */
+  onJobDone?: (graph: string, seconds: number) => void;
 }
 
 /**
@@ -73,6 +75,7 @@ export async function createBlipEngine(options: CreateBlipEngineOptions): Promis
     maxWaitMs: options.batching?.maxWaitMs,
     reservedInteractive: options.reservedInteractive,
     batchableGraphs: [t.retrieval.vision, t.caption.vision, t.vqa.vision, t.retrieval.textFeature, t.vqa.questionEncoder],
+    onJobDone: options.onJobDone,
   });
   return new OnnxBlipEngine(manifest, tokenizer, scheduler, { ...DEFAULT_IMAGE_LIMITS, ...options.limits }, options.resizeKernel, {
     ...(options.itmBatchSize ? { itmBatchSize: options.itmBatchSize } : {}),

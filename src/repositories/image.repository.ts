@@ -1,6 +1,8 @@
 import { embeddingFromBytes, embeddingToBytes } from '../domain/embedding.js';
 import type { ImageRecord, ImageStatus } from '../domain/image.js';
 import type { DbClient } from './database.js';
+import { jobCreateData, toJobRecord, type NewJob } from './job.repository.js';
+import type { JobRecord } from '../domain/job.js';
 
 /** A row as Prisma returns it (either provider): the domain record with status and metadata unparsed. */
 type ImageRow = Omit<ImageRecord, 'status' | 'metadata'> & { status: string; metadata: string | null };
@@ -80,6 +82,64 @@ export class PrismaImageRepository {
   async findById(id: string): Promise<ImageRecord | null> {
     const row = await this.db.image.findFirst({ where: { id, status: 'READY' } });
     return row ? toRecord(row) : null;
+  }
+
+  /** READY or PROCESSING (an asynchronous ingest under way): what `image(id)` may show. */
+  async findVisibleById(id: string): Promise<ImageRecord | null> {
+    const row = await this.db.image.findFirst({ where: { id, status: { in: ['READY', 'PROCESSING'] } } });
+    return row ? toRecord(row) : null;
+  }
+
+  /** READY or PROCESSING images with these hashes (the CLI asks before uploading). */
+  async findVisibleBySha256s(hashes: string[]): Promise<ImageRecord[]> {
+    if (hashes.length === 0) return [];
+    const rows = await this.db.image.findMany({ where: { sha256: { in: hashes }, status: { in: ['READY', 'PROCESSING'] } } });
+    return rows.map(toRecord);
+  }
+
+  /** Any status: the INGEST job reads the PROCESSING image it finishes. */
+  async findAnyById(id: string): Promise<ImageRecord | null> {
+    const row = await this.db.image.findUnique({ where: { id } });
+    return row ? toRecord(row) : null;
+  }
+
+  async findByLabel(label: number): Promise<ImageRecord | null> {
+    const row = await this.db.image.findUnique({ where: { label } });
+    return row ? toRecord(row) : null;
+  }
+
+  /**
+   * The acknowledgement point of an asynchronous ingest: the row (PROCESSING, no caption or
+   * embedding yet) and the job that will finish it commit together, after the original is on disk.
+   */
+  async createProcessing(image: Omit<NewImage, 'caption' | 'captionModelId' | 'captionMatch' | 'altTextMatch'>, job: NewJob): Promise<{ image: ImageRecord; job: JobRecord }> {
+    const [row, jobRow] = await this.db.$transaction(async (tx) => [
+      await tx.image.create({ data: { ...image, status: 'PROCESSING', metadata: metadataText(image.metadata) } }),
+      await tx.job.create({ data: jobCreateData({ ...job, imageId: image.id }) }),
+    ]);
+    return this.wrote({ image: toRecord(row), job: toJobRecord(jobRow) });
+  }
+
+  /** Finishes an asynchronous ingest: caption, matches and embedding land with status READY at once. */
+  async completeProcessing(
+    label: number,
+    fields: { caption: string; captionModelId: string; captionMatch: number | null; altTextMatch: number | null },
+    embedding: { modelId: string; vector: Float32Array },
+  ): Promise<ImageRecord> {
+    const row = await this.db.$transaction(async (tx) => {
+      const updated = await tx.image.update({ where: { label, status: 'PROCESSING' }, data: { ...fields, status: 'READY' } });
+      await tx.imageEmbedding.upsert({
+        where: { imageLabel_modelId: { imageLabel: label, modelId: embedding.modelId } },
+        create: { imageLabel: label, modelId: embedding.modelId, dim: embedding.vector.length, vector: embeddingToBytes(embedding.vector) as Uint8Array<ArrayBuffer> },
+        update: { dim: embedding.vector.length, vector: embeddingToBytes(embedding.vector) as Uint8Array<ArrayBuffer> },
+      });
+      return updated;
+    });
+    return this.wrote(toRecord(row));
+  }
+
+  async countMissingEmbeddings(modelId: string): Promise<number> {
+    return this.db.image.count({ where: { status: 'READY', embeddings: { none: { modelId } } } });
   }
 
   /** Any status: ingest uses it to find leftovers of an interrupted delete. */

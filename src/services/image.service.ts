@@ -45,7 +45,15 @@ export class ImageService {
 
   /** null when the id is well-formed but unknown. */
   async getImage(id: string): Promise<ImageRecord | null> {
-    return this.repo.findById(requireImageId(id));
+    return this.repo.findVisibleById(requireImageId(id));
+  }
+
+  /** Stored images (READY or PROCESSING) with any of these hashes. */
+  async findBySha256s(hashes: string[]): Promise<ImageRecord[]> {
+    if (hashes.length > 1000) throw new InvalidInputError('At most 1000 hashes per request', { argument: 'sha256' });
+    const bad = hashes.find((h) => !/^[0-9a-f]{64}$/.test(h));
+    if (bad !== undefined) throw new InvalidInputError(`Not a lower-case hex sha256: ${JSON.stringify(bad.slice(0, 80))}`, { argument: 'sha256' });
+    return this.repo.findVisibleBySha256s([...new Set(hashes)]);
   }
 
   async requireImage(id: string, argument = 'id'): Promise<ImageRecord> {

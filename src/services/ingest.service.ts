@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { ImageRecord } from '../domain/image.js';
+import type { JobRecord } from '../domain/job.js';
 import type { Logger } from '../lib/logger.js';
 import type { BlipEngine } from '../ml/blip-engine.js';
 import type { ImageFileStore } from '../repositories/image-file-store.js';
@@ -9,6 +10,7 @@ import type { ImageIndexService } from './image-index.service.js';
 import { readImageSource, type ImageSource } from './image-source.js';
 import { requireMetadata, requireText } from './input-rules.js';
 import type { ItmStateCache } from './itm-state-cache.js';
+import { JobAbortedError, type JobContext, type JobHandler, type JobQueueService } from './job-queue.service.js';
 
 export interface IngestCommand {
   source: ImageSource;
@@ -19,6 +21,8 @@ export interface IngestCommand {
 export interface IngestResult {
   image: ImageRecord;
   created: boolean;
+  /** The INGEST job finishing an image stored by an asynchronous ingest. */
+  job?: JobRecord | null;
 }
 
 export interface IngestLimits {
@@ -32,8 +36,13 @@ export interface IngestLimits {
  * atomically -> commit row + embedding in one transaction (the acknowledgement point) -> index.
  * A crash before the commit leaves only an orphan file (removed at start-up); after it, start-up
  * repair indexes the row. Same bytes (sha256) are stored once.
+ *
+ * An asynchronous ingest (`wait: false`) checks the bytes decode, writes the original, then commits
+ * the row (PROCESSING) together with an INGEST job: that commit is its acknowledgement. The job
+ * (src/services/job-queue.service.ts) models the image and commits caption, embedding and READY
+ * in one transaction; a crash in between leaves a queued or lease-expired job that runs again.
  */
-export class IngestService {
+export class IngestService implements JobHandler {
   private readonly inFlight = new Map<string, Promise<IngestResult>>();
 
   constructor(
@@ -44,9 +53,20 @@ export class IngestService {
     private readonly itmStates: ItmStateCache,
     private readonly limits: IngestLimits,
     private readonly log: Logger,
+    private readonly jobs: JobQueueService,
+    private readonly counters: IngestCounters = { ingested: () => undefined, failed: () => undefined },
   ) {}
 
-  async ingestImage(command: IngestCommand): Promise<IngestResult> {
+  async ingestImage(command: IngestCommand, options: { wait?: boolean } = {}): Promise<IngestResult> {
+    try {
+      return await this.ingestOne(command, options.wait ?? true);
+    } catch (error) {
+      this.counters.failed(options.wait === false ? 'async' : 'sync');
+      throw error;
+    }
+  }
+
+  private async ingestOne(command: IngestCommand, wait: boolean): Promise<IngestResult> {
     const altText = command.altText == null ? null : requireText(command.altText, 'input.altText', this.limits.maxTextChars);
     const metadata = requireMetadata(command.metadata, 'input.metadata', this.limits.maxMetadataBytes);
     const bytes = await readImageSource(command.source, this.limits.maxUploadBytes);
@@ -54,7 +74,7 @@ export class IngestService {
     // Concurrent uploads of the same bytes share one ingest.
     const running = this.inFlight.get(sha256);
     if (running) return { image: (await running).image, created: false };
-    const work = this.ingestBytes(bytes, sha256, altText, metadata);
+    const work = wait ? this.ingestBytes(bytes, sha256, altText, metadata) : this.enqueueBytes(bytes, sha256, altText, metadata);
     this.inFlight.set(sha256, work);
     try {
       return await work;
@@ -66,6 +86,7 @@ export class IngestService {
   private async ingestBytes(bytes: Uint8Array, sha256: string, altText: string | null, metadata: unknown): Promise<IngestResult> {
     const existing = await this.repo.findBySha256(sha256);
     if (existing?.status === 'READY') return { image: existing, created: false };
+    if (existing?.status === 'PROCESSING') return { image: existing, created: false, job: await this.jobs.findForImage(existing.id) };
     if (existing) await this.repo.delete(existing.label); // the leftover of an interrupted delete
 
     const loaded = await engineCall(() => this.engine.loadImage(bytes));
@@ -110,6 +131,95 @@ export class IngestService {
     }
     this.index.add(image.label, encoding.feature);
     this.log.info({ id: image.id, label: image.label, sha256 }, 'image ingested');
+    this.counters.ingested('sync');
     return { image, created: true };
   }
+
+  private async enqueueBytes(bytes: Uint8Array, sha256: string, altText: string | null, metadata: unknown): Promise<IngestResult> {
+    const existing = await this.repo.findBySha256(sha256);
+    if (existing?.status === 'READY') return { image: existing, created: false };
+    if (existing?.status === 'PROCESSING') return { image: existing, created: false, job: await this.jobs.findForImage(existing.id) };
+    if (existing) await this.repo.delete(existing.label);
+
+    // Decoding now refuses what is not an image before anything is stored or acknowledged.
+    const loaded = await engineCall(() => this.engine.loadImage(bytes));
+    await this.files.writeOriginal(sha256, bytes);
+    const id = randomUUID();
+    let stored: { image: ImageRecord; job: JobRecord };
+    try {
+      stored = await this.repo.createProcessing(
+        {
+          id,
+          sha256,
+          mimeType: loaded.info.mimeType,
+          format: loaded.info.format,
+          width: loaded.info.width,
+          height: loaded.info.height,
+          byteSize: bytes.byteLength,
+          altText,
+          metadata,
+          takenAt: loaded.info.capture?.takenAt ?? null,
+          cameraMake: loaded.info.capture?.cameraMake ?? null,
+          cameraModel: loaded.info.capture?.cameraModel ?? null,
+        },
+        { id: randomUUID(), kind: 'INGEST', total: 1 },
+      );
+    } catch (error) {
+      const winner = await this.repo.findBySha256(sha256);
+      if (winner && winner.status !== 'DELETING') return { image: winner, created: false, job: await this.jobs.findForImage(winner.id) };
+      throw error;
+    }
+    this.jobs.announce(stored.job);
+    this.log.info({ id, label: stored.image.label, sha256, job: stored.job.id }, 'image stored; captioning and embedding queued');
+    return { image: stored.image, created: true, job: stored.job };
+  }
+
+  /** The INGEST job: models a PROCESSING image from its stored original and makes it READY. */
+  async run(job: JobRecord, ctx: JobContext): Promise<void> {
+    const image = job.imageId ? await this.repo.findAnyById(job.imageId) : null;
+    // Deleted meanwhile, or finished by an earlier attempt that died before marking the job.
+    if (!image || image.status !== 'PROCESSING') return;
+    const step = async (progress: number) => {
+      if (ctx.signal.aborted) throw new JobAbortedError();
+      await ctx.report(progress);
+    };
+    const bytes = await this.files.readOriginal(image.sha256);
+    const loaded = await engineCall(() => this.engine.loadImage(bytes));
+    await step(0.1);
+    const encoding = await engineCall(() => this.engine.embedImage(loaded));
+    await step(0.4);
+    const caption = await engineCall(() => this.engine.caption(loaded));
+    await step(0.7);
+    const match = async (text: string) =>
+      (await engineCall(() => this.engine.itmScores(text, [encoding.itmStates], { priority: 'background' }))).probabilities[0] ?? null;
+    const captionMatch = await match(caption);
+    const altTextMatch = image.altText ? await match(image.altText) : null;
+    await step(0.9);
+    await this.itmStates.put(image.sha256, encoding.itmStates);
+    const ready = await this.repo.completeProcessing(
+      image.label,
+      { caption, captionModelId: this.engine.modelId, captionMatch, altTextMatch },
+      { modelId: this.engine.modelId, vector: encoding.feature },
+    );
+    this.index.add(ready.label, encoding.feature);
+    await ctx.report(1, { done: 1 });
+    this.counters.ingested('async');
+    this.log.info({ id: ready.id, label: ready.label, job: job.id }, 'image ingested');
+  }
+
+  /** The last attempt failed: the image cannot be modelled, so it is removed rather than left half-made. */
+  async onFailed(job: JobRecord): Promise<void> {
+    const image = job.imageId ? await this.repo.findAnyById(job.imageId) : null;
+    if (!image || image.status !== 'PROCESSING') return;
+    await this.repo.setStatus(image.label, 'DELETING');
+    await this.repo.delete(image.label);
+    await this.files.removeAll(image.sha256);
+    this.counters.failed('async');
+  }
+}
+
+/** Metrics hooks (src/lib/metrics.ts); the service only says what happened. */
+export interface IngestCounters {
+  ingested(mode: 'sync' | 'async'): void;
+  failed(mode: 'sync' | 'async'): void;
 }

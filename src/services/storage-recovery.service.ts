@@ -6,6 +6,8 @@ import type { PrismaImageRepository } from '../repositories/image.repository.js'
 import { engineCall } from './engine-errors.js';
 import type { ImageIndexService } from './image-index.service.js';
 import type { ItmStateCache } from './itm-state-cache.js';
+import { JobAbortedError, type JobHandler, type JobQueueService } from './job-queue.service.js';
+import type { JobRecord } from '../domain/job.js';
 
 /**
  * Start-up work that turns whatever a crash left behind into a consistent state, before any
@@ -47,8 +49,30 @@ export class StorageRecoveryService {
     await this.index.open();
   }
 
+  /**
+   * After a model change: a REEMBED job (visible in `jobs`, streamed by `jobUpdates`) unless one is
+   * queued or running already. Returns it, or null when every image has this model's embedding.
+   */
+  async planReembedding(jobs: JobQueueService): Promise<JobRecord | null> {
+    const missing = await this.repo.countMissingEmbeddings(this.engine.modelId);
+    const unfinished = await jobs.findUnfinished('REEMBED');
+    if (unfinished || missing === 0) return unfinished;
+    const job = await jobs.enqueue({ kind: 'REEMBED', total: missing, payload: { modelId: this.engine.modelId } });
+    this.log.info({ job: job.id, images: missing, modelId: this.engine.modelId }, 're-embedding queued after a model change');
+    return job;
+  }
+
+  /** The REEMBED job's handler. */
+  readonly reembedJob: JobHandler = {
+    run: async (job, ctx) => {
+      const total = Math.max(job.total, await this.repo.countMissingEmbeddings(this.engine.modelId));
+      await this.backfillEmbeddings(ctx.signal, (done) => ctx.report(total ? done / total : 1, { done, total }));
+      if (ctx.signal.aborted) throw new JobAbortedError();
+    },
+  };
+
   /** Embeds images stored under another model; each becomes searchable as soon as it is done. */
-  async backfillEmbeddings(signal?: AbortSignal): Promise<number> {
+  async backfillEmbeddings(signal?: AbortSignal, onProgress?: (done: number) => Promise<void>): Promise<number> {
     let done = 0;
     const failed = new Set<number>();
     for (;;) {
@@ -63,6 +87,7 @@ export class StorageRecoveryService {
           await this.repo.upsertEmbedding(image.label, this.engine.modelId, encoding.feature);
           this.index.add(image.label, encoding.feature);
           done++;
+          await onProgress?.(done);
         } catch (error) {
           failed.add(image.label);
           this.log.error({ err: error, id: image.id }, 'could not embed a stored image with the current model');

@@ -541,6 +541,32 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     await page.getByTestId('upload-panel').waitFor({ state: 'detached' });
   }, 120_000);
 
+  it('shows background work (asynchronous ingests) in the top bar while it runs, then clears it', async () => {
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`${service.url}/#/`);
+    await page.getByRole('heading').first().waitFor();
+    // Everything the indicator says, recorded as it changes (the jobs may finish within a second).
+    await page.evaluate(() => {
+      const seen: string[] = [];
+      (window as unknown as { jobTexts: string[] }).jobTexts = seen;
+      new MutationObserver(() => {
+        const text = document.querySelector('[role="status"].jobs-indicator')?.textContent;
+        if (text && seen[seen.length - 1] !== text) seen.push(text);
+      }).observe(document.body, { subtree: true, childList: true, characterData: true });
+    });
+    await page.waitForTimeout(1000); // the page's jobUpdates subscription is open
+    for (const [i, color] of (['blue', 'green', 'yellow'] as const).entries()) {
+      const png = await renderScene({ name: `async-${i}`, background: 'gray', objects: [{ shape: 'star', color, size: 'large', cx: 0.3 + i * 0.2, cy: 0.5 }] });
+      const res = await gql<{ ingestImage: { image: { status: string } } }>(service.url, `mutation($b: String!) { ingestImage(input: { base64: $b }, wait: false) { image { status } } }`, { b: png.toString('base64') });
+      expect(res.ingestImage.image.status).toBe('PROCESSING');
+    }
+    await expect.poll(() => page.evaluate(() => (window as unknown as { jobTexts: string[] }).jobTexts.join(' | ')), POLL).toMatch(/Processing \d image/);
+    // Gone once every job has finished.
+    await expect.poll(() => page.locator('.jobs-indicator').count(), POLL).toBe(0);
+    const jobs = await gql<{ jobs: { edges: Array<{ node: { state: string } }> } }>(service.url, `{ jobs(first: 10, kind: INGEST) { edges { node { state } } } }`);
+    expect(jobs.jobs.edges.map((e) => e.node.state)).toEqual(['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED']);
+  }, 120_000);
+
   it('says so in words when the server goes away', async () => {
     await page.setViewportSize({ width: 1280, height: 900 });
     await service.stop();

@@ -1,5 +1,6 @@
 import type { GraphQLResolveInfo, GraphQLScalarType, GraphQLScalarTypeConfig } from 'graphql';
 import type { ImageRecord } from '../../domain/image.js';
+import type { JobRecord } from '../../domain/job.js';
 import type { GraphQLContext } from '../context.js';
 export type Maybe<T> = T | null;
 export type InputMaybe<T> = Maybe<T>;
@@ -71,6 +72,8 @@ export type Image = Node & {
   metadata: Maybe<Scalars['JSON']['output']>;
   mimeType: Scalars['String']['output'];
   sha256: Scalars['String']['output'];
+  /** PROCESSING until an asynchronous ingest's job has captioned and embedded it. */
+  status: ImageStatus;
   /** When the picture was taken (EXIF DateTimeOriginal; null when the file does not say). */
   takenAt: Maybe<Scalars['DateTime']['output']>;
   thumbnailUrl: Scalars['String']['output'];
@@ -115,6 +118,19 @@ export type ImageQueryInput = {
   file?: InputMaybe<Scalars['Upload']['input']>;
 };
 
+export type ImageStatus =
+  /** Stored by an asynchronous ingest; its INGEST job is captioning and embedding it. */
+  | 'PROCESSING'
+  /** Captioned, embedded and searchable. */
+  | 'READY';
+
+export type IngestError = {
+  __typename?: 'IngestError';
+  /** The extensions.code ingestImage would have answered (UNSUPPORTED_IMAGE, PAYLOAD_TOO_LARGE, ...). */
+  code: Scalars['String']['output'];
+  message: Scalars['String']['output'];
+};
+
 export type IngestImageInput = {
   /** Alternative text supplied by the publisher; its ITM match probability is stored as altTextMatch. */
   altText?: InputMaybe<Scalars['String']['input']>;
@@ -130,7 +146,71 @@ export type IngestImagePayload = {
   /** false when the same bytes were stored before. */
   created: Scalars['Boolean']['output'];
   image: Image;
+  /** The INGEST job finishing the image (asynchronous ingest, or the same bytes still PROCESSING). */
+  job: Maybe<Job>;
 };
+
+export type IngestImageResult = {
+  __typename?: 'IngestImageResult';
+  created: Scalars['Boolean']['output'];
+  error: Maybe<IngestError>;
+  /** null when this input was refused. */
+  image: Maybe<Image>;
+  job: Maybe<Job>;
+};
+
+export type IngestImagesPayload = {
+  __typename?: 'IngestImagesPayload';
+  /** One per input, in input order. */
+  results: Array<IngestImageResult>;
+};
+
+export type Job = {
+  __typename?: 'Job';
+  attempts: Scalars['Int']['output'];
+  createdAt: Scalars['DateTime']['output'];
+  /** Items done and to do (REEMBED: images). */
+  done: Scalars['Int']['output'];
+  /** The last attempt's error. */
+  error: Maybe<Scalars['String']['output']>;
+  finishedAt: Maybe<Scalars['DateTime']['output']>;
+  id: Scalars['ID']['output'];
+  /** INGEST: the image it finishes (null once a failed job removed it). */
+  image: Maybe<Image>;
+  kind: JobKind;
+  /** 0..1 */
+  progress: Scalars['Float']['output'];
+  startedAt: Maybe<Scalars['DateTime']['output']>;
+  state: JobState;
+  total: Scalars['Int']['output'];
+  updatedAt: Scalars['DateTime']['output'];
+};
+
+export type JobConnection = {
+  __typename?: 'JobConnection';
+  edges: Array<JobEdge>;
+  pageInfo: PageInfo;
+  totalCount: Scalars['Int']['output'];
+};
+
+export type JobEdge = {
+  __typename?: 'JobEdge';
+  cursor: Scalars['String']['output'];
+  node: Job;
+};
+
+export type JobKind =
+  /** An asynchronous ingest (ingestImage with wait: false). */
+  | 'INGEST'
+  /** Embedding the stored images with a newly served model (after a model change). */
+  | 'REEMBED';
+
+export type JobState =
+  /** Every attempt failed (JOB_MAX_ATTEMPTS); `error` says why. A failed INGEST removes its image. */
+  | 'FAILED'
+  | 'QUEUED'
+  | 'RUNNING'
+  | 'SUCCEEDED';
 
 /** A loaded model. */
 export type ModelInfo = {
@@ -155,6 +235,12 @@ export type Mutation = {
    * multipart request; send the `Apollo-Require-Preflight: true` header) or `base64`.
    */
   ingestImage: IngestImagePayload;
+  /**
+   * Several images in one request (with `file`s: one GraphQL multipart request, at most
+   * MAX_FILES_PER_REQUEST files). Each input succeeds or fails on its own: a refused one has `error`
+   * and stores nothing, the others are stored as ingestImage would.
+   */
+  ingestImages: IngestImagesPayload;
   /** Generates a new caption with the given decoding options and stores it. */
   recaption: Image;
   /**
@@ -172,6 +258,13 @@ export type MutationDeleteImageArgs = {
 
 export type MutationIngestImageArgs = {
   input: IngestImageInput;
+  wait?: InputMaybe<Scalars['Boolean']['input']>;
+};
+
+
+export type MutationIngestImagesArgs = {
+  inputs: Array<IngestImageInput>;
+  wait?: InputMaybe<Scalars['Boolean']['input']>;
 };
 
 
@@ -209,6 +302,15 @@ export type Query = {
   image: Maybe<Image>;
   /** Stored images, newest first (keyset cursors: adding or deleting images never repeats or skips one). */
   images: ImageConnection;
+  /**
+   * Stored images (READY or PROCESSING) with any of these sha256 hashes (lower-case hex), in no
+   * particular order: a client asks before uploading, so nothing is sent twice (the CLI does).
+   */
+  imagesBySha256: Array<Image>;
+  /** A background job: an asynchronous ingest or a re-embedding run. */
+  job: Maybe<Job>;
+  /** Jobs, newest first; `states` and `kind` narrow the list. */
+  jobs: JobConnection;
   /** Relay: any object by its global id (images are the only nodes). */
   node: Maybe<Node>;
   /**
@@ -252,6 +354,24 @@ export type QueryImagesArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
   filter?: InputMaybe<ImageFilter>;
   first?: InputMaybe<Scalars['Int']['input']>;
+};
+
+
+export type QueryImagesBySha256Args = {
+  sha256: Array<Scalars['String']['input']>;
+};
+
+
+export type QueryJobArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+export type QueryJobsArgs = {
+  after?: InputMaybe<Scalars['String']['input']>;
+  first?: InputMaybe<Scalars['Int']['input']>;
+  kind?: InputMaybe<JobKind>;
+  states?: InputMaybe<Array<JobState>>;
 };
 
 
@@ -348,6 +468,20 @@ export type ServiceInfo = {
   modelId: Scalars['String']['output'];
   /** The loaded models: BLIP (MODEL_DIR) and any BLIP-2 answerer (VQA_MODEL_DIR). */
   models: Array<ModelInfo>;
+};
+
+export type Subscription = {
+  __typename?: 'Subscription';
+  /**
+   * Job updates over WebSocket (graphql-ws, at /graphql). With `id`: that job's current state, then
+   * each change, ending after SUCCEEDED or FAILED. Without: every job's changes while subscribed.
+   */
+  jobUpdates: Job;
+};
+
+
+export type SubscriptionJobUpdatesArgs = {
+  id?: InputMaybe<Scalars['ID']['input']>;
 };
 
 export type UpdateImageInput = {
@@ -447,10 +581,19 @@ export type ResolversTypes = ResolversObject<{
   ImageEdge: ResolverTypeWrapper<Omit<ImageEdge, 'node'> & { node: ResolversTypes['Image'] }>;
   ImageFilter: ImageFilter;
   ImageQueryInput: ImageQueryInput;
+  ImageStatus: ImageStatus;
+  IngestError: ResolverTypeWrapper<IngestError>;
   IngestImageInput: IngestImageInput;
-  IngestImagePayload: ResolverTypeWrapper<Omit<IngestImagePayload, 'image'> & { image: ResolversTypes['Image'] }>;
+  IngestImagePayload: ResolverTypeWrapper<Omit<IngestImagePayload, 'image' | 'job'> & { image: ResolversTypes['Image'], job?: Maybe<ResolversTypes['Job']> }>;
+  IngestImageResult: ResolverTypeWrapper<Omit<IngestImageResult, 'image' | 'job'> & { image?: Maybe<ResolversTypes['Image']>, job?: Maybe<ResolversTypes['Job']> }>;
+  IngestImagesPayload: ResolverTypeWrapper<Omit<IngestImagesPayload, 'results'> & { results: Array<ResolversTypes['IngestImageResult']> }>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   JSON: ResolverTypeWrapper<Scalars['JSON']['output']>;
+  Job: ResolverTypeWrapper<JobRecord>;
+  JobConnection: ResolverTypeWrapper<Omit<JobConnection, 'edges'> & { edges: Array<ResolversTypes['JobEdge']> }>;
+  JobEdge: ResolverTypeWrapper<Omit<JobEdge, 'node'> & { node: ResolversTypes['Job'] }>;
+  JobKind: JobKind;
+  JobState: JobState;
   ModelInfo: ResolverTypeWrapper<ModelInfo>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Node: ResolverTypeWrapper<ResolversInterfaceTypes<ResolversTypes>['Node']>;
@@ -461,6 +604,7 @@ export type ResolversTypes = ResolversObject<{
   SearchMode: SearchMode;
   ServiceInfo: ResolverTypeWrapper<ServiceInfo>;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
+  Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
   UpdateImageInput: UpdateImageInput;
   Upload: ResolverTypeWrapper<Scalars['Upload']['output']>;
 }>;
@@ -479,10 +623,16 @@ export type ResolversParentTypes = ResolversObject<{
   ImageEdge: Omit<ImageEdge, 'node'> & { node: ResolversParentTypes['Image'] };
   ImageFilter: ImageFilter;
   ImageQueryInput: ImageQueryInput;
+  IngestError: IngestError;
   IngestImageInput: IngestImageInput;
-  IngestImagePayload: Omit<IngestImagePayload, 'image'> & { image: ResolversParentTypes['Image'] };
+  IngestImagePayload: Omit<IngestImagePayload, 'image' | 'job'> & { image: ResolversParentTypes['Image'], job?: Maybe<ResolversParentTypes['Job']> };
+  IngestImageResult: Omit<IngestImageResult, 'image' | 'job'> & { image?: Maybe<ResolversParentTypes['Image']>, job?: Maybe<ResolversParentTypes['Job']> };
+  IngestImagesPayload: Omit<IngestImagesPayload, 'results'> & { results: Array<ResolversParentTypes['IngestImageResult']> };
   Int: Scalars['Int']['output'];
   JSON: Scalars['JSON']['output'];
+  Job: JobRecord;
+  JobConnection: Omit<JobConnection, 'edges'> & { edges: Array<ResolversParentTypes['JobEdge']> };
+  JobEdge: Omit<JobEdge, 'node'> & { node: ResolversParentTypes['Job'] };
   ModelInfo: ModelInfo;
   Mutation: Record<PropertyKey, never>;
   Node: ResolversInterfaceTypes<ResolversParentTypes>['Node'];
@@ -492,6 +642,7 @@ export type ResolversParentTypes = ResolversObject<{
   SearchEdge: Omit<SearchEdge, 'node'> & { node: ResolversParentTypes['Image'] };
   ServiceInfo: ServiceInfo;
   String: Scalars['String']['output'];
+  Subscription: Record<PropertyKey, never>;
   UpdateImageInput: UpdateImageInput;
   Upload: Scalars['Upload']['output'];
 }>;
@@ -527,6 +678,7 @@ export type ImageResolvers<ContextType = GraphQLContext, ParentType extends Reso
   metadata?: Resolver<Maybe<ResolversTypes['JSON']>, ParentType, ContextType>;
   mimeType?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   sha256?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  status?: Resolver<ResolversTypes['ImageStatus'], ParentType, ContextType>;
   takenAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   thumbnailUrl?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   url?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
@@ -545,14 +697,58 @@ export type ImageEdgeResolvers<ContextType = GraphQLContext, ParentType extends 
   node?: Resolver<ResolversTypes['Image'], ParentType, ContextType>;
 }>;
 
+export type IngestErrorResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['IngestError'] = ResolversParentTypes['IngestError']> = ResolversObject<{
+  code?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  message?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
 export type IngestImagePayloadResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['IngestImagePayload'] = ResolversParentTypes['IngestImagePayload']> = ResolversObject<{
   created?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   image?: Resolver<ResolversTypes['Image'], ParentType, ContextType>;
+  job?: Resolver<Maybe<ResolversTypes['Job']>, ParentType, ContextType>;
+}>;
+
+export type IngestImageResultResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['IngestImageResult'] = ResolversParentTypes['IngestImageResult']> = ResolversObject<{
+  created?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  error?: Resolver<Maybe<ResolversTypes['IngestError']>, ParentType, ContextType>;
+  image?: Resolver<Maybe<ResolversTypes['Image']>, ParentType, ContextType>;
+  job?: Resolver<Maybe<ResolversTypes['Job']>, ParentType, ContextType>;
+}>;
+
+export type IngestImagesPayloadResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['IngestImagesPayload'] = ResolversParentTypes['IngestImagesPayload']> = ResolversObject<{
+  results?: Resolver<Array<ResolversTypes['IngestImageResult']>, ParentType, ContextType>;
 }>;
 
 export interface JsonScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['JSON'], any> {
   name: 'JSON';
 }
+
+export type JobResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Job'] = ResolversParentTypes['Job']> = ResolversObject<{
+  attempts?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  done?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  error?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  finishedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  image?: Resolver<Maybe<ResolversTypes['Image']>, ParentType, ContextType>;
+  kind?: Resolver<ResolversTypes['JobKind'], ParentType, ContextType>;
+  progress?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  startedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  state?: Resolver<ResolversTypes['JobState'], ParentType, ContextType>;
+  total?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  updatedAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+}>;
+
+export type JobConnectionResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['JobConnection'] = ResolversParentTypes['JobConnection']> = ResolversObject<{
+  edges?: Resolver<Array<ResolversTypes['JobEdge']>, ParentType, ContextType>;
+  pageInfo?: Resolver<ResolversTypes['PageInfo'], ParentType, ContextType>;
+  totalCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
+export type JobEdgeResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['JobEdge'] = ResolversParentTypes['JobEdge']> = ResolversObject<{
+  cursor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  node?: Resolver<ResolversTypes['Job'], ParentType, ContextType>;
+}>;
 
 export type ModelInfoResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['ModelInfo'] = ResolversParentTypes['ModelInfo']> = ResolversObject<{
   defaultAnswerer?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
@@ -564,7 +760,8 @@ export type ModelInfoResolvers<ContextType = GraphQLContext, ParentType extends 
 
 export type MutationResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
   deleteImage?: Resolver<ResolversTypes['DeleteImagePayload'], ParentType, ContextType, RequireFields<MutationDeleteImageArgs, 'id'>>;
-  ingestImage?: Resolver<ResolversTypes['IngestImagePayload'], ParentType, ContextType, RequireFields<MutationIngestImageArgs, 'input'>>;
+  ingestImage?: Resolver<ResolversTypes['IngestImagePayload'], ParentType, ContextType, RequireFields<MutationIngestImageArgs, 'input' | 'wait'>>;
+  ingestImages?: Resolver<ResolversTypes['IngestImagesPayload'], ParentType, ContextType, RequireFields<MutationIngestImagesArgs, 'inputs' | 'wait'>>;
   recaption?: Resolver<ResolversTypes['Image'], ParentType, ContextType, RequireFields<MutationRecaptionArgs, 'imageId'>>;
   updateImage?: Resolver<ResolversTypes['Image'], ParentType, ContextType, RequireFields<MutationUpdateImageArgs, 'id' | 'input'>>;
 }>;
@@ -584,6 +781,9 @@ export type QueryResolvers<ContextType = GraphQLContext, ParentType extends Reso
   askImage?: Resolver<ResolversTypes['Answer'], ParentType, ContextType, RequireFields<QueryAskImageArgs, 'imageId' | 'question'>>;
   image?: Resolver<Maybe<ResolversTypes['Image']>, ParentType, ContextType, RequireFields<QueryImageArgs, 'id'>>;
   images?: Resolver<ResolversTypes['ImageConnection'], ParentType, ContextType, RequireFields<QueryImagesArgs, 'first'>>;
+  imagesBySha256?: Resolver<Array<ResolversTypes['Image']>, ParentType, ContextType, RequireFields<QueryImagesBySha256Args, 'sha256'>>;
+  job?: Resolver<Maybe<ResolversTypes['Job']>, ParentType, ContextType, RequireFields<QueryJobArgs, 'id'>>;
+  jobs?: Resolver<ResolversTypes['JobConnection'], ParentType, ContextType, RequireFields<QueryJobsArgs, 'first'>>;
   node?: Resolver<Maybe<ResolversTypes['Node']>, ParentType, ContextType, RequireFields<QueryNodeArgs, 'id'>>;
   searchByImage?: Resolver<ResolversTypes['SearchConnection'], ParentType, ContextType, RequireFields<QuerySearchByImageArgs, 'first' | 'input'>>;
   searchImages?: Resolver<ResolversTypes['SearchConnection'], ParentType, ContextType, RequireFields<QuerySearchImagesArgs, 'first' | 'mode' | 'text'>>;
@@ -621,6 +821,10 @@ export type ServiceInfoResolvers<ContextType = GraphQLContext, ParentType extend
   models?: Resolver<Array<ResolversTypes['ModelInfo']>, ParentType, ContextType>;
 }>;
 
+export type SubscriptionResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
+  jobUpdates?: SubscriptionResolver<ResolversTypes['Job'], "jobUpdates", ParentType, ContextType, Partial<SubscriptionJobUpdatesArgs>>;
+}>;
+
 export interface UploadScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['Upload'], any> {
   name: 'Upload';
 }
@@ -632,8 +836,14 @@ export type Resolvers<ContextType = GraphQLContext> = ResolversObject<{
   Image?: ImageResolvers<ContextType>;
   ImageConnection?: ImageConnectionResolvers<ContextType>;
   ImageEdge?: ImageEdgeResolvers<ContextType>;
+  IngestError?: IngestErrorResolvers<ContextType>;
   IngestImagePayload?: IngestImagePayloadResolvers<ContextType>;
+  IngestImageResult?: IngestImageResultResolvers<ContextType>;
+  IngestImagesPayload?: IngestImagesPayloadResolvers<ContextType>;
   JSON?: GraphQLScalarType;
+  Job?: JobResolvers<ContextType>;
+  JobConnection?: JobConnectionResolvers<ContextType>;
+  JobEdge?: JobEdgeResolvers<ContextType>;
   ModelInfo?: ModelInfoResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   Node?: NodeResolvers<ContextType>;
@@ -642,6 +852,7 @@ export type Resolvers<ContextType = GraphQLContext> = ResolversObject<{
   SearchConnection?: SearchConnectionResolvers<ContextType>;
   SearchEdge?: SearchEdgeResolvers<ContextType>;
   ServiceInfo?: ServiceInfoResolvers<ContextType>;
+  Subscription?: SubscriptionResolvers<ContextType>;
   Upload?: GraphQLScalarType;
 }>;
 

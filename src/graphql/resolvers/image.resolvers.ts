@@ -3,6 +3,8 @@ import type { Resolvers } from '../__generated__/resolvers-types.js';
 
 export const imageResolvers: Resolvers = {
   Image: {
+    // DELETING rows are never returned; anything not yet READY is still PROCESSING.
+    status: (image) => (image.status === 'READY' ? 'READY' : 'PROCESSING'),
     description: (image, _args, ctx) => describeImage(image, ctx.services.minAltTextMatch),
     url: (image, _args, ctx) => `${ctx.services.publicUrl}/images/${image.id}`,
     thumbnailUrl: (image, _args, ctx) => `${ctx.services.publicUrl}/images/${image.id}/thumbnail`,
@@ -17,6 +19,7 @@ export const imageResolvers: Resolvers = {
     images: (_root, { first, after, filter }, ctx) => ctx.services.images.listImages(first ?? 20, after, filter).then(toConnection),
     askImage: (_root, { imageId, question, model }, ctx) => ctx.services.images.askImage(imageId, question, model),
     serviceInfo: (_root, _args, ctx) => ctx.services.info(),
+    imagesBySha256: (_root, { sha256 }, ctx) => ctx.services.images.findBySha256s(sha256),
   },
   Mutation: {
     deleteImage: (_root, { id }, ctx) => ctx.services.images.deleteImage(id),

@@ -3,6 +3,7 @@ import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
 import type { Resolvers } from '../__generated__/resolvers-types.js';
 import { imageResolvers } from './image.resolvers.js';
 import { ingestResolvers } from './ingest.resolvers.js';
+import { jobResolvers } from './job.resolvers.js';
 import { searchResolvers } from './search.resolvers.js';
 
 export const resolvers: Resolvers = {
@@ -11,6 +12,8 @@ export const resolvers: Resolvers = {
   DateTime: DateTimeResolver,
   Image: imageResolvers.Image,
   Node: imageResolvers.Node,
-  Query: { ...imageResolvers.Query, ...searchResolvers.Query },
+  Job: jobResolvers.Job,
+  Query: { ...imageResolvers.Query, ...searchResolvers.Query, ...jobResolvers.Query },
   Mutation: { ...imageResolvers.Mutation, ...ingestResolvers.Mutation },
+  Subscription: jobResolvers.Subscription,
 };

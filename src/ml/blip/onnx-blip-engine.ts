@@ -228,6 +228,10 @@ export class OnnxBlipEngine implements BlipEngine {
     return this.tokenizer.countTokens(text);
   }
 
+  queueDepth(): { interactive: number; background: number } {
+    return this.scheduler.queued;
+  }
+
   /** Stops the workers; pending calls reject with EngineClosedError. */
   async close(): Promise<void> {
     await this.scheduler.close();

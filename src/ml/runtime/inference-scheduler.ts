@@ -24,6 +24,11 @@ export interface SchedulerOptions {
   reservedInteractive?: number;
   /** Graphs whose runs may be merged along axis 0 (every input and output has batch first). */
   batchableGraphs?: Iterable<string>;
+  /**
+   * Told of each finished job: the graph it ran ('generate' and 'itm' for the composite jobs) and
+   * its seconds from dispatch to result (the service's inference-time metric, src/lib/metrics.ts).
+   */
+  onJobDone?: (graph: string, seconds: number) => void;
 }
 
 interface Item {
@@ -75,6 +80,7 @@ export class InferenceScheduler {
   private readonly reserved: number;
   private readonly batchable: Set<string>;
   private timer: NodeJS.Timeout | null = null;
+  private readonly onJobDone: SchedulerOptions['onJobDone'];
   private closed = false;
   readonly stats: SchedulerStats = { runs: [], runsByGraph: {}, generations: 0, itmJobs: 0, itmRows: 0 };
 
@@ -86,6 +92,7 @@ export class InferenceScheduler {
     this.maxWaitMs = options.maxWaitMs ?? 2;
     this.reserved = Math.min(options.reservedInteractive ?? 0, executors.length - 1);
     this.batchable = new Set(options.batchableGraphs ?? []);
+    this.onJobDone = options.onJobDone;
   }
 
   /** Jobs waiting for an executor, per lane (metrics, health). */
@@ -213,8 +220,11 @@ export class InferenceScheduler {
     const first = group[0] as Item;
     const priority = first.priority;
     slot.running[priority]++;
+    const startedAt = performance.now();
+    const label = first.job.kind === 'run' ? first.job.graph : first.job.kind;
     const done = (): void => {
       slot.running[priority]--;
+      this.onJobDone?.(label, (performance.now() - startedAt) / 1000);
       this.pump();
     };
     if (first.job.kind !== 'run') {

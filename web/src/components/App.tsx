@@ -3,6 +3,7 @@ import { api, onConnectivity, type ServiceInfo } from '../api';
 import { useRoute } from '../router';
 import { dismissToast, setLimits, useCollectionVersion, useToasts } from '../store';
 import { ImageView } from './ImageView';
+import { JobsIndicator } from './JobsIndicator';
 import { ListOptions } from './ListOptions';
 import { ResultsView } from './ResultsView';
 import { SearchBar } from './SearchBar';
@@ -88,6 +89,7 @@ export function App() {
             </span>
           </a>
           <SearchBar route={route} />
+          <JobsIndicator />
           <button type="button" class="btn btn-primary upload-toggle" aria-label="Upload images" aria-expanded={uploadOpen} aria-controls="upload-region" onClick={() => setUploadOpen((o) => !o)}>
             <svg viewBox="0 0 20 20" class="icon" aria-hidden="true">
               <path d="M10 14V4m0 0L6 8m4-4 4 4M4 13v2a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2v-2" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" />
