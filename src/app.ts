@@ -13,9 +13,11 @@ import { ACCEPTED_MIME_TYPES } from './ml/preprocess/image-decoder.js';
 import { ImageFileStore } from './repositories/image-file-store.js';
 import { ImageQueryRepository } from './repositories/image-query.repository.js';
 import { PrismaImageRepository } from './repositories/image.repository.js';
+import { PrismaApiKeyRepository } from './repositories/api-key.repository.js';
 import { readDataDirIdentity, writeDataDirIdentity } from './repositories/data-dir-identity.js';
 import { runMigrations } from './repositories/run-migrations.js';
 import { PrismaSettingRepository } from './repositories/setting.repository.js';
+import { ApiKeyService } from './services/api-key.service.js';
 import { CaptureInfoBackfill } from './services/capture-info-backfill.service.js';
 import { bindDataDir, describeDatabase } from './services/data-dir-binding.service.js';
 import { ImageIndexService } from './services/image-index.service.js';
@@ -32,6 +34,8 @@ export interface Application {
   readonly server: http.Server;
   readonly port: number;
   readonly ingest: IngestService;
+  /** API keys in this application's database (what `npm run cli -- keys` manages). */
+  readonly keys: ApiKeyService;
   /** Stops accepting requests, drains, saves the index, closes the DB and the engine. */
   stop(): Promise<void>;
 }
@@ -140,7 +144,20 @@ export async function startApplication(
     httpServer: server,
   });
   await apollo.start();
-  handler = createHttpApp({ apollo, services, images, isReady: () => ready, corsOrigin: config.http.corsOrigin, maxUploadBytes: config.limits.maxUploadBytes, webDir: config.http.webDir, log });
+  const keys = new ApiKeyService(new PrismaApiKeyRepository(db));
+  handler = createHttpApp({
+    apollo,
+    services,
+    images,
+    keys,
+    auth: { mode: config.auth.mode, localHosts: new Set(config.http.allowedHosts) },
+    trustProxy: config.http.trustProxy,
+    isReady: () => ready,
+    corsOrigins: config.http.corsOrigins,
+    maxUploadBytes: config.limits.maxUploadBytes,
+    webDir: config.http.webDir,
+    log,
+  });
   log.info({ port, modelId: engine.modelId, indexed: index.size }, 'ready');
 
   const abort = new AbortController();
@@ -169,5 +186,5 @@ export async function startApplication(
       await engine.close();
       log.info('stopped');
     })());
-  return { server, port, ingest, stop };
+  return { server, port, ingest, keys, stop };
 }

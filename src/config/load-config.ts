@@ -10,7 +10,16 @@ const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
 /** Every variable the service reads, with its default. Documented in the README table. */
 const envSchema = z.object({
   PORT: int(0, 65535).default(4000),
-  HOST: z.string().min(1).optional(),
+  // Loopback unless told otherwise: a fresh install is reachable from this machine only.
+  HOST: z.string().min(1).default('127.0.0.1'),
+  // Who needs an API key (docs/security.md): required: everyone; local: all but loopback clients
+  // addressing the server by a local name; off: nobody.
+  AUTH: z.enum(['required', 'local', 'off']).default('local'),
+  ALLOW_INSECURE: bool.default(false),
+  // Host names (comma-separated, without port) accepted besides localhost, 127.0.0.1 and [::1].
+  ALLOWED_HOSTS: z.string().optional(),
+  // express's "trust proxy": which peers' X-Forwarded-For to believe (docs/security.md).
+  TRUST_PROXY: z.string().min(1).optional(),
   DATA_DIR: z.string().min(1).default('./data'),
   DATABASE_URL: z
     .string()
@@ -22,7 +31,8 @@ const envSchema = z.object({
   SAMPLES_DIR: z.string().min(1).default('samples'),
   WEB_DIR: z.string().min(1).default('web/dist'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  CORS_ORIGIN: z.string().min(1).default('*'),
+  // Origins (comma-separated) other pages may call the API from; unset: none (same origin only).
+  CORS_ORIGIN: z.string().optional(),
   PUBLIC_URL: z
     .string()
     .url()
@@ -62,12 +72,18 @@ export type DatabaseConfig =
 export interface AppConfig {
   http: {
     port: number;
-    host: string | undefined;
-    corsOrigin: string;
+    host: string;
+    /** Empty: no other origin; ['*']: any (AUTH=required only). */
+    corsOrigins: string[];
+    /** Host header values (lower-case, no port) the server answers to: local names plus ALLOWED_HOSTS. */
+    allowedHosts: string[];
+    /** express "trust proxy" value: false, a hop count, or addresses/subnets. */
+    trustProxy: boolean | number | string;
     webDir: string;
     /** Base of absolute image URLs (no trailing slash); '' keeps them relative. */
     publicUrl: string;
   };
+  auth: { mode: 'required' | 'local' | 'off' };
   dataDir: string;
   /** Bind DATA_DIR to this database although their instance ids differ (src/services/data-dir-binding.service.ts). */
   claimDataDir: boolean;
@@ -134,6 +150,21 @@ function databaseConfig(url: string | undefined, dataDir: string): DatabaseConfi
   return { provider: 'sqlite', url: `file:${filePath}`, filePath };
 }
 
+/** The names a loopback client uses for this machine; AUTH=local lets them through without a key. */
+export const LOCAL_HOST_NAMES = ['localhost', '127.0.0.1', '[::1]'];
+
+const list = (value: string | undefined) => (value ?? '').split(',').map((v) => v.trim()).filter(Boolean);
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+function trustProxy(value: string | undefined): boolean | number | string {
+  if (value === undefined || value === 'false') return false;
+  if (value === 'true') return true;
+  return /^\d+$/.test(value) ? Number(value) : value;
+}
+
 /**
  * Reads the environment once, validates all of it and lists every problem at once (immich's
  * getEnv). Empty strings count as unset, as in most .env tooling. The result is deeply frozen and
@@ -152,10 +183,27 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
   if (e.SEARCH_CANDIDATES !== undefined && e.SEARCH_CANDIDATES > e.MAX_SEARCH_CANDIDATES) {
     issues.push(`SEARCH_CANDIDATES: must not exceed MAX_SEARCH_CANDIDATES (${e.MAX_SEARCH_CANDIDATES})`);
   }
+  const corsOrigins = list(e.CORS_ORIGIN);
+  if (corsOrigins.includes('*') && e.AUTH !== 'required') {
+    issues.push(`CORS_ORIGIN: '*' lets any web page use the API with its visitors' access; it needs AUTH=required (got AUTH=${e.AUTH})`);
+  }
+  for (const origin of corsOrigins.filter((o) => o !== '*')) {
+    if (!/^https?:\/\/[^/]+$/.test(origin)) issues.push(`CORS_ORIGIN: ${JSON.stringify(origin)} is not an origin (scheme://host[:port], no path)`);
+  }
+  if (e.AUTH === 'off' && !isLoopbackHost(e.HOST) && !e.ALLOW_INSECURE) {
+    issues.push(`AUTH=off with HOST=${e.HOST} lets anyone who reaches the port delete the library; set AUTH=local or required, or ALLOW_INSECURE=true`);
+  }
   if (issues.length) throw new ConfigError(issues);
   const dataDir = path.resolve(e.DATA_DIR);
   return deepFreeze({
-    http: { port: e.PORT, host: e.HOST, corsOrigin: e.CORS_ORIGIN, webDir: path.resolve(e.WEB_DIR), publicUrl: (e.PUBLIC_URL ?? '').replace(/\/+$/, '') },
+    http: {
+      port: e.PORT,
+      host: e.HOST,
+      corsOrigins,
+      allowedHosts: [...new Set([...LOCAL_HOST_NAMES, ...list(e.ALLOWED_HOSTS).map((h) => h.toLowerCase())])],
+      trustProxy: trustProxy(e.TRUST_PROXY),
+      webDir: path.resolve(e.WEB_DIR), publicUrl: (e.PUBLIC_URL ?? '').replace(/\/+$/, '') },
+    auth: { mode: e.AUTH },
     dataDir,
     claimDataDir: e.CLAIM_DATA_DIR,
     db: databaseConfig(e.DATABASE_URL, dataDir),

@@ -1,3 +1,4 @@
+import type { Principal } from '../domain/api-key.js';
 import type { ImageService } from '../services/image.service.js';
 import type { IngestService } from '../services/ingest.service.js';
 import type { SearchService } from '../services/search.service.js';
@@ -26,7 +27,8 @@ export interface GraphQLServices {
   publicUrl: string;
 }
 
-/** Per-request context: services only; resolvers never reach past them. */
+/** Per-request context: services, and who asks (src/http/authenticate.ts); resolvers never reach past them. */
 export interface GraphQLContext {
   services: GraphQLServices;
+  principal: Principal;
 }

@@ -7,6 +7,7 @@ import type { GraphQLContext } from './context.js';
 import { createFormatError } from './format-error.js';
 import { complexityLimitPlugin, depthLimitRule } from './query-limits.js';
 import { resolvers } from './resolvers/index.js';
+import { scopePlugin } from './scope-plugin.js';
 
 export interface ApolloOptions {
   schemaPath: string;
@@ -29,6 +30,8 @@ export function createApolloServer(options: ApolloOptions): ApolloServer<GraphQL
     includeStacktraceInErrorResponses: false,
     logger: options.log,
     plugins: [
+      // Scope first: a caller without access learns nothing about the cost of its query.
+      scopePlugin(),
       complexityLimitPlugin(options.maxQueryComplexity),
       ...(options.httpServer ? [ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer })] : []),
     ],

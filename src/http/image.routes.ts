@@ -2,7 +2,7 @@ import { Router, type NextFunction, type Request, type Response } from 'express'
 import { DomainError } from '../domain/errors.js';
 import type { ImageService } from '../services/image.service.js';
 
-const STATUS: Record<string, number> = { BAD_USER_INPUT: 400, NOT_FOUND: 404, PAYLOAD_TOO_LARGE: 413, UNSUPPORTED_IMAGE: 415, SERVICE_UNAVAILABLE: 503, ORIGINAL_MISSING: 500 };
+const STATUS: Record<string, number> = { BAD_USER_INPUT: 400, NOT_FOUND: 404, PAYLOAD_TOO_LARGE: 413, UNSUPPORTED_IMAGE: 415, SERVICE_UNAVAILABLE: 503, ORIGINAL_MISSING: 500, UNAUTHENTICATED: 401, FORBIDDEN: 403 };
 
 /** GET /images/:id (original bytes) and GET /images/:id/thumbnail (WebP). Content-addressed: cache forever. */
 export function imageRoutes(images: ImageService): Router {
@@ -26,9 +26,13 @@ export function imageRoutes(images: ImageService): Router {
 
 /** JSON errors for the REST routes, with the same codes as GraphQL; internals masked. */
 export function restErrorHandler(log: { error: (o: object, m: string) => void }) {
-  return (error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+  return (error: unknown, req: Request, res: Response, _next: NextFunction) => {
     if (error instanceof DomainError) {
-      res.status(STATUS[error.code] ?? 400).json({ error: { code: error.code, message: error.message } });
+      if (error.code === 'UNAUTHENTICATED') res.set('WWW-Authenticate', 'Bearer');
+      res.status(STATUS[error.code] ?? 400);
+      // Refusals before Apollo (authentication) still answer /graphql in GraphQL's shape.
+      if (req.originalUrl.startsWith('/graphql')) res.json({ errors: [{ message: error.message, extensions: { code: error.code, ...error.details } }] });
+      else res.json({ error: { code: error.code, message: error.message } });
       return;
     }
     const status = (error as { status?: unknown }).status;

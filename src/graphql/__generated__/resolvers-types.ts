@@ -16,9 +16,10 @@ export type Scalars = {
   JSON: { input: unknown; output: unknown; }
   /**
    * blip-search GraphQL API. Errors carry `extensions.code`: BAD_USER_INPUT, NOT_FOUND,
-   * PAYLOAD_TOO_LARGE, UNSUPPORTED_IMAGE, SERVICE_UNAVAILABLE, ORIGINAL_MISSING (the image's stored
-   * original was removed from DATA_DIR behind the service's back), GRAPHQL_PARSE_FAILED,
-   * GRAPHQL_VALIDATION_FAILED (also for too deep / too complex queries), INTERNAL_SERVER_ERROR.
+   * PAYLOAD_TOO_LARGE, UNSUPPORTED_IMAGE, SERVICE_UNAVAILABLE, UNAUTHENTICATED, FORBIDDEN,
+   * ORIGINAL_MISSING (the image's stored original was removed from DATA_DIR behind the service's
+   * back), GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED (also for too deep / too complex queries),
+   * INTERNAL_SERVER_ERROR.
    */
   Upload: { input: Promise<import("graphql-upload/processRequest.mjs").FileUpload>; output: Promise<import("graphql-upload/processRequest.mjs").FileUpload>; }
 };
@@ -267,6 +268,12 @@ export type QuerySimilarImagesArgs = {
   imageId: Scalars['ID']['input'];
 };
 
+/** API key scopes; each includes the ones before it. */
+export type Scope =
+  | 'ADMIN'
+  | 'READ'
+  | 'WRITE';
+
 export type SearchConnection = {
   __typename?: 'SearchConnection';
   edges: Array<SearchEdge>;
@@ -433,6 +440,7 @@ export type ResolversTypes = ResolversObject<{
   Node: ResolverTypeWrapper<ResolversInterfaceTypes<ResolversTypes>['Node']>;
   PageInfo: ResolverTypeWrapper<PageInfo>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  Scope: Scope;
   SearchConnection: ResolverTypeWrapper<Omit<SearchConnection, 'edges'> & { edges: Array<ResolversTypes['SearchEdge']> }>;
   SearchEdge: ResolverTypeWrapper<Omit<SearchEdge, 'node'> & { node: ResolversTypes['Image'] }>;
   SearchMode: SearchMode;
@@ -471,6 +479,12 @@ export type ResolversParentTypes = ResolversObject<{
   UpdateImageInput: UpdateImageInput;
   Upload: Scalars['Upload']['output'];
 }>;
+
+export type RequiresScopeDirectiveArgs = {
+  scope: Scope;
+};
+
+export type RequiresScopeDirectiveResolver<Result, Parent, ContextType = GraphQLContext, Args = RequiresScopeDirectiveArgs> = DirectiveResolverFn<Result, Parent, ContextType, Args>;
 
 export type AnswerResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Answer'] = ResolversParentTypes['Answer']> = ResolversObject<{
   answer?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
@@ -610,3 +624,6 @@ export type Resolvers<ContextType = GraphQLContext> = ResolversObject<{
   Upload?: GraphQLScalarType;
 }>;
 
+export type DirectiveResolvers<ContextType = GraphQLContext> = ResolversObject<{
+  requiresScope?: RequiresScopeDirectiveResolver<any, any, ContextType>;
+}>;
