@@ -154,6 +154,7 @@ export async function startApplication(
     trustProxy: config.http.trustProxy,
     isReady: () => ready,
     corsOrigins: config.http.corsOrigins,
+    allowedHosts: config.http.allowedHosts,
     maxUploadBytes: config.limits.maxUploadBytes,
     webDir: config.http.webDir,
     log,

@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { ApolloServer } from '@apollo/server';
 import { expressMiddleware } from '@as-integrations/express5';
 import cors from 'cors';
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
+import helmet from 'helmet';
 import graphqlUploadExpress from 'graphql-upload/graphqlUploadExpress.mjs';
 import type { GraphQLContext, GraphQLServices } from '../graphql/context.js';
 import type { Logger } from '../lib/logger.js';
@@ -19,6 +20,8 @@ export interface HttpAppOptions {
   keys: ApiKeyService;
   auth: AuthSettings;
   isReady: () => boolean;
+  /** Host names (no port) the server answers to; others get 421 (config.http.allowedHosts). */
+  allowedHosts: readonly string[];
   /** Express "trust proxy" (config.http.trustProxy): whose X-Forwarded-For sets req.ip. */
   trustProxy: boolean | number | string;
   corsOrigins: readonly string[];
@@ -32,10 +35,13 @@ export function createHttpApp(options: HttpAppOptions): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', options.trustProxy);
+  app.use(securityHeaders(options.corsOrigins.length > 0));
   app.get('/healthz', (_req, res) => {
     if (options.isReady()) res.json({ status: 'ok' });
     else res.status(503).json({ status: 'starting' });
   });
+  // After /healthz, which probes reach by address, and before everything that reads or acts.
+  app.use(hostCheck(new Set(options.allowedHosts)));
   app.use(
     '/graphql',
     cors({ origin: options.corsOrigins.includes('*') ? true : [...options.corsOrigins] }),
@@ -60,3 +66,44 @@ export function createHttpApp(options: HttpAppOptions): Express {
   return app;
 }
 
+/**
+ * helmet's headers on every response. The CSP fits the built page (web/dist: module scripts and
+ * stylesheets from this origin, previews as blob:/data: images, GraphQL on this origin) and
+ * nothing else; frame-ancestors 'none' keeps the page (and its delete button) out of other
+ * sites' frames. Images may be embedded cross-origin only when CORS_ORIGIN lists front ends.
+ */
+function securityHeaders(crossOriginFrontEnds: boolean) {
+  return helmet({
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:', 'blob:'],
+        connectSrc: ["'self'"],
+        fontSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+      },
+    },
+    crossOriginResourcePolicy: { policy: crossOriginFrontEnds ? 'cross-origin' : 'same-origin' },
+    // No upgrade-insecure-requests or HSTS: the default listener is plain HTTP on loopback; a TLS
+    // proxy in front sets HSTS itself (docs/security.md).
+    strictTransportSecurity: false,
+  });
+}
+
+/**
+ * Answers 421 Misdirected Request to a Host the server does not go by: a page whose domain was
+ * rebound to this machine's address (DNS rebinding) sends its own name, so it never reaches the
+ * API, whatever AUTH allows.
+ */
+function hostCheck(allowed: ReadonlySet<string>): RequestHandler {
+  return (req, res, next) => {
+    if (allowed.has((req.hostname ?? '').toLowerCase())) return next();
+    res.status(421).json({ errors: [{ message: `Host ${JSON.stringify(req.hostname)} is not served here; add it to ALLOWED_HOSTS`, extensions: { code: 'MISDIRECTED_REQUEST' } }] });
+  };
+}

@@ -4,7 +4,8 @@ import { decodeKeysetCursor, encodeKeysetCursor, requireFirst, type Page } from 
 import type { AnswerResult } from '../domain/search.js';
 import type { Logger } from '../lib/logger.js';
 import type { BlipEngine, CaptionOptions } from '../ml/blip-engine.js';
-import { renderThumbnail } from '../ml/preprocess/image-decoder.js';
+import { renderServableCopy, renderThumbnail } from '../ml/preprocess/image-decoder.js';
+import { imageExtent } from '../ml/preprocess/image-extent.js';
 import type { ImageFileStore } from '../repositories/image-file-store.js';
 import type { ImageQueryRepository } from '../repositories/image-query.repository.js';
 import type { ImageDetailsPatch, PrismaImageRepository } from '../repositories/image.repository.js';
@@ -25,6 +26,9 @@ export interface ImageUpdate {
   altText?: string | null;
   metadata?: unknown;
 }
+
+/** The thumbnail "size" under which full-size servable copies are cached (thumbs/0/). */
+const SERVABLE_COPY = 0;
 
 /** Use cases on stored images: read, list, delete, edit, recaption, ask, bytes. */
 export class ImageService {
@@ -129,9 +133,23 @@ export class ImageService {
     return { answer, question: text, image };
   }
 
+  /**
+   * The original as the decoder saw it: cut where its container ends (data appended after the
+   * image is never served, src/ml/preprocess/image-extent.ts), or, for formats whose end cannot be
+   * found (TIFF, AVIF, HEIF), a lossless WebP copy made once and kept beside the thumbnails.
+   * The stored file itself is untouched: its sha256 is the image's identity.
+   */
   async readOriginal(id: string): Promise<{ bytes: Buffer; mimeType: string; sha256: string }> {
     const image = await this.requireImage(id);
-    return { bytes: await this.files.readOriginal(image.sha256), mimeType: image.mimeType, sha256: image.sha256 };
+    const bytes = await this.files.readOriginal(image.sha256);
+    const end = imageExtent(bytes, image.mimeType);
+    if (end !== null) return { bytes: bytes.subarray(0, end), mimeType: image.mimeType, sha256: image.sha256 };
+    let copy = await this.files.readThumbnail(SERVABLE_COPY, image.sha256);
+    if (!copy) {
+      copy = await renderServableCopy(bytes);
+      await this.files.writeThumbnail(SERVABLE_COPY, image.sha256, copy);
+    }
+    return { bytes: copy, mimeType: 'image/webp', sha256: image.sha256 };
   }
 
   /** WebP, longest side at most thumbnailSize; rendered once and kept under DATA_DIR. */

@@ -173,6 +173,19 @@ export async function renderThumbnail(original: Uint8Array, maxSide: number): Pr
     .toBuffer();
 }
 
+/**
+ * A full-size copy of an original whose container cannot be checked for appended data
+ * (src/ml/preprocess/image-extent.ts): what the decoder saw, re-encoded as lossless WebP (EXIF
+ * orientation applied, metadata dropped; WebP's 16383-pixel side limit applies).
+ */
+export async function renderServableCopy(original: Uint8Array): Promise<Buffer> {
+  return sharp(original, { limitInputPixels: false })
+    .rotate()
+    .resize(16383, 16383, { fit: 'inside', withoutEnlargement: true })
+    .webp({ lossless: true })
+    .toBuffer();
+}
+
 /** Reads only the header: format, oriented size, alpha. Enforces the byte and pixel limits. */
 export async function probeImage(bytes: Uint8Array, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): Promise<ImageInfo> {
   return (await readHeader(bytes, limits)).info;
