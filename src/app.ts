@@ -27,6 +27,8 @@ import { ItmStateCache } from './services/itm-state-cache.js';
 import { seedSamples } from './services/sample-seeder.service.js';
 import { SearchService } from './services/search.service.js';
 import { StorageRecoveryService } from './services/storage-recovery.service.js';
+import { RequestScopedEngine } from './services/request-scope.js';
+import { createRateLimitStore } from './repositories/rate-limit-store.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -81,7 +83,20 @@ export async function startApplication(
     res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '5' });
     res.end(JSON.stringify(req.url === '/healthz' ? { status: 'starting' } : { errors: [{ message: 'Starting', extensions: { code: 'SERVICE_UNAVAILABLE' } }] }));
   };
-  const server = http.createServer((req, res) => handler(req, res));
+  // Bounded sockets (docs/security.md): slow or idle clients cannot hold file descriptors for long.
+  // connectionsCheckingInterval: how often Node enforces headers/request timeouts (default 30 s).
+  const server = http.createServer(
+    {
+      headersTimeout: config.server.headersTimeoutMs,
+      requestTimeout: config.server.requestTimeoutMs,
+      keepAliveTimeout: config.server.keepAliveTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, config.server.headersTimeoutMs),
+    },
+    (req, res) => handler(req, res),
+  );
+  server.maxConnections = config.server.maxConnections;
+  // Sockets with no traffic at all (not even a request line) close after this.
+  server.setTimeout(Math.max(config.server.headersTimeoutMs, config.server.keepAliveTimeoutMs) * 2);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.http.port, config.http.host, resolve);
@@ -90,9 +105,11 @@ export async function startApplication(
   const port = typeof address === 'object' && address ? address.port : config.http.port;
   log.info({ port, dataDir: config.dataDir, db: config.db.provider }, 'listening; loading the model');
   hooks.onListening?.(port);
-  let engine: BlipEngine;
+  let engine: RequestScopedEngine;
   try {
-    engine = typeof engineSource === 'function' ? await engineSource() : engineSource;
+    engine = new RequestScopedEngine(typeof engineSource === 'function' ? await engineSource() : engineSource, {
+      maxConcurrentDecodes: config.work.maxConcurrentDecodes,
+    });
   } catch (error) {
     server.close();
     await db.$disconnect();
@@ -107,7 +124,12 @@ export async function startApplication(
     log.child({ module: 'index' }),
   );
   const itmStates = new ItmStateCache(engine, files, config.search.itmCacheBytes);
-  const limits = { ...config.limits, maxMetadataBytes: 16 * 1024 };
+  const limits = {
+    ...config.limits,
+    maxMetadataBytes: 16 * 1024,
+    maxConcurrentIngests: config.work.maxConcurrentIngests,
+    maxQueuedIngests: config.work.maxQueued,
+  };
   const ingest = new IngestService(engine, repo, files, index, itmStates, limits, log.child({ module: 'ingest' }));
   const search = new SearchService(engine, repo, queries, index, itmStates, { ...limits, ...config.search });
   const images = new ImageService(engine, repo, queries, files, index, itmStates, { ...limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }));
@@ -142,8 +164,20 @@ export async function startApplication(
     maxQueryComplexity: config.limits.maxQueryComplexity,
     log: log.child({ module: 'graphql' }),
     httpServer: server,
+    workBudget: {
+      maxItmCandidates: config.work.maxItmCandidates,
+      maxGenerations: config.work.maxGenerations,
+      maxDecodes: config.work.maxDecodes,
+      defaultCandidates: () => search.defaultCandidates,
+    },
+    hideSuggestions: config.production,
   });
   await apollo.start();
+  const rateLimits = createRateLimitStore(config.rateLimit.store, config.db);
+  const limiters = {
+    address: await rateLimits.limiter('address', config.rateLimit.perMinute, 60),
+    key: await rateLimits.limiter('key', config.rateLimit.keyPerMinute, 60),
+  };
   const keys = new ApiKeyService(new PrismaApiKeyRepository(db));
   handler = createHttpApp({
     apollo,
@@ -153,6 +187,11 @@ export async function startApplication(
     auth: { mode: config.auth.mode, localHosts: new Set(config.http.allowedHosts) },
     trustProxy: config.http.trustProxy,
     isReady: () => ready,
+    backlog: () => {
+      const b = engine.backlog();
+      return { ...b, degraded: b.pending > 0 && b.oldestMs > config.work.degradedAfterMs };
+    },
+    limiters,
     corsOrigins: config.http.corsOrigins,
     allowedHosts: config.http.allowedHosts,
     maxUploadBytes: config.limits.maxUploadBytes,
@@ -184,6 +223,7 @@ export async function startApplication(
       await background;
       await index.flush();
       await db.$disconnect();
+      await rateLimits.close();
       await engine.close();
       log.info('stopped');
     })());

@@ -30,6 +30,7 @@ const envSchema = z.object({
   SEED_SAMPLES: bool.default(true),
   SAMPLES_DIR: z.string().min(1).default('samples'),
   WEB_DIR: z.string().min(1).default('web/dist'),
+  NODE_ENV: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   // Origins (comma-separated) other pages may call the API from; unset: none (same origin only).
   CORS_ORIGIN: z.string().optional(),
@@ -63,6 +64,25 @@ const envSchema = z.object({
   INDEX_SAVE_DELAY_MS: int(0, 3_600_000).default(2000),
   INDEX_COMPACT_RATIO: num(0.01, 1).default(0.2),
   THUMBNAIL_SIZE: int(16, 2048).default(256),
+  // Model work one GraphQL request may ask for, counted before it runs (QUERY_TOO_EXPENSIVE).
+  MAX_REQUEST_ITM_CANDIDATES: int(1, 1_000_000).default(1000),
+  MAX_REQUEST_GENERATIONS: int(1, 1000).default(4),
+  MAX_REQUEST_DECODES: int(1, 1000).default(4),
+  // Requests per minute: per API key, and per client address for requests without one.
+  RATE_LIMIT_PER_MINUTE: int(1, 10_000_000).default(600),
+  RATE_LIMIT_KEY_PER_MINUTE: int(1, 10_000_000).default(1200),
+  RATE_LIMIT_STORE: z.enum(['memory', 'postgres']).default('memory'),
+  // Overload: ingests and image decodes running at once, and how many may wait for a slot.
+  MAX_CONCURRENT_INGESTS: int(1, 1024).default(4),
+  MAX_CONCURRENT_DECODES: int(1, 1024).default(4),
+  MAX_QUEUED_WORK: int(0, 100_000).default(16),
+  // /healthz says degraded once model work has waited this long.
+  HEALTH_DEGRADED_MS: int(100, 3_600_000).default(10_000),
+  // Idle sockets cannot hold file descriptors for long (docs/security.md).
+  MAX_CONNECTIONS: int(1, 1_000_000).default(1024),
+  HEADERS_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  REQUEST_TIMEOUT_MS: int(100, 3_600_000).default(120_000),
+  KEEP_ALIVE_TIMEOUT_MS: int(100, 600_000).default(5_000),
 });
 
 export type DatabaseConfig =
@@ -125,6 +145,20 @@ export interface AppConfig {
     compactRatio: number;
   };
   thumbnailSize: number;
+  /** NODE_ENV=production: GraphQL errors give no field suggestions. */
+  production: boolean;
+  /** Bounded work (docs/security.md, "Bounded work"). */
+  work: {
+    maxItmCandidates: number;
+    maxGenerations: number;
+    maxDecodes: number;
+    maxConcurrentIngests: number;
+    maxConcurrentDecodes: number;
+    maxQueued: number;
+    degradedAfterMs: number;
+  };
+  rateLimit: { perMinute: number; keyPerMinute: number; store: 'memory' | 'postgres' };
+  server: { maxConnections: number; headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number };
 }
 
 export class ConfigError extends Error {
@@ -190,6 +224,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
   for (const origin of corsOrigins.filter((o) => o !== '*')) {
     if (!/^https?:\/\/[^/]+$/.test(origin)) issues.push(`CORS_ORIGIN: ${JSON.stringify(origin)} is not an origin (scheme://host[:port], no path)`);
   }
+  if (e.RATE_LIMIT_STORE === 'postgres' && !e.DATABASE_URL?.startsWith('postgres')) {
+    issues.push('RATE_LIMIT_STORE: postgres needs DATABASE_URL to be a PostgreSQL URL');
+  }
   if (e.AUTH === 'off' && !isLoopbackHost(e.HOST) && !e.ALLOW_INSECURE) {
     issues.push(`AUTH=off with HOST=${e.HOST} lets anyone who reaches the port delete the library; set AUTH=local or required, or ALLOW_INSECURE=true`);
   }
@@ -239,5 +276,22 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
       compactRatio: e.INDEX_COMPACT_RATIO,
     },
     thumbnailSize: e.THUMBNAIL_SIZE,
+    production: e.NODE_ENV === 'production',
+    work: {
+      maxItmCandidates: e.MAX_REQUEST_ITM_CANDIDATES,
+      maxGenerations: e.MAX_REQUEST_GENERATIONS,
+      maxDecodes: e.MAX_REQUEST_DECODES,
+      maxConcurrentIngests: e.MAX_CONCURRENT_INGESTS,
+      maxConcurrentDecodes: e.MAX_CONCURRENT_DECODES,
+      maxQueued: e.MAX_QUEUED_WORK,
+      degradedAfterMs: e.HEALTH_DEGRADED_MS,
+    },
+    rateLimit: { perMinute: e.RATE_LIMIT_PER_MINUTE, keyPerMinute: e.RATE_LIMIT_KEY_PER_MINUTE, store: e.RATE_LIMIT_STORE },
+    server: {
+      maxConnections: e.MAX_CONNECTIONS,
+      headersTimeoutMs: e.HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,
+    },
   });
 }

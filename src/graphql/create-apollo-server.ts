@@ -8,6 +8,7 @@ import { createFormatError } from './format-error.js';
 import { complexityLimitPlugin, depthLimitRule } from './query-limits.js';
 import { resolvers } from './resolvers/index.js';
 import { scopePlugin } from './scope-plugin.js';
+import { workBudgetPlugin, type WorkBudget } from './work-budget-plugin.js';
 
 export interface ApolloOptions {
   schemaPath: string;
@@ -15,6 +16,12 @@ export interface ApolloOptions {
   maxQueryComplexity: number;
   log: Logger;
   httpServer?: Server;
+  /** Model work per request (src/graphql/work-budget-plugin.ts); none: unbounded. */
+  workBudget?: WorkBudget;
+  /** Most lexical tokens a document may have. */
+  maxQueryTokens?: number;
+  /** Production hides "did you mean" field suggestions, which map the schema for a prober. */
+  hideSuggestions?: boolean;
 }
 
 /** Schema-first Apollo Server; no listen here, so tests can run operations directly. */
@@ -28,11 +35,16 @@ export function createApolloServer(options: ApolloOptions): ApolloServer<GraphQL
     formatError: createFormatError(options.log),
     validationRules: [depthLimitRule(options.maxQueryDepth)],
     includeStacktraceInErrorResponses: false,
+    // A document of 200k aliases costs seconds to parse and validate before any limit sees it;
+    // graphql-js stops counting tokens here instead (GRAPHQL_PARSE_FAILED).
+    parseOptions: { maxTokens: options.maxQueryTokens ?? 50_000 },
+    hideSchemaDetailsFromClientErrors: options.hideSuggestions ?? false,
     logger: options.log,
     plugins: [
       // Scope first: a caller without access learns nothing about the cost of its query.
       scopePlugin(),
       complexityLimitPlugin(options.maxQueryComplexity),
+      ...(options.workBudget ? [workBudgetPlugin(options.workBudget)] : []),
       ...(options.httpServer ? [ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer })] : []),
     ],
   });

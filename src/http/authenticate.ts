@@ -73,7 +73,7 @@ function isLocalRequest(req: Request, settings: AuthSettings): boolean {
   return isLoopbackAddress(req.ip) && settings.localHosts.has((req.hostname ?? '').toLowerCase());
 }
 
-function isLoopbackAddress(address: string | undefined): boolean {
+export function isLoopbackAddress(address: string | undefined): boolean {
   return !!address && (address === '::1' || /^(::ffff:)?127\./.test(address));
 }
 

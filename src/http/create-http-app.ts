@@ -10,6 +10,9 @@ import type { GraphQLContext, GraphQLServices } from '../graphql/context.js';
 import type { Logger } from '../lib/logger.js';
 import type { ApiKeyService } from '../services/api-key.service.js';
 import type { ImageService } from '../services/image.service.js';
+import { runInRequestScope } from '../services/request-scope.js';
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+import { rateLimit } from './rate-limit.js';
 import { authenticate, requireScope, type AuthSettings } from './authenticate.js';
 import { imageRoutes, restErrorHandler } from './image.routes.js';
 
@@ -20,6 +23,9 @@ export interface HttpAppOptions {
   keys: ApiKeyService;
   auth: AuthSettings;
   isReady: () => boolean;
+  /** Model work in flight: /healthz says "degraded" while the oldest has waited too long. */
+  backlog: () => { pending: number; oldestMs: number; degraded: boolean };
+  limiters: { address: RateLimiterAbstract; key: RateLimiterAbstract };
   /** Host names (no port) the server answers to; others get 421 (config.http.allowedHosts). */
   allowedHosts: readonly string[];
   /** Express "trust proxy" (config.http.trustProxy): whose X-Forwarded-For sets req.ip. */
@@ -37,15 +43,19 @@ export function createHttpApp(options: HttpAppOptions): Express {
   app.set('trust proxy', options.trustProxy);
   app.use(securityHeaders(options.corsOrigins.length > 0));
   app.get('/healthz', (_req, res) => {
-    if (options.isReady()) res.json({ status: 'ok' });
-    else res.status(503).json({ status: 'starting' });
+    if (!options.isReady()) return void res.status(503).json({ status: 'starting' });
+    // Still 200 when degraded: the server answers, slowly; a balancer may prefer another replica.
+    const { pending, oldestMs, degraded } = options.backlog();
+    res.json({ status: degraded ? 'degraded' : 'ok', pendingModelWork: pending, oldestWaitMs: oldestMs });
   });
+  app.use(requestScope);
   // After /healthz, which probes reach by address, and before everything that reads or acts.
   app.use(hostCheck(new Set(options.allowedHosts)));
   app.use(
     '/graphql',
     cors({ origin: options.corsOrigins.includes('*') ? true : [...options.corsOrigins] }),
     authenticate(options.keys, options.auth),
+    rateLimit(options.limiters, options.log),
     requireScope('read'),
     // graphql-upload implements the GraphQL multipart request spec; Apollo's CSRF prevention
     // (on) still requires a preflight-forcing header on these requests.
@@ -53,7 +63,7 @@ export function createHttpApp(options: HttpAppOptions): Express {
     express.json({ limit: Math.ceil(options.maxUploadBytes * 1.4) + 64 * 1024 }),
     expressMiddleware(options.apollo, { context: async ({ res }) => ({ services: options.services, principal: res.locals.principal }) }),
   );
-  app.use('/images', authenticate(options.keys, options.auth, { cookie: true }), requireScope('read'));
+  app.use('/images', authenticate(options.keys, options.auth, { cookie: true }), rateLimit(options.limiters, options.log), requireScope('read'));
   app.use(imageRoutes(options.images));
   if (fs.existsSync(path.join(options.webDir, 'index.html'))) {
     app.use(express.static(options.webDir, { index: 'index.html' }));
@@ -107,3 +117,15 @@ function hostCheck(allowed: ReadonlySet<string>): RequestHandler {
     res.status(421).json({ errors: [{ message: `Host ${JSON.stringify(req.hostname)} is not served here; add it to ALLOWED_HOSTS`, extensions: { code: 'MISDIRECTED_REQUEST' } }] });
   };
 }
+
+/**
+ * The rest of the request runs with a signal that fires when its client goes away before the
+ * answer is sent, so its queued model work is dropped (src/services/request-scope.ts).
+ */
+const requestScope: RequestHandler = (_req, res, next) => {
+  const abort = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) abort.abort();
+  });
+  runInRequestScope(abort.signal, next);
+};

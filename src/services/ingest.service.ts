@@ -9,6 +9,8 @@ import type { ImageIndexService } from './image-index.service.js';
 import { readImageSource, type ImageSource } from './image-source.js';
 import { requireMetadata, requireText } from './input-rules.js';
 import type { ItmStateCache } from './itm-state-cache.js';
+import { currentRequestSignal } from './request-scope.js';
+import { WorkLimiter } from './work-limiter.js';
 
 export interface IngestCommand {
   source: ImageSource;
@@ -25,6 +27,9 @@ export interface IngestLimits {
   maxUploadBytes: number;
   maxTextChars: number;
   maxMetadataBytes: number;
+  /** Ingests modelled at once, and how many may wait; more get SERVICE_UNAVAILABLE at once. */
+  maxConcurrentIngests?: number;
+  maxQueuedIngests?: number;
 }
 
 /**
@@ -35,6 +40,7 @@ export interface IngestLimits {
  */
 export class IngestService {
   private readonly inFlight = new Map<string, Promise<IngestResult>>();
+  private readonly slots: WorkLimiter;
 
   constructor(
     private readonly engine: BlipEngine,
@@ -44,7 +50,9 @@ export class IngestService {
     private readonly itmStates: ItmStateCache,
     private readonly limits: IngestLimits,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.slots = new WorkLimiter('ingests', limits.maxConcurrentIngests ?? Infinity, limits.maxQueuedIngests ?? Infinity);
+  }
 
   async ingestImage(command: IngestCommand): Promise<IngestResult> {
     const altText = command.altText == null ? null : requireText(command.altText, 'input.altText', this.limits.maxTextChars);
@@ -54,7 +62,7 @@ export class IngestService {
     // Concurrent uploads of the same bytes share one ingest.
     const running = this.inFlight.get(sha256);
     if (running) return { image: (await running).image, created: false };
-    const work = this.ingestBytes(bytes, sha256, altText, metadata);
+    const work = this.slots.run(() => this.ingestBytes(bytes, sha256, altText, metadata), currentRequestSignal());
     this.inFlight.set(sha256, work);
     try {
       return await work;

@@ -18,7 +18,8 @@ export type Scalars = {
    * blip-search GraphQL API. Errors carry `extensions.code`: BAD_USER_INPUT, NOT_FOUND,
    * PAYLOAD_TOO_LARGE, UNSUPPORTED_IMAGE, SERVICE_UNAVAILABLE, UNAUTHENTICATED, FORBIDDEN,
    * ORIGINAL_MISSING (the image's stored original was removed from DATA_DIR behind the service's
-   * back), GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED (also for too deep / too complex queries),
+   * back), QUERY_TOO_EXPENSIVE (more model work than one request may ask for), RATE_LIMITED (HTTP
+   * 429), GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED (also for too deep / too complex queries),
    * INTERNAL_SERVER_ERROR.
    */
   Upload: { input: Promise<import("graphql-upload/processRequest.mjs").FileUpload>; output: Promise<import("graphql-upload/processRequest.mjs").FileUpload>; }
