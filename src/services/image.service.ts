@@ -93,7 +93,7 @@ export class ImageService {
       patch.altText = altText;
       patch.altTextMatch = altText === null ? null : await this.itmMatch(image, altText);
     }
-    const updated = await this.repo.updateDetails(image.label, patch);
+    const updated = await this.stillStored(image, () => this.repo.updateDetails(image.label, patch));
     this.log.info({ id, altText: hasAlt, metadata: hasMetadata }, 'image updated');
     return updated;
   }
@@ -122,7 +122,8 @@ export class ImageService {
     const image = await this.requireImage(imageId, 'imageId');
     const loaded = await engineCall(async () => this.engine.loadImage(await this.files.readOriginal(image.sha256)));
     const caption = await engineCall(() => this.engine.caption(loaded, checked));
-    return this.repo.updateCaption(image.label, caption, this.engine.modelId, await this.itmMatch(image, caption));
+    const match = await this.itmMatch(image, caption);
+    return this.stillStored(image, () => this.repo.updateCaption(image.label, caption, this.engine.modelId, match));
   }
 
   async askImage(imageId: string, question: string): Promise<AnswerResult> {
@@ -162,6 +163,19 @@ export class ImageService {
       await this.files.writeThumbnail(size, image.sha256, bytes);
     }
     return { bytes, mimeType: 'image/webp', sha256: image.sha256 };
+  }
+
+  /**
+   * Writes to an image that may have been deleted while its model work ran: then the write finds
+   * no row, which is the client's NOT_FOUND, not a server fault.
+   */
+  private async stillStored<T>(image: ImageRecord, write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (error) {
+      if ((await this.repo.findById(image.id))?.label !== image.label) throw new NotFoundError('Image', image.id);
+      throw error;
+    }
   }
 
   private checkCaptionOptions(options: CaptionOptions): CaptionOptions {

@@ -53,7 +53,7 @@ export class FakeBlipEngine implements BlipEngine {
     try {
       meta = await sharp(bytes, { limitInputPixels: false }).metadata();
     } catch (error) {
-      throw new UnsupportedImageError(`not a decodable image: ${(error as Error).message}`, { cause: error });
+      throw new UnsupportedImageError("not a decodable image (corrupt, truncated or not an image)", { cause: error });
     }
     const { width = 0, height = 0, format } = meta;
     if (width * height > limit) throw new ImageTooLargeError('pixels', width * height, limit);

@@ -56,7 +56,8 @@ async function readHeader(bytes: Uint8Array, limits: ImageLimits): Promise<Heade
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (cause) {
-    throw new UnsupportedImageError(`not a decodable image (${(cause as Error).message})`, { cause });
+    // sharp's own words stay in `cause` (logs): they name library internals, not the client's mistake.
+    throw new UnsupportedImageError('not a decodable image (corrupt, truncated or not an image)', { cause });
   }
   // heif covers AVIF and HEIC; sharp names the container, the compression tells which
   const format = meta.format === 'heif' && meta.compression === 'av1' ? 'avif' : String(meta.format);
@@ -108,7 +109,7 @@ export async function decodeRgb(bytes: Uint8Array, limits: ImageLimits = DEFAULT
     return { info: header.info, rgb: { data, width: info.width, height: info.height } };
   } catch (cause) {
     if (cause instanceof ImageTooLargeError) throw cause;
-    throw new UnsupportedImageError(`cannot decode ${header.info.format} image (${(cause as Error).message})`, { cause });
+    throw new UnsupportedImageError(`cannot decode this ${header.info.format} image (corrupt or truncated)`, { cause });
   }
 }
 
