@@ -41,7 +41,9 @@ const envSchema = z.object({
     .refine((u) => !/[?#]/.test(u), 'must not have a query or a fragment')
     .optional(),
   MAX_UPLOAD_BYTES: int(1024, 1024 ** 3).default(20 * 1024 * 1024),
-  MAX_IMAGE_PIXELS: int(1, 1e9).default(50_000_000),
+  // 25 MP: a 24 MP camera's photos fit. Each decoded pixel costs 3+ bytes before the shrink, and
+  // a 2 KB WebP can claim 50 MP (4.4 s, 150 MB); docs/configuration.md.
+  MAX_IMAGE_PIXELS: int(1, 1e9).default(25_000_000),
   MAX_TEXT_CHARS: int(1, 100_000).default(500),
   MAX_PAGE_SIZE: int(1, 1000).default(100),
   // Unset: the model's manifest chooses (models/*/manifest.json "search"), else 128.

@@ -120,7 +120,7 @@ export class ImageService {
   async recaption(imageId: string, options: CaptionOptions | null | undefined): Promise<ImageRecord> {
     const checked = this.checkCaptionOptions(options ?? {});
     const image = await this.requireImage(imageId, 'imageId');
-    const loaded = await engineCall(async () => this.engine.loadImage(await this.files.readOriginal(image.sha256)));
+    const loaded = await this.loadForModel(image);
     const caption = await engineCall(() => this.engine.caption(loaded, checked));
     const match = await this.itmMatch(image, caption);
     return this.stillStored(image, () => this.repo.updateCaption(image.label, caption, this.engine.modelId, match));
@@ -129,7 +129,7 @@ export class ImageService {
   async askImage(imageId: string, question: string): Promise<AnswerResult> {
     const text = requireText(question, 'question', this.settings.maxTextChars);
     const image = await this.requireImage(imageId, 'imageId');
-    const loaded = await engineCall(async () => this.engine.loadImage(await this.files.readOriginal(image.sha256)));
+    const loaded = await this.loadForModel(image);
     const answer = await engineCall(() => this.engine.answer(loaded, text));
     return { answer, question: text, image };
   }
@@ -163,6 +163,19 @@ export class ImageService {
       await this.files.writeThumbnail(size, image.sha256, bytes);
     }
     return { bytes, mimeType: 'image/webp', sha256: image.sha256 };
+  }
+
+  /**
+   * The model's input for a stored image: its kept S x S copy when there is one (ingest writes it),
+   * else the original, decoded once more and its copy kept for the next question.
+   */
+  private async loadForModel(image: ImageRecord) {
+    const size = this.engine.inputSize;
+    const kept = size ? await this.files.readModelInput(size, image.sha256) : null;
+    if (kept) return engineCall(() => this.engine.loadImage(kept));
+    const loaded = await engineCall(async () => this.engine.loadImage(await this.files.readOriginal(image.sha256)));
+    if (size && loaded.modelInput) await this.files.writeModelInput(size, image.sha256, loaded.modelInput);
+    return loaded;
   }
 
   /**

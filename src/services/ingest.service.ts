@@ -87,6 +87,7 @@ export class IngestService {
 
     await this.files.writeOriginal(sha256, bytes);
     await this.itmStates.put(sha256, encoding.itmStates);
+    if (loaded.modelInput && this.engine.inputSize) await this.files.writeModelInput(this.engine.inputSize, sha256, loaded.modelInput);
     let image: ImageRecord;
     try {
       image = await this.repo.createWithEmbedding(

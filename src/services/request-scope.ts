@@ -60,6 +60,9 @@ export class RequestScopedEngine implements BlipEngine {
   get defaultSearchCandidates() {
     return this.inner.defaultSearchCandidates;
   }
+  get inputSize() {
+    return this.inner.inputSize;
+  }
 
   /** Engine calls in flight and how long the oldest has waited (ms). */
   backlog(now = performance.now()): { pending: number; oldestMs: number } {

@@ -48,7 +48,7 @@ export class FakeBlipEngine implements BlipEngine {
   }
 
   async loadImage(bytes: Uint8Array): Promise<LoadedImage> {
-    const limit = this.options.maxImagePixels ?? 50_000_000;
+    const limit = this.options.maxImagePixels ?? 25_000_000;
     let meta: Metadata;
     try {
       meta = await sharp(bytes, { limitInputPixels: false }).metadata();

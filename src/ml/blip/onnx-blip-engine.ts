@@ -32,6 +32,7 @@ export class OnnxBlipEngine implements BlipEngine {
   readonly embedDim: number;
   readonly itmStateDims: { tokens: number; hidden: number };
   readonly defaultSearchCandidates: number | undefined;
+  readonly inputSize: number;
   private readonly visionCache = new WeakMap<LoadedImage, Map<string, Promise<TensorMap>>>();
   /** Per vision graph, the outputs the tasks that name it read (only those cross the thread boundary). */
   private readonly visionOutputs = new Map<string, string[]>();
@@ -52,6 +53,7 @@ export class OnnxBlipEngine implements BlipEngine {
     this.embedDim = manifest.dims.embed;
     this.itmStateDims = { tokens: manifest.dims.imageTokens, hidden: manifest.dims.visionHidden };
     this.defaultSearchCandidates = manifest.search?.defaultCandidates;
+    this.inputSize = manifest.image.size;
     this.itmBatchSize = settings.itmBatchSize ?? 16;
     this.maxPositions = manifest.config?.text?.max_position_embeddings ?? 512;
     const t = manifest.tasks;

@@ -13,7 +13,7 @@ export interface ImageLimits {
 }
 
 /** Defaults for {@link ImageLimits}. */
-export const DEFAULT_IMAGE_LIMITS: Readonly<ImageLimits> = Object.freeze({ maxBytes: 32 * 1024 * 1024, maxPixels: 50_000_000 });
+export const DEFAULT_IMAGE_LIMITS: Readonly<ImageLimits> = Object.freeze({ maxBytes: 32 * 1024 * 1024, maxPixels: 25_000_000 });
 
 /** Preprocessing constants from the manifest's `image` section. */
 export interface PixelSpec {
@@ -83,6 +83,9 @@ async function readHeader(bytes: Uint8Array, limits: ImageLimits): Promise<Heade
   };
 }
 
+/** decodeRgb shrinks on load only for images at least this many times the model size on their short side. */
+const SHRINK_FACTOR = 4;
+
 /** Raw interleaved 8-bit RGB of the oriented first frame. */
 export interface RgbImage {
   data: Buffer;
@@ -96,11 +99,20 @@ export interface RgbImage {
  * @throws ImageTooLargeError before decoding when bytes or header pixels exceed `limits`.
  * @throws UnsupportedImageError for anything sharp cannot decode (corrupt, truncated, not an image).
  */
-export async function decodeRgb(bytes: Uint8Array, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): Promise<{ info: ImageInfo; rgb: RgbImage }> {
+export async function decodeRgb(bytes: Uint8Array, limits: ImageLimits = DEFAULT_IMAGE_LIMITS, shrinkFor?: number): Promise<{ info: ImageInfo; rgb: RgbImage }> {
   const header = await readHeader(bytes, limits);
   try {
-    const { data, info } = await sharp(bytes, { limitInputPixels: limits.maxPixels, failOn: 'error', page: 0, pages: 1 })
-      .rotate()
+    let pipeline = sharp(bytes, { limitInputPixels: limits.maxPixels, failOn: 'error', page: 0, pages: 1, sequentialRead: true }).rotate();
+    // Far larger than the model needs: shrink while decoding (libjpeg DCT scaling, WebP's scaled
+    // decode) to twice the model size, so a 50 MP photo never exists in memory at full size. Below
+    // SHRINK_FACTOR x the decode stays exact, as PIL's, which the parity goldens check. Not with
+    // alpha: libvips resizes before dropping it, premultiplied, which changes transparent pixels'
+    // colours where PIL keeps them.
+    const { width, height, hasAlpha } = header.info;
+    if (shrinkFor !== undefined && !hasAlpha && Math.min(width, height) >= SHRINK_FACTOR * shrinkFor) {
+      pipeline = pipeline.resize(2 * shrinkFor, 2 * shrinkFor, { fit: 'outside', kernel: 'lanczos3', fastShrinkOnLoad: true });
+    }
+    const { data, info } = await pipeline
       .toColourspace('srgb')
       .removeAlpha()
       .raw({ depth: 'uchar' })
@@ -153,10 +165,13 @@ export async function decodeImage(
   spec: PixelSpec,
   limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
   kernel: ResizeKernel = DEFAULT_RESIZE_KERNEL,
-): Promise<{ info: ImageInfo; pixels: Float32Array }> {
-  const { info, rgb } = await decodeRgb(bytes, limits);
+): Promise<{ info: ImageInfo; pixels: Float32Array; modelInput: Buffer }> {
+  const { info, rgb } = await decodeRgb(bytes, limits, spec.size);
   const resized = await resizeRgb(rgb, spec.size, kernel);
-  return { info, pixels: normalizeRgb(resized, spec) };
+  // The S x S RGB as lossless PNG: decoding it later gives these exact pixels (no resize, no
+  // orientation), so questions and captions never decode the original again.
+  const modelInput = await sharp(resized, { raw: { width: spec.size, height: spec.size, channels: 3 } }).png({ compressionLevel: 6 }).toBuffer();
+  return { info, pixels: normalizeRgb(resized, spec), modelInput };
 }
 
 /**
