@@ -78,6 +78,29 @@ describe('rate limits (rate-limiter-flexible, in memory)', () => {
   });
 });
 
+describe.skipIf(process.env.BLIP_TEST_PG === 'off')('rate limits shared through PostgreSQL (RATE_LIMIT_STORE=postgres)', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ db: 'postgresql', env: { AUTH: 'required', RATE_LIMIT_STORE: 'postgres', RATE_LIMIT_KEY_PER_MINUTE: '2' } });
+  });
+  afterAll(async () => server?.dispose());
+
+  it('EXPECTED FAILURE - the third request of a key gets 429; the counter survives a restart (it is in the database)', async () => {
+    const headers = { authorization: `Bearer ${await server.createKey('read')}` };
+    expect((await server.gql('{ __typename }', {}, headers)).status).toBe(200);
+    await server.stop();
+    const again = await startTestServer({ reuse: { dataDir: server.dataDir, env: server.env } });
+    try {
+      expect((await again.gql('{ __typename }', {}, headers)).status).toBe(200);
+      const res = await again.gql('{ __typename }', {}, headers);
+      expect(res.status).toBe(429);
+      expect(res.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+    } finally {
+      await again.stop();
+    }
+  });
+});
+
 describe('overload answers quickly', () => {
   let server: TestServer;
   beforeAll(async () => {
