@@ -143,12 +143,12 @@ describe.each(flavours)('npm run cli -- keys (%s)', (db) => {
     await cli(env, 'keys', 'revoke', id);
     expect((await server.gql(COUNT, {}, bearer(secret))).status).toBe(401);
     expect((await cli(env, 'keys', 'list')).find((l) => l.startsWith(id))).toContain('revoked');
-  });
+  }, 120_000); // four `tsx` starts, slow on a loaded machine
 
   it('BAD CALL - an unknown scope exits non-zero and creates nothing', async () => {
     await expect(cli(server.env, 'keys', 'create', '--name', 'x', '--scope', 'root')).rejects.toMatchObject({ code: 1 });
     expect((await server.app.keys.list()).some((k) => k.name === 'x')).toBe(false);
-  });
+  }, 60_000);
 });
 
 describe('AUTH=local (the default)', () => {
