@@ -6,6 +6,7 @@ import type { AppConfig } from './config/load-config.js';
 import { createApolloServer, createGraphqlSchema } from './graphql/create-apollo-server.js';
 import { attachSubscriptionServer } from './graphql/subscription-server.js';
 import type { GraphQLServices } from './graphql/context.js';
+import { principalOfUpgrade } from './http/authenticate.js';
 import { createHttpApp } from './http/create-http-app.js';
 import type { Logger } from './lib/logger.js';
 import { Metrics } from './lib/metrics.js';
@@ -19,9 +20,11 @@ import { ImageFileStore } from './repositories/image-file-store.js';
 import { ImageQueryRepository } from './repositories/image-query.repository.js';
 import { PrismaImageRepository } from './repositories/image.repository.js';
 import { JobRepository } from './repositories/job.repository.js';
+import { PrismaApiKeyRepository } from './repositories/api-key.repository.js';
 import { readDataDirIdentity, writeDataDirIdentity } from './repositories/data-dir-identity.js';
 import { runMigrations } from './repositories/run-migrations.js';
 import { PrismaSettingRepository } from './repositories/setting.repository.js';
+import { ApiKeyService } from './services/api-key.service.js';
 import { CaptureInfoBackfill } from './services/capture-info-backfill.service.js';
 import { bindDataDir, describeDatabase } from './services/data-dir-binding.service.js';
 import { ImageIndexService } from './services/image-index.service.js';
@@ -33,6 +36,8 @@ import { JobQueueService } from './services/job-queue.service.js';
 import { seedSamples } from './services/sample-seeder.service.js';
 import { SearchService } from './services/search.service.js';
 import { StorageRecoveryService } from './services/storage-recovery.service.js';
+import { RequestScopedEngine } from './services/request-scope.js';
+import { createRateLimitStore } from './repositories/rate-limit-store.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -42,6 +47,8 @@ export interface Application {
   readonly ingest: IngestService;
   readonly jobs: JobQueueService;
   readonly metrics: Metrics;
+  /** API keys in this application's database (what `npm run cli -- keys` manages). */
+  readonly keys: ApiKeyService;
   /** Stops accepting requests, drains, saves the index, closes the DB and the engine. */
   stop(): Promise<void>;
 }
@@ -96,7 +103,20 @@ export async function startApplication(
     res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '5' });
     res.end(JSON.stringify(req.url === '/healthz' ? { status: 'starting' } : { errors: [{ message: 'Starting', extensions: { code: 'SERVICE_UNAVAILABLE' } }] }));
   };
-  const server = http.createServer((req, res) => handler(req, res));
+  // Bounded sockets (docs/security.md): slow or idle clients cannot hold file descriptors for long.
+  // connectionsCheckingInterval: how often Node enforces headers/request timeouts (default 30 s).
+  const server = http.createServer(
+    {
+      headersTimeout: config.server.headersTimeoutMs,
+      requestTimeout: config.server.requestTimeoutMs,
+      keepAliveTimeout: config.server.keepAliveTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, config.server.headersTimeoutMs),
+    },
+    (req, res) => handler(req, res),
+  );
+  server.maxConnections = config.server.maxConnections;
+  // Sockets with no traffic at all (not even a request line) close after this.
+  server.setTimeout(Math.max(config.server.headersTimeoutMs, config.server.keepAliveTimeoutMs) * 2);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.http.port, config.http.host, resolve);
@@ -105,9 +125,11 @@ export async function startApplication(
   const port = typeof address === 'object' && address ? address.port : config.http.port;
   log.info({ port, dataDir: config.dataDir, db: config.db.provider }, 'listening; loading the model');
   hooks.onListening?.(port);
-  let engine: BlipEngine;
+  let engine: RequestScopedEngine;
   try {
-    engine = typeof engineSource === 'function' ? await engineSource(metrics) : engineSource;
+    engine = new RequestScopedEngine(typeof engineSource === 'function' ? await engineSource(metrics) : engineSource, {
+      maxConcurrentDecodes: config.work.maxConcurrentDecodes,
+    });
   } catch (error) {
     server.close();
     await db.$disconnect();
@@ -122,7 +144,12 @@ export async function startApplication(
     log.child({ module: 'index' }),
   );
   const itmStates = new ItmStateCache(engine, files, config.search.itmCacheBytes);
-  const limits = { ...config.limits, maxMetadataBytes: 16 * 1024 };
+  const limits = {
+    ...config.limits,
+    maxMetadataBytes: 16 * 1024,
+    maxConcurrentIngests: config.work.maxConcurrentIngests,
+    maxQueuedIngests: config.work.maxQueued,
+  };
   const jobs = new JobQueueService(new JobRepository(db, config.db.provider), config.jobs, log.child({ module: 'jobs' }));
   const ingest = new IngestService(engine, repo, files, index, itmStates, limits, log.child({ module: 'ingest' }), jobs, {
     ingested: (mode) => metrics.imagesIngested.inc({ mode }),
@@ -178,7 +205,16 @@ export async function startApplication(
     }),
   };
   const schema = createGraphqlSchema(path.join(ROOT, 'schema.graphql'));
-  const subscriptions = attachSubscriptionServer({ httpServer: server, schema, services, log: log.child({ module: 'graphql-ws' }) });
+  const keys = new ApiKeyService(new PrismaApiKeyRepository(db));
+  const auth = { mode: config.auth.mode, localHosts: new Set(config.http.allowedHosts) };
+  const subscriptions = attachSubscriptionServer({
+    httpServer: server,
+    schema,
+    services,
+    log: log.child({ module: 'graphql-ws' }),
+    authorize: (request, params) =>
+      principalOfUpgrade(request, params, keys, { ...auth, allowedHosts: auth.localHosts, corsOrigins: config.http.corsOrigins }),
+  });
   const apollo = createApolloServer({
     schema,
     plugins: [subscriptions.plugin, resolverMetricsPlugin(metrics)],
@@ -187,9 +223,41 @@ export async function startApplication(
     maxQueryComplexity: config.limits.maxQueryComplexity,
     log: log.child({ module: 'graphql' }),
     httpServer: server,
+    workBudget: {
+      maxItmCandidates: config.work.maxItmCandidates,
+      maxGenerations: config.work.maxGenerations,
+      maxDecodes: config.work.maxDecodes,
+      defaultCandidates: () => search.defaultCandidates,
+    },
+    hideSuggestions: config.production,
   });
   await apollo.start();
-  handler = createHttpApp({ apollo, services, images, isReady: () => ready, corsOrigin: config.http.corsOrigin, maxUploadBytes: config.limits.maxUploadBytes, maxFilesPerRequest: config.maxFilesPerRequest, webDir: config.http.webDir, log, metrics });
+  const rateLimits = createRateLimitStore(config.rateLimit.store, config.db);
+  const limiters = {
+    address: await rateLimits.limiter('address', config.rateLimit.perMinute, 60),
+    key: await rateLimits.limiter('key', config.rateLimit.keyPerMinute, 60),
+  };
+  handler = createHttpApp({
+    apollo,
+    services,
+    images,
+    keys,
+    auth,
+    trustProxy: config.http.trustProxy,
+    isReady: () => ready,
+    backlog: () => {
+      const b = engine.backlog();
+      return { ...b, degraded: b.pending > 0 && b.oldestMs > config.work.degradedAfterMs };
+    },
+    limiters,
+    corsOrigins: config.http.corsOrigins,
+    allowedHosts: config.http.allowedHosts,
+    maxUploadBytes: config.limits.maxUploadBytes,
+    maxFilesPerRequest: config.maxFilesPerRequest,
+    webDir: config.http.webDir,
+    log,
+    metrics,
+  });
   log.info({ port, modelId: engine.modelId, indexed: index.size }, 'ready');
 
   const abort = new AbortController();
@@ -216,9 +284,10 @@ export async function startApplication(
       await background;
       await index.flush();
       await db.$disconnect();
+      await rateLimits.close();
       await answerers.close();
       await engine.close();
       log.info('stopped');
     })());
-  return { server, port, ingest, jobs, metrics, stop };
+  return { server, port, ingest, jobs, metrics, keys, stop };
 }

@@ -11,6 +11,8 @@ import { readImageSource, type ImageSource } from './image-source.js';
 import { requireMetadata, requireText } from './input-rules.js';
 import type { ItmStateCache } from './itm-state-cache.js';
 import { JobAbortedError, type JobContext, type JobHandler, type JobQueueService } from './job-queue.service.js';
+import { currentRequestSignal } from './request-scope.js';
+import { WorkLimiter } from './work-limiter.js';
 
 export interface IngestCommand {
   source: ImageSource;
@@ -29,6 +31,9 @@ export interface IngestLimits {
   maxUploadBytes: number;
   maxTextChars: number;
   maxMetadataBytes: number;
+  /** Ingests modelled at once, and how many may wait; more get SERVICE_UNAVAILABLE at once. */
+  maxConcurrentIngests?: number;
+  maxQueuedIngests?: number;
 }
 
 /**
@@ -44,6 +49,7 @@ export interface IngestLimits {
  */
 export class IngestService implements JobHandler {
   private readonly inFlight = new Map<string, Promise<IngestResult>>();
+  private readonly slots: WorkLimiter;
 
   constructor(
     private readonly engine: BlipEngine,
@@ -55,7 +61,9 @@ export class IngestService implements JobHandler {
     private readonly log: Logger,
     private readonly jobs: JobQueueService,
     private readonly counters: IngestCounters = { ingested: () => undefined, failed: () => undefined },
-  ) {}
+  ) {
+    this.slots = new WorkLimiter('ingests', limits.maxConcurrentIngests ?? Infinity, limits.maxQueuedIngests ?? Infinity);
+  }
 
   async ingestImage(command: IngestCommand, options: { wait?: boolean } = {}): Promise<IngestResult> {
     try {
@@ -74,7 +82,9 @@ export class IngestService implements JobHandler {
     // Concurrent uploads of the same bytes share one ingest.
     const running = this.inFlight.get(sha256);
     if (running) return { image: (await running).image, created: false };
-    const work = wait ? this.ingestBytes(bytes, sha256, altText, metadata) : this.enqueueBytes(bytes, sha256, altText, metadata);
+    const work = wait
+      ? this.slots.run(() => this.ingestBytes(bytes, sha256, altText, metadata), currentRequestSignal())
+      : this.enqueueBytes(bytes, sha256, altText, metadata);
     this.inFlight.set(sha256, work);
     try {
       return await work;
@@ -100,6 +110,7 @@ export class IngestService implements JobHandler {
 
     await this.files.writeOriginal(sha256, bytes);
     await this.itmStates.put(sha256, encoding.itmStates);
+    if (loaded.modelInput && this.engine.inputSize) await this.files.writeModelInput(this.engine.inputSize, sha256, loaded.modelInput);
     let image: ImageRecord;
     try {
       image = await this.repo.createWithEmbedding(
