@@ -232,7 +232,7 @@ export async function startApplication(
     hideSuggestions: config.production,
   });
   await apollo.start();
-  const rateLimits = createRateLimitStore(config.rateLimit.store, config.db);
+  const rateLimits = createRateLimitStore(config.rateLimit.store, config.db, config.rateLimit.redisUrl);
   const limiters = {
     address: await rateLimits.limiter('address', config.rateLimit.perMinute, 60),
     key: await rateLimits.limiter('key', config.rateLimit.keyPerMinute, 60),

@@ -80,7 +80,9 @@ const envSchema = z.object({
   // Requests per minute: per API key, and per client address for requests without one.
   RATE_LIMIT_PER_MINUTE: int(1, 10_000_000).default(600),
   RATE_LIMIT_KEY_PER_MINUTE: int(1, 10_000_000).default(1200),
-  RATE_LIMIT_STORE: z.enum(['memory', 'postgres']).default('memory'),
+  RATE_LIMIT_STORE: z.enum(['memory', 'postgres', 'redis']).default('memory'),
+  // RATE_LIMIT_STORE=redis: where the counters live (redis://[user:password@]host:port[/db]).
+  REDIS_URL: z.string().optional(),
   // Overload: ingests and image decodes running at once, and how many may wait for a slot.
   MAX_CONCURRENT_INGESTS: int(1, 1024).default(4),
   MAX_CONCURRENT_DECODES: int(1, 1024).default(4),
@@ -172,7 +174,7 @@ export interface AppConfig {
     maxQueued: number;
     degradedAfterMs: number;
   };
-  rateLimit: { perMinute: number; keyPerMinute: number; store: 'memory' | 'postgres' };
+  rateLimit: { perMinute: number; keyPerMinute: number; store: 'memory' | 'postgres' | 'redis'; redisUrl?: string | undefined };
   server: { maxConnections: number; headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number };
 }
 
@@ -242,6 +244,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
   if (e.RATE_LIMIT_STORE === 'postgres' && !e.DATABASE_URL?.startsWith('postgres')) {
     issues.push('RATE_LIMIT_STORE: postgres needs DATABASE_URL to be a PostgreSQL URL');
   }
+  if (e.RATE_LIMIT_STORE === 'redis' && !/^rediss?:\/\//.test(e.REDIS_URL ?? '')) {
+    issues.push('RATE_LIMIT_STORE: redis needs REDIS_URL (redis://host:port)');
+  }
   if (e.AUTH === 'off' && !isLoopbackHost(e.HOST) && !e.ALLOW_INSECURE) {
     issues.push(`AUTH=off with HOST=${e.HOST} lets anyone who reaches the port delete the library; set AUTH=local or required, or ALLOW_INSECURE=true`);
   }
@@ -304,7 +309,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
       maxQueued: e.MAX_QUEUED_WORK,
       degradedAfterMs: e.HEALTH_DEGRADED_MS,
     },
-    rateLimit: { perMinute: e.RATE_LIMIT_PER_MINUTE, keyPerMinute: e.RATE_LIMIT_KEY_PER_MINUTE, store: e.RATE_LIMIT_STORE },
+    rateLimit: { perMinute: e.RATE_LIMIT_PER_MINUTE, keyPerMinute: e.RATE_LIMIT_KEY_PER_MINUTE, store: e.RATE_LIMIT_STORE, redisUrl: e.REDIS_URL },
     server: {
       maxConnections: e.MAX_CONNECTIONS,
       headersTimeoutMs: e.HEADERS_TIMEOUT_MS,

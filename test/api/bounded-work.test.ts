@@ -101,6 +101,30 @@ describe.skipIf(process.env.BLIP_TEST_PG === 'off')('rate limits shared through 
   });
 });
 
+describe.skipIf(process.env.BLIP_TEST_REDIS === 'off')('rate limits shared through Redis (RATE_LIMIT_STORE=redis)', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    const redis = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+    server = await startTestServer({ env: { AUTH: 'required', RATE_LIMIT_STORE: 'redis', REDIS_URL: redis, RATE_LIMIT_KEY_PER_MINUTE: '2' } });
+  });
+  afterAll(async () => server?.dispose());
+
+  it('EXPECTED FAILURE - the third request of a key gets 429, counted in Redis across a restart', async () => {
+    const headers = { authorization: `Bearer ${await server.createKey('read')}` };
+    expect((await server.gql('{ __typename }', {}, headers)).status).toBe(200);
+    await server.stop();
+    const again = await startTestServer({ reuse: { dataDir: server.dataDir, env: server.env } });
+    try {
+      expect((await again.gql('{ __typename }', {}, headers)).status).toBe(200);
+      const res = await again.gql('{ __typename }', {}, headers);
+      expect(res.status).toBe(429);
+      expect(res.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+    } finally {
+      await again.stop();
+    }
+  });
+});
+
 describe('overload answers quickly', () => {
   let server: TestServer;
   beforeAll(async () => {
