@@ -9,7 +9,7 @@ import tseslint from 'typescript-eslint';
 
 // Packages that belong to one layer each (design: one module per native dependency).
 const TRANSPORT = ['graphql', 'graphql-*', '@apollo/*', '@as-integrations/*', 'express', 'cors', 'helmet'];
-const DATABASE = ['@prisma/*', 'better-sqlite3', 'pg'];
+const DATABASE = ['@prisma/*', 'better-sqlite3', 'pg', 'ioredis'];
 const INDEX = ['hnswlib-node'];
 const ONNX = ['onnxruntime-node', 'onnxruntime-common'];
 const SHARP = ['sharp'];
