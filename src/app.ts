@@ -36,7 +36,7 @@ import { JobQueueService } from './services/job-queue.service.js';
 import { seedSamples } from './services/sample-seeder.service.js';
 import { SearchService } from './services/search.service.js';
 import { StorageRecoveryService } from './services/storage-recovery.service.js';
-import { RequestScopedEngine } from './services/request-scope.js';
+import { RequestScopedEngine, requestScopedAnswerer } from './services/request-scope.js';
 import { createRateLimitStore } from './repositories/rate-limit-store.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -170,7 +170,8 @@ export async function startApplication(
     throw error;
   }
   const blip = blipAnswerer(engine);
-  const answerers = new AnswererRegistry([blip, ...extra], hooks.defaultAnswerer && extra[0] ? extra[0] : blip);
+  const scoped = extra.map(requestScopedAnswerer);
+  const answerers = new AnswererRegistry([blip, ...scoped], hooks.defaultAnswerer && scoped[0] ? scoped[0] : blip);
   const images = new ImageService(engine, repo, queries, files, index, itmStates, { ...limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }), answerers);
   const recovery = new StorageRecoveryService(engine, repo, files, index, itmStates, log.child({ module: 'recovery' }));
   const captureInfo = new CaptureInfoBackfill(engine, repo, new PrismaSettingRepository(db), files, log.child({ module: 'capture-info' }));

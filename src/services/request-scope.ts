@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { BlipEngine, InferenceOptions } from '../ml/blip-engine.js';
+import type { VisualAnswerer } from '../ml/visual-answerer.js';
 import { WorkLimiter } from './work-limiter.js';
 
 interface Scope {
@@ -109,4 +110,20 @@ export class RequestScopedEngine implements BlipEngine {
   close() {
     return this.inner.close();
   }
+}
+
+/**
+ * An answerer other than the BLIP engine (a BLIP-2 folder) as services use it: its questions carry
+ * the request's signal too, so a client that leaves takes its queued generation with it.
+ */
+export function requestScopedAnswerer(inner: VisualAnswerer): VisualAnswerer {
+  return {
+    name: inner.name,
+    modelId: inner.modelId,
+    family: inner.family,
+    tasks: inner.tasks,
+    loadImage: (bytes) => inner.loadImage(bytes),
+    answer: (image, question, options) => inner.answer(image, question, withSignal(options)),
+    close: () => inner.close(),
+  };
 }
