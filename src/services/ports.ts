@@ -54,6 +54,12 @@ export type IngestRows = Pick<
   'findBySha256' | 'findAnyById' | 'delete' | 'createWithEmbedding' | 'createProcessing' | 'completeProcessing' | 'setStatus'
 >;
 
+/** The rows StorageRecoveryService mends at start and re-embeds after a model change. */
+export type RecoveryRows = Pick<
+  ImageRows,
+  'findByStatus' | 'delete' | 'allSha256' | 'countMissingEmbeddings' | 'findMissingEmbeddings' | 'upsertEmbedding'
+>;
+
 /** The rows ImageIndexService reads to build and check its index. */
 export type IndexRows = Pick<ImageRows, 'findEmbeddings' | 'streamEmbeddings'>;
 

@@ -4,7 +4,7 @@ import type { BlipEngine } from '../ml/blip-engine.js';
 import type { ItmStateCache } from './itm-state-cache.js';
 import { JobAbortedError, type JobHandler, type JobQueueService } from './job-queue.service.js';
 import type { JobRecord } from '../domain/job.js';
-import type { ImageBlobs, ImageRows, ImageVectors } from './ports.js';
+import type { ImageBlobs, ImageVectors, RecoveryRows } from './ports.js';
 
 /**
  * Start-up work that turns whatever a crash left behind into a consistent state, before any
@@ -16,7 +16,7 @@ import type { ImageBlobs, ImageRows, ImageVectors } from './ports.js';
 export class StorageRecoveryService {
   constructor(
     private readonly engine: BlipEngine,
-    private readonly repo: ImageRows,
+    private readonly repo: RecoveryRows,
     private readonly files: ImageBlobs,
     private readonly index: ImageVectors,
     private readonly itmStates: ItmStateCache,

@@ -5,7 +5,7 @@ import { ExactVectorIndex } from '../../src/index/exact-vector-index.js';
 import type { NewImage, StoredEmbedding } from '../../src/repositories/image.repository.js';
 import type { NewJob } from '../../src/repositories/job.repository.js';
 import type { StoredItmStates } from '../../src/repositories/image-file-store.js';
-import type { ImageBlobs, IndexRows, IngestJobs, IngestRows, StoredVectorIndex, VectorIndexStore } from '../../src/services/ports.js';
+import type { ImageBlobs, IndexRows, IngestJobs, IngestRows, RecoveryRows, StoredVectorIndex, VectorIndexStore } from '../../src/services/ports.js';
 
 /** What the database does on a second row with the same sha256 (Prisma's P2002). */
 export class UniqueViolation extends Error {
@@ -18,7 +18,7 @@ export class UniqueViolation extends Error {
  * before an insert is checked: a test uses it to play another process that stores the same bytes
  * between the service's lookup and its insert.
  */
-export class InMemoryImageRows implements IngestRows, IndexRows {
+export class InMemoryImageRows implements IngestRows, IndexRows, RecoveryRows {
   readonly rows = new Map<number, ImageRecord>();
   readonly embeddings = new Map<number, Map<string, Float32Array>>();
   readonly jobs = new Map<string, JobRecord>();
@@ -109,6 +109,36 @@ export class InMemoryImageRows implements IngestRows, IndexRows {
     return { ...row };
   }
 
+  async findByStatus(status: ImageStatus): Promise<ImageRecord[]> {
+    return [...this.rows.values()].filter((r) => r.status === status).map((r) => ({ ...r }));
+  }
+
+  async allSha256(): Promise<Set<string>> {
+    return new Set([...this.rows.values()].map((r) => r.sha256));
+  }
+
+  async countMissingEmbeddings(modelId: string): Promise<number> {
+    return this.missing(modelId).length;
+  }
+
+  /** READY rows without an embedding of `modelId`, by label. */
+  async findMissingEmbeddings(modelId: string, limit: number): Promise<ImageRecord[]> {
+    return this.missing(modelId).slice(0, limit);
+  }
+
+  async upsertEmbedding(label: number, modelId: string, vector: Float32Array): Promise<void> {
+    const byModel = this.embeddings.get(label) ?? new Map<string, Float32Array>();
+    byModel.set(modelId, Float32Array.from(vector));
+    this.embeddings.set(label, byModel);
+  }
+
+  private missing(modelId: string): ImageRecord[] {
+    return [...this.rows.values()]
+      .filter((r) => r.status === 'READY' && !this.embeddings.get(r.label)?.has(modelId))
+      .sort((a, b) => a.label - b.label)
+      .map((r) => ({ ...r }));
+  }
+
   async findEmbeddings(labels: number[], modelId: string): Promise<Map<number, Float32Array>> {
     const out = new Map<number, Float32Array>();
     for (const label of labels) {
@@ -147,6 +177,8 @@ export class InMemoryIngestJobs implements IngestJobs {
 /** Files by name in memory, with ImageFileStore's answers for what is absent. */
 export class InMemoryImageBlobs implements ImageBlobs {
   readonly originals = new Map<string, Buffer>();
+  /** Originals moved aside, by where they went. */
+  readonly quarantined = new Map<string, Buffer>();
   readonly derived = new Map<string, Buffer | StoredItmStates>();
   writes = 0;
 
@@ -160,8 +192,11 @@ export class InMemoryImageBlobs implements ImageBlobs {
     return bytes;
   }
   async quarantineOriginal(sha256: string, batch: string): Promise<string> {
+    const bytes = this.originals.get(sha256);
+    const where = `quarantine/${batch}/${sha256}`;
+    if (bytes) this.quarantined.set(where, bytes);
     this.originals.delete(sha256);
-    return `quarantine/${batch}/${sha256}`;
+    return where;
   }
   async listOriginals(): Promise<{ hashes: string[]; tempFiles: string[] }> {
     return { hashes: [...this.originals.keys()], tempFiles: [] };
