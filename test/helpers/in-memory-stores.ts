@@ -195,7 +195,8 @@ export class InMemoryImageBlobs implements ImageBlobs {
     const bytes = this.originals.get(sha256);
     const where = `quarantine/${batch}/${sha256}`;
     if (bytes) this.quarantined.set(where, bytes);
-    this.originals.delete(sha256);
+    // As ImageFileStore: derived files go (recomputable), the original is kept aside.
+    await this.removeAll(sha256);
     return where;
   }
   async listOriginals(): Promise<{ hashes: string[]; tempFiles: string[] }> {
