@@ -49,11 +49,14 @@ describe('DomainErrorEngine (built once in src/app.ts)', () => {
       family: 'blip2',
       tasks: ['vqa'],
       loadImage: () => Promise.reject(new EngineClosedError()),
-      answer: () => Promise.resolve('yes'),
+      answer: (_image, _question, options) => Promise.resolve(options?.signal?.aborted ? 'asked by a request that left' : 'yes'),
       close: async () => {},
     };
     const answerer = domainErrorAnswerer(closed);
     await expect(answerer.loadImage(new Uint8Array(1))).rejects.toBeInstanceOf(ServiceUnavailableError);
-    expect(await answerer.answer({ info: { format: 'png', mimeType: 'image/png', width: 1, height: 1, hasAlpha: false }, pixels: new Float32Array(1) }, 'q')).toBe('yes');
+    const image = { info: { format: 'png', mimeType: 'image/png', width: 1, height: 1, hasAlpha: false }, pixels: new Float32Array(1) };
+    expect(await answerer.answer(image, 'q')).toBe('yes');
+    // The request's signal (src/services/request-scope.ts requestScopedAnswerer) still reaches the model.
+    expect(await answerer.answer(image, 'q', { signal: AbortSignal.abort() })).toBe('asked by a request that left');
   });
 });
