@@ -37,6 +37,8 @@ import { seedSamples } from './services/sample-seeder.service.js';
 import { SearchService } from './services/search.service.js';
 import { StorageRecoveryService } from './services/storage-recovery.service.js';
 import { RequestScopedEngine, requestScopedAnswerer } from './services/request-scope.js';
+import { DomainErrorEngine, domainErrorAnswerer } from './services/engine-errors.js';
+import { hnswIndexStore } from './services/ports.js';
 import { createRateLimitStore } from './repositories/rate-limit-store.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -136,14 +138,18 @@ export async function startApplication(
     throw error;
   }
 
+  // What services get: every engine failure already a domain error (outside the request scope, so
+  // a cancelled request's AbortError is translated too).
+  const model = new DomainErrorEngine(engine);
   const index = new ImageIndexService(
     repo,
+    hnswIndexStore(engine.modelId, engine.embedDim, config.index),
     engine.modelId,
     engine.embedDim,
     { ...config.index, dir: path.join(config.dataDir, 'index') },
     log.child({ module: 'index' }),
   );
-  const itmStates = new ItmStateCache(engine, files, config.search.itmCacheBytes);
+  const itmStates = new ItmStateCache(model, files, config.search.itmCacheBytes);
   const limits = {
     ...config.limits,
     maxMetadataBytes: 16 * 1024,
@@ -151,7 +157,7 @@ export async function startApplication(
     maxQueuedIngests: config.work.maxQueued,
   };
   const jobs = new JobQueueService(new JobRepository(db, config.db.provider), config.jobs, log.child({ module: 'jobs' }));
-  const ingest = new IngestService(engine, repo, files, index, itmStates, limits, log.child({ module: 'ingest' }), jobs, {
+  const ingest = new IngestService(model, repo, files, index, itmStates, limits, log.child({ module: 'ingest' }), jobs, {
     ingested: (mode) => metrics.imagesIngested.inc({ mode }),
     failed: (mode) => metrics.ingestFailures.inc({ mode }),
   });
@@ -159,7 +165,7 @@ export async function startApplication(
   metrics.observeActiveJobs = () => jobs.active;
   metrics.observeIndexSize = () => index.size;
   metrics.observeInferenceQueue = () => engine.queueDepth?.() ?? { interactive: 0, background: 0 };
-  const search = new SearchService(engine, repo, queries, index, itmStates, { ...limits, ...config.search });
+  const search = new SearchService(model, repo, queries, index, itmStates, { ...limits, ...config.search });
   let extra: VisualAnswerer[];
   try {
     extra = (await hooks.answerers?.()) ?? [];
@@ -169,12 +175,13 @@ export async function startApplication(
     await engine.close();
     throw error;
   }
-  const blip = blipAnswerer(engine);
-  const scoped = extra.map(requestScopedAnswerer);
-  const answerers = new AnswererRegistry([blip, ...scoped], hooks.defaultAnswerer && scoped[0] ? scoped[0] : blip);
-  const images = new ImageService(engine, repo, queries, files, index, itmStates, { ...limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }), answerers);
-  const recovery = new StorageRecoveryService(engine, repo, files, index, itmStates, log.child({ module: 'recovery' }));
-  const captureInfo = new CaptureInfoBackfill(engine, repo, new PrismaSettingRepository(db), files, log.child({ module: 'capture-info' }));
+  const blip = blipAnswerer(model);
+  // Outside the request scope, as for the engine: a cancelled question is translated too.
+  const others = extra.map((answerer) => domainErrorAnswerer(requestScopedAnswerer(answerer)));
+  const answerers = new AnswererRegistry([blip, ...others], hooks.defaultAnswerer && others[0] ? others[0] : blip);
+  const images = new ImageService(model, repo, queries, files, index, itmStates, { ...limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }), answerers);
+  const recovery = new StorageRecoveryService(model, repo, files, index, itmStates, log.child({ module: 'recovery' }));
+  const captureInfo = new CaptureInfoBackfill(model, repo, new PrismaSettingRepository(db), files, log.child({ module: 'capture-info' }));
 
   await recovery.recover();
   await captureInfo.plan();

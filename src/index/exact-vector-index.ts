@@ -24,6 +24,13 @@ export class ExactVectorIndex implements VectorIndex {
     return this.vectors.has(label);
   }
 
+  /** The stored vector of a label. */
+  vector(label: number): Float32Array {
+    const stored = this.vectors.get(label);
+    if (!stored) throw new RangeError(`label ${label} is not in the index`);
+    return Float32Array.from(stored);
+  }
+
   labels(): number[] {
     return [...this.vectors.keys()];
   }

@@ -1,6 +1,6 @@
 import type { VectorMatch } from '../index/vector-index.js';
 import type { KeywordMatch } from '../repositories/image-query.repository.js';
-import type { ImageIndexService } from './image-index.service.js';
+import type { ImageVectors } from './ports.js';
 
 /** An image a search may return, before ITM re-ranking. */
 export interface Candidate {
@@ -45,7 +45,7 @@ export class VectorCandidates implements CandidateSource {
   private done = false;
 
   constructor(
-    private readonly index: ImageIndexService,
+    private readonly index: ImageVectors,
     private readonly query: Float32Array,
     private readonly allowed: ReadonlySet<number> | null,
     private readonly exclude: ReadonlySet<number>,

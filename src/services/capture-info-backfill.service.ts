@@ -1,9 +1,7 @@
 import type { Logger } from '../lib/logger.js';
 import type { BlipEngine } from '../ml/blip-engine.js';
-import type { ImageFileStore } from '../repositories/image-file-store.js';
-import type { PrismaImageRepository } from '../repositories/image.repository.js';
 import type { PrismaSettingRepository } from '../repositories/setting.repository.js';
-import { engineCall } from './engine-errors.js';
+import type { ImageBlobs, ImageRows } from './ports.js';
 
 /** Setting key: which labels still need their EXIF read, as {"after": n, "upTo": m}. */
 const KEY = 'captureInfoBackfill';
@@ -17,9 +15,9 @@ const KEY = 'captureInfoBackfill';
 export class CaptureInfoBackfill {
   constructor(
     private readonly engine: BlipEngine,
-    private readonly repo: PrismaImageRepository,
+    private readonly repo: ImageRows,
     private readonly settings: PrismaSettingRepository,
-    private readonly files: ImageFileStore,
+    private readonly files: ImageBlobs,
     private readonly log: Logger,
   ) {}
 
@@ -30,7 +28,7 @@ export class CaptureInfoBackfill {
 
   async run(signal?: AbortSignal, batchSize = 50): Promise<number> {
     const stored = await this.settings.get(KEY);
-    const state = stored ? (JSON.parse(stored) as { after: number; upTo: number }) : { after: 0, upTo: 0 };
+    const state = readState(stored);
     let found = 0;
     while (state.after < state.upTo && !signal?.aborted) {
       const batch = await this.repo.findReadyInRange(state.after, state.upTo, batchSize);
@@ -41,7 +39,7 @@ export class CaptureInfoBackfill {
       for (const image of batch) {
         if (signal?.aborted) break;
         try {
-          const capture = (await engineCall(async () => this.engine.loadImage(await this.files.readOriginal(image.sha256)))).info.capture;
+          const capture = (await this.engine.loadImage(await this.files.readOriginal(image.sha256))).info.capture;
           if (capture && (capture.takenAt || capture.cameraMake || capture.cameraModel)) {
             await this.repo.setCaptureInfo(image.label, capture);
             found++;
@@ -57,4 +55,22 @@ export class CaptureInfoBackfill {
     if (found) this.log.info({ found }, 'capture time and camera read for images stored before they were extracted');
     return found;
   }
+}
+
+/**
+ * The stored progress; a value this version cannot read (hand-edited, or written by another
+ * version) means nothing is left to do rather than a crash at every start.
+ */
+function readState(stored: string | null): { after: number; upTo: number } {
+  let parsed: unknown;
+  try {
+    parsed = stored ? JSON.parse(stored) : null;
+  } catch {
+    parsed = null;
+  }
+  if (parsed && typeof parsed === 'object' && 'after' in parsed && 'upTo' in parsed) {
+    const { after, upTo } = parsed;
+    if (typeof after === 'number' && typeof upTo === 'number' && Number.isSafeInteger(after) && Number.isSafeInteger(upTo)) return { after, upTo };
+  }
+  return { after: 0, upTo: 0 };
 }

@@ -5,6 +5,8 @@ import {
   ServiceUnavailableError,
   UnsupportedImageError,
 } from '../domain/errors.js';
+import type { BlipEngine } from '../ml/blip-engine.js';
+import type { VisualAnswerer } from '../ml/visual-answerer.js';
 
 /**
  * Translates src/ml errors (by their stable `code`, see src/ml/errors.ts) into domain errors.
@@ -12,7 +14,7 @@ import {
  */
 export function toDomainError(error: unknown): unknown {
   if (error instanceof DomainError || !(error instanceof Error)) return error;
-  const code = error.name === 'AbortError' ? 'ABORTED' : (error as { code?: unknown }).code;
+  const code = error.name === 'AbortError' ? 'ABORTED' : 'code' in error ? error.code : undefined;
   switch (code) {
     case 'UNSUPPORTED_IMAGE':
       return new UnsupportedImageError(error.message, { cause: error });
@@ -32,13 +34,83 @@ export function toDomainError(error: unknown): unknown {
   }
 }
 
-/** Runs an engine call and rethrows its failure as a domain error where one applies. */
-export async function engineCall<T>(run: () => Promise<T>): Promise<T> {
+/** Runs a model call and rethrows its failure as a domain error where one applies. */
+async function translated<T>(run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (error) {
     throw toDomainError(error);
   }
+}
+
+/**
+ * The engine as services see it: every failure already a domain error. Built once around the
+ * engine services get (src/app.ts, outside RequestScopedEngine so that a cancelled request's
+ * AbortError is translated too), so no call site translates.
+ */
+export class DomainErrorEngine implements BlipEngine {
+  constructor(private readonly inner: BlipEngine) {}
+
+  get modelId() {
+    return this.inner.modelId;
+  }
+  get embedDim() {
+    return this.inner.embedDim;
+  }
+  get itmStateDims() {
+    return this.inner.itmStateDims;
+  }
+  get defaultSearchCandidates() {
+    return this.inner.defaultSearchCandidates;
+  }
+  get inputSize() {
+    return this.inner.inputSize;
+  }
+
+  loadImage(...args: Parameters<BlipEngine['loadImage']>) {
+    return translated(() => this.inner.loadImage(...args));
+  }
+  embedImage(...args: Parameters<BlipEngine['embedImage']>) {
+    return translated(() => this.inner.embedImage(...args));
+  }
+  embedText(...args: Parameters<BlipEngine['embedText']>) {
+    return translated(() => this.inner.embedText(...args));
+  }
+  itmScores(...args: Parameters<BlipEngine['itmScores']>) {
+    return translated(() => this.inner.itmScores(...args));
+  }
+  caption(...args: Parameters<BlipEngine['caption']>) {
+    return translated(() => this.inner.caption(...args));
+  }
+  answer(...args: Parameters<BlipEngine['answer']>) {
+    return translated(() => this.inner.answer(...args));
+  }
+  queueDepth() {
+    return this.inner.queueDepth?.() ?? { interactive: 0, background: 0 };
+  }
+  countTokens(text: string) {
+    try {
+      return this.inner.countTokens(text);
+    } catch (error) {
+      throw toDomainError(error);
+    }
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+/** The same for a question-answering model (BLIP-2 folders, src/ml/visual-answerer.ts). */
+export function domainErrorAnswerer(inner: VisualAnswerer): VisualAnswerer {
+  return {
+    name: inner.name,
+    modelId: inner.modelId,
+    family: inner.family,
+    tasks: inner.tasks,
+    loadImage: (bytes) => translated(() => inner.loadImage(bytes)),
+    answer: (image, question, options) => translated(() => inner.answer(image, question, options)),
+    close: () => inner.close(),
+  };
 }
 
 function pick(source: object, keys: string[]): Record<string, unknown> {

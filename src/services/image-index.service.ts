@@ -1,10 +1,9 @@
 import { dot } from '../domain/embedding.js';
 import type { Logger } from '../lib/logger.js';
-import { HnswVectorIndex, type HnswOptions } from '../index/hnsw-vector-index.js';
 import type { VectorMatch } from '../index/vector-index.js';
-import type { PrismaImageRepository } from '../repositories/image.repository.js';
+import type { IndexRows, StoredVectorIndex, VectorIndexStore } from './ports.js';
 
-export interface ImageIndexOptions extends HnswOptions {
+export interface ImageIndexOptions {
   dir: string;
   saveDelayMs: number;
   compactRatio: number;
@@ -18,7 +17,7 @@ export interface ImageIndexOptions extends HnswOptions {
  * the repair step is what makes that safe.
  */
 export class ImageIndexService {
-  private index: HnswVectorIndex;
+  private index: StoredVectorIndex;
   private saveTimer: NodeJS.Timeout | undefined;
   private saving: Promise<void> = Promise.resolve();
   private dirty = false;
@@ -26,13 +25,15 @@ export class ImageIndexService {
   version = 0;
 
   constructor(
-    private readonly repo: PrismaImageRepository,
+    private readonly repo: IndexRows,
+    /** The index and its files: hnswIndexStore (src/services/ports.ts), or an in-memory one in tests. */
+    private readonly store: VectorIndexStore,
     private readonly modelId: string,
     private readonly dim: number,
     private readonly options: ImageIndexOptions,
     private readonly log: Logger,
   ) {
-    this.index = HnswVectorIndex.create(dim, modelId, options);
+    this.index = store.create();
   }
 
   get size(): number {
@@ -40,12 +41,12 @@ export class ImageIndexService {
   }
 
   async open(): Promise<void> {
-    const opened = await HnswVectorIndex.open(this.options.dir, this.modelId, this.dim, this.options);
+    const opened = await this.store.open(this.options.dir);
     this.index = opened.index;
     if (opened.status === 'empty') this.log.info({ reason: opened.reason }, 'building vector index from the database');
     else if (!(await this.matchesDatabase())) {
       this.log.warn({ dir: this.options.dir }, 'index vectors differ from the database: rebuilding the index from the database');
-      this.index = HnswVectorIndex.create(this.dim, this.modelId, this.options);
+      this.index = this.store.create();
     }
     const { added, removed } = await this.repair();
     this.index.compactIfNeeded(this.options.compactRatio);

@@ -6,15 +6,13 @@ import type { Logger } from '../lib/logger.js';
 import type { BlipEngine, CaptionOptions } from '../ml/blip-engine.js';
 import { renderServableCopy, renderThumbnail } from '../ml/preprocess/image-decoder.js';
 import { imageExtent } from '../ml/preprocess/image-extent.js';
-import type { ImageFileStore } from '../repositories/image-file-store.js';
 import type { ImageQueryRepository } from '../repositories/image-query.repository.js';
-import type { ImageDetailsPatch, PrismaImageRepository } from '../repositories/image.repository.js';
+import type { ImageDetailsPatch } from '../repositories/image.repository.js';
 import { AnswererRegistry } from './answerer-registry.js';
 import { blipAnswerer } from '../ml/visual-answerer.js';
-import { engineCall } from './engine-errors.js';
-import type { ImageIndexService } from './image-index.service.js';
 import type { ItmStateCache } from './itm-state-cache.js';
 import { requireFilter, requireImageId, requireIntInRange, requireMetadata, requireNumberInRange, requireText, type ImageFilterInput } from './input-rules.js';
+import type { ImageBlobs, ImageRows, ImageVectors } from './ports.js';
 
 export interface ImageServiceSettings {
   maxPageSize: number;
@@ -36,10 +34,10 @@ const SERVABLE_COPY = 0;
 export class ImageService {
   constructor(
     private readonly engine: BlipEngine,
-    private readonly repo: PrismaImageRepository,
+    private readonly repo: ImageRows,
     private readonly queries: ImageQueryRepository,
-    private readonly files: ImageFileStore,
-    private readonly index: ImageIndexService,
+    private readonly files: ImageBlobs,
+    private readonly index: ImageVectors,
     private readonly itmStates: ItmStateCache,
     private readonly settings: ImageServiceSettings,
     private readonly log: Logger,
@@ -112,7 +110,7 @@ export class ImageService {
 
   private async itmMatch(image: ImageRecord, text: string): Promise<number | null> {
     const states = await this.itmStates.get(image);
-    return (await engineCall(() => this.engine.itmScores(text, [states]))).probabilities[0] ?? null;
+    return (await this.engine.itmScores(text, [states])).probabilities[0] ?? null;
   }
 
   /**
@@ -133,7 +131,7 @@ export class ImageService {
     const checked = this.checkCaptionOptions(options ?? {});
     const image = await this.requireImage(imageId, 'imageId');
     const loaded = await this.loadForModel(image);
-    const caption = await engineCall(() => this.engine.caption(loaded, checked));
+    const caption = await this.engine.caption(loaded, checked);
     const match = await this.itmMatch(image, caption);
     return this.stillStored(image, () => this.repo.updateCaption(image.label, caption, this.engine.modelId, match));
   }
@@ -147,8 +145,8 @@ export class ImageService {
     // BLIP-2 at its own input size, decodes the original.
     const loaded = answerer.modelId === this.engine.modelId
       ? await this.loadForModel(image)
-      : await engineCall(async () => answerer.loadImage(await this.files.readOriginal(image.sha256)));
-    const answer = await engineCall(() => answerer.answer(loaded, text));
+      : await answerer.loadImage(await this.files.readOriginal(image.sha256));
+    const answer = await answerer.answer(loaded, text);
     return { answer, question: text, image, model: this.answerers.describe(answerer) };
   }
 
@@ -190,8 +188,8 @@ export class ImageService {
   private async loadForModel(image: ImageRecord) {
     const size = this.engine.inputSize;
     const kept = size ? await this.files.readModelInput(size, image.sha256) : null;
-    if (kept) return engineCall(() => this.engine.loadImage(kept));
-    const loaded = await engineCall(async () => this.engine.loadImage(await this.files.readOriginal(image.sha256)));
+    if (kept) return this.engine.loadImage(kept);
+    const loaded = await this.engine.loadImage(await this.files.readOriginal(image.sha256));
     if (size && loaded.modelInput) await this.files.writeModelInput(size, image.sha256, loaded.modelInput);
     return loaded;
   }

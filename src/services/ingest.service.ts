@@ -3,16 +3,13 @@ import type { ImageRecord } from '../domain/image.js';
 import type { JobRecord } from '../domain/job.js';
 import type { Logger } from '../lib/logger.js';
 import type { BlipEngine } from '../ml/blip-engine.js';
-import type { ImageFileStore } from '../repositories/image-file-store.js';
-import type { PrismaImageRepository } from '../repositories/image.repository.js';
-import { engineCall } from './engine-errors.js';
-import type { ImageIndexService } from './image-index.service.js';
 import { readImageSource, type ImageSource } from './image-source.js';
 import { requireMetadata, requireText } from './input-rules.js';
 import type { ItmStateCache } from './itm-state-cache.js';
-import { JobAbortedError, type JobContext, type JobHandler, type JobQueueService } from './job-queue.service.js';
+import { JobAbortedError, type JobContext, type JobHandler } from './job-queue.service.js';
 import { currentRequestSignal } from './request-scope.js';
 import { WorkLimiter } from './work-limiter.js';
+import type { ImageBlobs, ImageVectors, IngestJobs, IngestRows } from './ports.js';
 
 export interface IngestCommand {
   source: ImageSource;
@@ -53,13 +50,13 @@ export class IngestService implements JobHandler {
 
   constructor(
     private readonly engine: BlipEngine,
-    private readonly repo: PrismaImageRepository,
-    private readonly files: ImageFileStore,
-    private readonly index: ImageIndexService,
+    private readonly repo: IngestRows,
+    private readonly files: ImageBlobs,
+    private readonly index: ImageVectors,
     private readonly itmStates: ItmStateCache,
     private readonly limits: IngestLimits,
     private readonly log: Logger,
-    private readonly jobs: JobQueueService,
+    private readonly jobs: IngestJobs,
     private readonly counters: IngestCounters = { ingested: () => undefined, failed: () => undefined },
   ) {
     this.slots = new WorkLimiter('ingests', limits.maxConcurrentIngests ?? Infinity, limits.maxQueuedIngests ?? Infinity);
@@ -99,12 +96,12 @@ export class IngestService implements JobHandler {
     if (existing?.status === 'PROCESSING') return { image: existing, created: false, job: await this.jobs.findForImage(existing.id) };
     if (existing) await this.repo.delete(existing.label); // the leftover of an interrupted delete
 
-    const loaded = await engineCall(() => this.engine.loadImage(bytes));
-    const encoding = await engineCall(() => this.engine.embedImage(loaded));
-    const caption = await engineCall(() => this.engine.caption(loaded));
+    const loaded = await this.engine.loadImage(bytes);
+    const encoding = await this.engine.embedImage(loaded);
+    const caption = await this.engine.caption(loaded);
     // Part of the ingest: background, or a stream of searches would hold it back.
     const match = async (text: string) =>
-      (await engineCall(() => this.engine.itmScores(text, [encoding.itmStates], { priority: 'background' }))).probabilities[0] ?? null;
+      (await this.engine.itmScores(text, [encoding.itmStates], { priority: 'background' })).probabilities[0] ?? null;
     const captionMatch = await match(caption);
     const altTextMatch = altText ? await match(altText) : null;
 
@@ -153,7 +150,7 @@ export class IngestService implements JobHandler {
     if (existing) await this.repo.delete(existing.label);
 
     // Decoding now refuses what is not an image before anything is stored or acknowledged.
-    const loaded = await engineCall(() => this.engine.loadImage(bytes));
+    const loaded = await this.engine.loadImage(bytes);
     await this.files.writeOriginal(sha256, bytes);
     const id = randomUUID();
     let stored: { image: ImageRecord; job: JobRecord };
@@ -195,14 +192,14 @@ export class IngestService implements JobHandler {
       await ctx.report(progress);
     };
     const bytes = await this.files.readOriginal(image.sha256);
-    const loaded = await engineCall(() => this.engine.loadImage(bytes));
+    const loaded = await this.engine.loadImage(bytes);
     await step(0.1);
-    const encoding = await engineCall(() => this.engine.embedImage(loaded));
+    const encoding = await this.engine.embedImage(loaded);
     await step(0.4);
-    const caption = await engineCall(() => this.engine.caption(loaded));
+    const caption = await this.engine.caption(loaded);
     await step(0.7);
     const match = async (text: string) =>
-      (await engineCall(() => this.engine.itmScores(text, [encoding.itmStates], { priority: 'background' }))).probabilities[0] ?? null;
+      (await this.engine.itmScores(text, [encoding.itmStates], { priority: 'background' })).probabilities[0] ?? null;
     const captionMatch = await match(caption);
     const altTextMatch = image.altText ? await match(image.altText) : null;
     await step(0.9);

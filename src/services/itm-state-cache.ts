@@ -1,8 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { ImageRecord } from '../domain/image.js';
 import type { BlipEngine, ItmStates } from '../ml/blip-engine.js';
-import type { ImageFileStore } from '../repositories/image-file-store.js';
-import { engineCall } from './engine-errors.js';
+import type { ImageBlobs } from './ports.js';
 
 /**
  * ITM re-ranking needs each candidate's ITM states (ImageEncoding.itmStates: int8 codes and
@@ -15,7 +14,7 @@ export class ItmStateCache {
 
   constructor(
     private readonly engine: BlipEngine,
-    private readonly files: ImageFileStore,
+    private readonly files: ImageBlobs,
     maxBytes: number,
   ) {
     this.memory = new LRUCache({ maxSize: Math.max(1, maxBytes), sizeCalculation: (v) => Math.max(1, v.codes.byteLength + v.scales.byteLength) });
@@ -32,8 +31,8 @@ export class ItmStateCache {
     let states = await this.files.readItmStates(this.engine.modelId, image.sha256, this.engine.itmStateDims);
     if (!states) {
       const bytes = await this.files.readOriginal(image.sha256);
-      const loaded = await engineCall(() => this.engine.loadImage(bytes));
-      states = (await engineCall(() => this.engine.embedImage(loaded))).itmStates;
+      const loaded = await this.engine.loadImage(bytes);
+      states = (await this.engine.embedImage(loaded)).itmStates;
       await this.files.writeItmStates(this.engine.modelId, image.sha256, states);
     }
     this.memory.set(image.sha256, states);

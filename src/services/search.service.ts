@@ -8,15 +8,14 @@ import { decodeListCursor, encodeListCursor, requireFirst } from '../domain/pagi
 import type { SearchHit, SearchMode, SearchPage } from '../domain/search.js';
 import type { BlipEngine } from '../ml/blip-engine.js';
 import type { ImageQueryRepository } from '../repositories/image-query.repository.js';
-import type { PrismaImageRepository } from '../repositories/image.repository.js';
 import { HybridCandidates, KeywordCandidates, VectorCandidates, type Candidate, type CandidateSource } from './candidate-sources.js';
-import { engineCall } from './engine-errors.js';
-import type { ImageIndexService } from './image-index.service.js';
 import { readImageSource, type ImageSource } from './image-source.js';
 import { requireFilter, requireImageId, requireIntInRange, requireNumberInRange, requireText, type ImageFilterInput } from './input-rules.js';
 import type { ItmStateCache } from './itm-state-cache.js';
 import { keywordTerms } from './keyword-terms.js';
 import { RankedList, RankedListCache } from './ranked-list.js';
+import type { ImageRows, ImageVectors } from './ports.js';
+import { invariant } from '../lib/invariant.js';
 
 export interface SearchImagesQuery {
   text: string;
@@ -76,9 +75,9 @@ export class SearchService {
 
   constructor(
     private readonly engine: BlipEngine,
-    private readonly repo: PrismaImageRepository,
+    private readonly repo: ImageRows,
     private readonly queries: ImageQueryRepository,
-    private readonly index: ImageIndexService,
+    private readonly index: ImageVectors,
     private readonly itmStates: ItmStateCache,
     private readonly settings: SearchSettings,
   ) {}
@@ -152,8 +151,8 @@ export class SearchService {
       const cacheKey = `${this.engine.modelId}\u0000${sha256}`;
       let vector = this.imageEmbeddings.get(cacheKey);
       if (!vector) {
-        const loaded = await engineCall(() => this.engine.loadImage(bytes));
-        vector = (await engineCall(() => this.engine.embedImage(loaded, { priority: 'interactive' }))).feature;
+        const loaded = await this.engine.loadImage(bytes);
+        vector = (await this.engine.embedImage(loaded, { priority: 'interactive' })).feature;
         this.imageEmbeddings.set(cacheKey, vector);
       }
       const source = await this.vectorSource(vector, filter, new Set());
@@ -255,18 +254,25 @@ export class SearchService {
    */
   private async rerank(text: string, found: Array<{ image: ImageRecord; itc: number }>): Promise<SearchHit[]> {
     const loaded = await Promise.allSettled(found.map(({ image }) => this.itmStates.get(image)));
-    const kept = found.filter((_, i) => loaded[i]!.status === 'fulfilled');
-    const states = loaded.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-    if (states.length === 0) return [];
-    const itm = await engineCall(() => this.engine.itmScores(text, states));
-    return kept.map(({ image, itc }, i) => ({ image, itcScore: itc, itmScore: itm.probabilities[i]!, score: itm.logits[i]![1] + itc }));
+    const kept = found.flatMap((hit, i) => {
+      const result = loaded[i];
+      return result?.status === 'fulfilled' ? [{ ...hit, states: result.value }] : [];
+    });
+    if (kept.length === 0) return [];
+    const itm = await this.engine.itmScores(text, kept.map((k) => k.states));
+    return kept.map(({ image, itc }, i) => {
+      const probability = itm.probabilities[i];
+      const logits = itm.logits[i];
+      invariant(probability !== undefined && logits !== undefined, 'itmScores answers one score per ITM state (src/ml/blip-engine.ts)');
+      return { image, itcScore: itc, itmScore: probability, score: logits[1] + itc };
+    });
   }
 
   private async embedText(text: string): Promise<Float32Array> {
     const key = `${this.engine.modelId}\u0000${text}`;
     const cached = this.textEmbeddings.get(key);
     if (cached) return cached;
-    const vector = await engineCall(() => this.engine.embedText(text));
+    const vector = await this.engine.embedText(text);
     this.textEmbeddings.set(key, vector);
     return vector;
   }

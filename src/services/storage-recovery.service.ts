@@ -1,13 +1,10 @@
 import fs from 'node:fs/promises';
 import type { Logger } from '../lib/logger.js';
 import type { BlipEngine } from '../ml/blip-engine.js';
-import type { ImageFileStore } from '../repositories/image-file-store.js';
-import type { PrismaImageRepository } from '../repositories/image.repository.js';
-import { engineCall } from './engine-errors.js';
-import type { ImageIndexService } from './image-index.service.js';
 import type { ItmStateCache } from './itm-state-cache.js';
 import { JobAbortedError, type JobHandler, type JobQueueService } from './job-queue.service.js';
 import type { JobRecord } from '../domain/job.js';
+import type { ImageBlobs, ImageVectors, RecoveryRows } from './ports.js';
 
 /**
  * Start-up work that turns whatever a crash left behind into a consistent state, before any
@@ -19,9 +16,9 @@ import type { JobRecord } from '../domain/job.js';
 export class StorageRecoveryService {
   constructor(
     private readonly engine: BlipEngine,
-    private readonly repo: PrismaImageRepository,
-    private readonly files: ImageFileStore,
-    private readonly index: ImageIndexService,
+    private readonly repo: RecoveryRows,
+    private readonly files: ImageBlobs,
+    private readonly index: ImageVectors,
     private readonly itmStates: ItmStateCache,
     private readonly log: Logger,
   ) {}
@@ -81,8 +78,8 @@ export class StorageRecoveryService {
       for (const image of batch) {
         if (signal?.aborted) break;
         try {
-          const loaded = await engineCall(async () => this.engine.loadImage(await this.files.readOriginal(image.sha256)));
-          const encoding = await engineCall(() => this.engine.embedImage(loaded));
+          const loaded = await this.engine.loadImage(await this.files.readOriginal(image.sha256));
+          const encoding = await this.engine.embedImage(loaded);
           await this.itmStates.put(image.sha256, encoding.itmStates);
           await this.repo.upsertEmbedding(image.label, this.engine.modelId, encoding.feature);
           this.index.add(image.label, encoding.feature);
