@@ -7,6 +7,7 @@ import { createApolloServer, createGraphqlSchema } from './graphql/create-apollo
 import { attachSubscriptionServer } from './graphql/subscription-server.js';
 import type { GraphQLServices } from './graphql/context.js';
 import { createHttpApp } from './http/create-http-app.js';
+import { createWorkerHttpApp } from './http/worker-http-app.js';
 import type { Logger } from './lib/logger.js';
 import { Metrics } from './lib/metrics.js';
 import { resolverMetricsPlugin } from './graphql/metrics-plugin.js';
@@ -18,6 +19,7 @@ import { ACCEPTED_MIME_TYPES } from './ml/preprocess/image-decoder.js';
 import { ImageFileStore } from './repositories/image-file-store.js';
 import { ImageQueryRepository } from './repositories/image-query.repository.js';
 import { PrismaImageRepository } from './repositories/image.repository.js';
+import { IndexFeedRepository } from './repositories/index-feed.repository.js';
 import { JobRepository } from './repositories/job.repository.js';
 import { readDataDirIdentity, writeDataDirIdentity } from './repositories/data-dir-identity.js';
 import { runMigrations } from './repositories/run-migrations.js';
@@ -25,6 +27,7 @@ import { PrismaSettingRepository } from './repositories/setting.repository.js';
 import { CaptureInfoBackfill } from './services/capture-info-backfill.service.js';
 import { bindDataDir, describeDatabase } from './services/data-dir-binding.service.js';
 import { ImageIndexService } from './services/image-index.service.js';
+import { IndexFeedFollower } from './services/index-feed-follower.js';
 import { ImageService } from './services/image.service.js';
 import { IngestService } from './services/ingest.service.js';
 import { ItmStateCache } from './services/itm-state-cache.js';
@@ -103,7 +106,7 @@ export async function startApplication(
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.http.port;
-  log.info({ port, dataDir: config.dataDir, db: config.db.provider }, 'listening; loading the model');
+  log.info({ port, role: config.role, dataDir: config.dataDir, db: config.db.provider }, 'listening; loading the model');
   hooks.onListening?.(port);
   let engine: BlipEngine;
   try {
@@ -114,24 +117,28 @@ export async function startApplication(
     throw error;
   }
 
-  const index = new ImageIndexService(
-    repo,
-    engine.modelId,
-    engine.embedDim,
-    { ...config.index, dir: path.join(config.dataDir, 'index') },
-    log.child({ module: 'index' }),
-  );
+  // ROLE=worker keeps no index: API replicas follow the database (the feed on PostgreSQL).
+  const role = config.role;
+  const index = new ImageIndexService(repo, engine.modelId, engine.embedDim, config.index, log.child({ module: 'index' }));
+  const indexSink = role === 'worker' ? { add: () => undefined, open: async () => undefined } : index;
   const itmStates = new ItmStateCache(engine, files, config.search.itmCacheBytes);
   const limits = { ...config.limits, maxMetadataBytes: 16 * 1024 };
   const jobs = new JobQueueService(new JobRepository(db, config.db.provider), config.jobs, log.child({ module: 'jobs' }));
-  const ingest = new IngestService(engine, repo, files, index, itmStates, limits, log.child({ module: 'ingest' }), jobs, {
+  const ingest = new IngestService(engine, repo, files, indexSink, itmStates, limits, log.child({ module: 'ingest' }), jobs, {
     ingested: (mode) => metrics.imagesIngested.inc({ mode }),
     failed: (mode) => metrics.ingestFailures.inc({ mode }),
-  });
+  }, role !== 'api');
   metrics.observeJobs = () => jobs.countByState();
   metrics.observeActiveJobs = () => jobs.active;
   metrics.observeIndexSize = () => index.size;
   metrics.observeInferenceQueue = () => engine.queueDepth?.() ?? { interactive: 0, background: 0 };
+  const recovery = new StorageRecoveryService(engine, repo, files, indexSink, itmStates, log.child({ module: 'recovery' }));
+  if (role === 'worker') {
+    return startWorker({ server, port, ingest, jobs, metrics, recovery, log, close: async () => {
+      await db.$disconnect();
+      await engine.close();
+    }, setHandler: (h) => (handler = h) });
+  }
   const search = new SearchService(engine, repo, queries, index, itmStates, { ...limits, ...config.search });
   let extra: VisualAnswerer[];
   try {
@@ -145,10 +152,19 @@ export async function startApplication(
   const blip = blipAnswerer(engine);
   const answerers = new AnswererRegistry([blip, ...extra], hooks.defaultAnswerer && extra[0] ? extra[0] : blip);
   const images = new ImageService(engine, repo, queries, files, index, itmStates, { ...limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }), answerers);
-  const recovery = new StorageRecoveryService(engine, repo, files, index, itmStates, log.child({ module: 'recovery' }));
   const captureInfo = new CaptureInfoBackfill(engine, repo, new PrismaSettingRepository(db), files, log.child({ module: 'capture-info' }));
 
-  await recovery.recover();
+  // PostgreSQL: every process with an index follows the change feed, so that what another process
+  // (a worker, another replica) commits reaches this index within a NOTIFY's time.
+  const feed = config.db.provider === 'postgresql' ? new IndexFeedRepository(db, config.db) : null;
+  if (feed) index.feedHead = () => feed.head();
+  await recovery.recover({ shared: role !== 'all' });
+  const follower = feed ? new IndexFeedFollower(feed, index, engine.modelId, { pollMs: config.index.feedPollMs }, log.child({ module: 'index-feed' })) : null;
+  await follower?.start();
+  metrics.observeFeedLag = () => {
+    const status = follower?.status();
+    return status ? { positions: status.lagPositions, seconds: status.lagSeconds } : null;
+  };
   await captureInfo.plan();
   jobs.register('INGEST', ingest);
   jobs.register('REEMBED', recovery.reembedJob);
@@ -189,11 +205,12 @@ export async function startApplication(
     httpServer: server,
   });
   await apollo.start();
-  handler = createHttpApp({ apollo, services, images, isReady: () => ready, corsOrigin: config.http.corsOrigin, maxUploadBytes: config.limits.maxUploadBytes, maxFilesPerRequest: config.maxFilesPerRequest, webDir: config.http.webDir, log, metrics });
-  log.info({ port, modelId: engine.modelId, indexed: index.size }, 'ready');
+  handler = createHttpApp({ apollo, services, images, isReady: () => ready, health: () => ({ role, ...(follower ? { indexFeed: follower.status() } : {}) }), corsOrigin: config.http.corsOrigin, maxUploadBytes: config.limits.maxUploadBytes, maxFilesPerRequest: config.maxFilesPerRequest, webDir: config.http.webDir, log, metrics });
+  log.info({ port, role, modelId: engine.modelId, indexed: index.size }, 'ready');
 
   const abort = new AbortController();
-  jobs.start();
+  // ROLE=api queues jobs and runs none: workers (ROLE=worker) take them from PostgreSQL.
+  if (role === 'all') jobs.start();
   const background = (async () => {
     await captureInfo.run(abort.signal);
     // "First start": nothing stored and never seeded (a marker, so that emptying the collection
@@ -214,10 +231,46 @@ export async function startApplication(
       await jobs.stop(); // running jobs go back to QUEUED; subscriptions end
       await apollo.stop(); // drains the HTTP server and the WebSocket server
       await background;
+      await follower?.stop();
       await index.flush();
       await db.$disconnect();
       await answerers.close();
       await engine.close();
+      log.info('stopped');
+    })());
+  return { server, port, ingest, jobs, metrics, stop };
+}
+
+/**
+ * ROLE=worker: runs the queue's jobs (ingest inference, re-embedding) and nothing else; its HTTP
+ * server answers /healthz and /metrics only. A worker killed mid-job loses nothing: the job's
+ * lease runs out and another worker takes it over (src/repositories/job.repository.ts).
+ */
+function startWorker(parts: {
+  server: http.Server;
+  port: number;
+  ingest: IngestService;
+  jobs: JobQueueService;
+  metrics: Metrics;
+  recovery: StorageRecoveryService;
+  log: Logger;
+  close: () => Promise<void>;
+  setHandler: (handler: http.RequestListener) => void;
+}): Application {
+  const { server, port, ingest, jobs, metrics, recovery, log } = parts;
+  let ready = true;
+  jobs.register('INGEST', ingest);
+  jobs.register('REEMBED', recovery.reembedJob);
+  parts.setHandler(createWorkerHttpApp({ isReady: () => ready, health: () => ({ role: 'worker', runningJobs: jobs.active }), log, metrics }));
+  jobs.start();
+  log.info({ port, role: 'worker', workerId: jobs.workerId }, 'ready');
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      ready = false;
+      await jobs.stop(); // running jobs go back to QUEUED for another worker
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await parts.close();
       log.info('stopped');
     })());
   return { server, port, ingest, jobs, metrics, stop };

@@ -10,6 +10,13 @@ const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
 /** Every variable the service reads, with its default. Documented in the README table. */
 const envSchema = z.object({
   PORT: int(0, 65535).default(4000),
+  // all: one process does everything; api and worker split it over processes meeting in PostgreSQL
+  // (docs/scaling.md).
+  ROLE: z.enum(['all', 'api', 'worker']).default('all'),
+  // Where this process keeps its HNSW snapshot; each API replica needs its own (default DATA_DIR/index).
+  INDEX_DIR: z.string().min(1).optional(),
+  // PostgreSQL: how often an API replica reads the index change feed without a NOTIFY (a safety net).
+  INDEX_FEED_POLL_MS: int(50, 600_000).default(1000),
   HOST: z.string().min(1).optional(),
   DATA_DIR: z.string().min(1).default('./data'),
   DATABASE_URL: z
@@ -66,7 +73,11 @@ export type DatabaseConfig =
   | { provider: 'sqlite'; url: string; filePath: string }
   | { provider: 'postgresql'; url: string; schema: string | undefined };
 
+export type Role = 'all' | 'api' | 'worker';
+
 export interface AppConfig {
+  /** ROLE: which part of the service this process runs (src/app.ts). */
+  role: Role;
   http: {
     port: number;
     host: string | undefined;
@@ -116,6 +127,10 @@ export interface AppConfig {
     initialCapacity: number;
     saveDelayMs: number;
     compactRatio: number;
+    /** The snapshot's folder (INDEX_DIR, default DATA_DIR/index). */
+    dir: string;
+    /** INDEX_FEED_POLL_MS: the change feed's catch-up poll (PostgreSQL). */
+    feedPollMs: number;
   };
   thumbnailSize: number;
   /** Background jobs (src/services/job-queue.service.ts). */
@@ -165,13 +180,18 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
   if (e.SEARCH_CANDIDATES !== undefined && e.SEARCH_CANDIDATES > e.MAX_SEARCH_CANDIDATES) {
     issues.push(`SEARCH_CANDIDATES: must not exceed MAX_SEARCH_CANDIDATES (${e.MAX_SEARCH_CANDIDATES})`);
   }
-  if (issues.length) throw new ConfigError(issues);
   const dataDir = path.resolve(e.DATA_DIR);
+  const db = databaseConfig(e.DATABASE_URL, dataDir);
+  if (e.ROLE !== 'all' && db.provider !== 'postgresql') {
+    issues.push(`ROLE: ${e.ROLE} needs PostgreSQL (DATABASE_URL=postgres://...): API replicas and workers meet in its job queue and index feed; with SQLite use ROLE=all`);
+  }
+  if (issues.length) throw new ConfigError(issues);
   return deepFreeze({
+    role: e.ROLE,
     http: { port: e.PORT, host: e.HOST, corsOrigin: e.CORS_ORIGIN, webDir: path.resolve(e.WEB_DIR), publicUrl: (e.PUBLIC_URL ?? '').replace(/\/+$/, '') },
     dataDir,
     claimDataDir: e.CLAIM_DATA_DIR,
-    db: databaseConfig(e.DATABASE_URL, dataDir),
+    db,
     models: {
       modelDir: path.resolve(e.MODEL_DIR),
       vqaModelDir: e.VQA_MODEL_DIR === undefined ? null : path.resolve(e.VQA_MODEL_DIR),
@@ -203,6 +223,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
       initialCapacity: e.HNSW_INITIAL_CAPACITY,
       saveDelayMs: e.INDEX_SAVE_DELAY_MS,
       compactRatio: e.INDEX_COMPACT_RATIO,
+      dir: e.INDEX_DIR === undefined ? path.join(dataDir, 'index') : path.resolve(e.INDEX_DIR),
+      feedPollMs: e.INDEX_FEED_POLL_MS,
     },
     thumbnailSize: e.THUMBNAIL_SIZE,
     jobs: { concurrency: e.JOB_CONCURRENCY, leaseMs: e.JOB_LEASE_MS, pollMs: e.JOB_POLL_MS, maxAttempts: e.JOB_MAX_ATTEMPTS },

@@ -17,6 +17,8 @@ export interface HttpAppOptions {
   services: GraphQLServices;
   images: ImageService;
   isReady: () => boolean;
+  /** More of /healthz's answer (the index feed's lag on PostgreSQL, src/services/index-feed-follower.ts). */
+  health?: () => Record<string, unknown>;
   corsOrigin: string;
   maxUploadBytes: number;
   /** ingestImages: files one multipart request may carry. */
@@ -24,6 +26,14 @@ export interface HttpAppOptions {
   webDir: string;
   log: Logger;
   metrics: Metrics;
+}
+
+/** /healthz: "ok" once ready (503 "starting" before), with what `health` adds. */
+export function healthz(options: Pick<HttpAppOptions, 'isReady' | 'health'>): express.RequestHandler {
+  return (_req, res) => {
+    if (options.isReady()) res.json({ status: 'ok', ...options.health?.() });
+    else res.status(503).json({ status: 'starting' });
+  };
 }
 
 /** Routes: /graphql (JSON and multipart), /images/:id[/thumbnail], /healthz, /metrics (Prometheus), and the web page at /. */
@@ -38,10 +48,7 @@ export function createHttpApp(options: HttpAppOptions): Express {
       next(error);
     }
   });
-  app.get('/healthz', (_req, res) => {
-    if (options.isReady()) res.json({ status: 'ok' });
-    else res.status(503).json({ status: 'starting' });
-  });
+  app.get('/healthz', healthz(options));
   app.use(
     '/graphql',
     cors({ origin: options.corsOrigin === '*' ? true : options.corsOrigin.split(',') }),

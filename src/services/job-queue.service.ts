@@ -83,6 +83,19 @@ export class JobQueueService {
     this.notify();
   }
 
+  /**
+   * Resolves with the job once it has SUCCEEDED or FAILED, whichever process ran it (polled: the
+   * job may run in a worker elsewhere, src/services/ingest.service.ts's ROLE=api ingest).
+   */
+  async waitUntilFinished(id: string, pollMs = 100): Promise<JobRecord> {
+    for (;;) {
+      const job = await this.repo.findById(id);
+      if (!job) throw new NotFoundError('Job', id);
+      if (job.state === 'SUCCEEDED' || job.state === 'FAILED') return job;
+      await sleep(pollMs);
+    }
+  }
+
   getJob(id: string): Promise<JobRecord | null> {
     return this.repo.findById(id);
   }
