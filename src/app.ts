@@ -14,6 +14,7 @@ import { resolverMetricsPlugin } from './graphql/metrics-plugin.js';
 import type { BlipEngine } from './ml/blip-engine.js';
 import { blipAnswerer, type VisualAnswerer } from './ml/visual-answerer.js';
 import { AnswererRegistry } from './services/answerer-registry.js';
+import { createBlobStore } from './repositories/create-blob-store.js';
 import { createPrismaClient } from './repositories/database.js';
 import { ACCEPTED_MIME_TYPES } from './ml/preprocess/image-decoder.js';
 import { ImageFileStore } from './repositories/image-file-store.js';
@@ -21,7 +22,7 @@ import { ImageQueryRepository } from './repositories/image-query.repository.js';
 import { PrismaImageRepository } from './repositories/image.repository.js';
 import { IndexFeedRepository } from './repositories/index-feed.repository.js';
 import { JobRepository } from './repositories/job.repository.js';
-import { readDataDirIdentity, writeDataDirIdentity } from './repositories/data-dir-identity.js';
+import { blobStoreIdentity, readDataDirIdentity, writeDataDirIdentity } from './repositories/data-dir-identity.js';
 import { runMigrations } from './repositories/run-migrations.js';
 import { PrismaSettingRepository } from './repositories/setting.repository.js';
 import { CaptureInfoBackfill } from './services/capture-info-backfill.service.js';
@@ -74,13 +75,14 @@ export async function startApplication(
   const db = createPrismaClient(config.db);
   const repo = new PrismaImageRepository(db);
   const queries = new ImageQueryRepository(db, config.db.provider);
-  const files = new ImageFileStore(config.dataDir);
+  const blobs = createBlobStore(config.blobs, db);
+  const files = new ImageFileStore(config.dataDir, blobs);
   try {
     // Before anything may touch a file: recovery would take a wrong database's missing rows for
     // crash leftovers.
     await bindDataDir({
       settings: new PrismaSettingRepository(db),
-      identity: { read: () => readDataDirIdentity(config.dataDir), write: (id) => writeDataDirIdentity(config.dataDir, id) },
+      identity: blobs ? blobStoreIdentity(blobs) : { read: () => readDataDirIdentity(config.dataDir), write: (id) => writeDataDirIdentity(config.dataDir, id) },
       listOriginals: async () => (await files.listOriginals()).hashes,
       knownSha256: () => repo.allSha256(),
       dataDir: config.dataDir,
@@ -106,7 +108,7 @@ export async function startApplication(
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.http.port;
-  log.info({ port, role: config.role, dataDir: config.dataDir, db: config.db.provider }, 'listening; loading the model');
+  log.info({ port, role: config.role, blobStore: config.blobs.kind, dataDir: config.dataDir, db: config.db.provider }, 'listening; loading the model');
   hooks.onListening?.(port);
   let engine: BlipEngine;
   try {
@@ -135,6 +137,7 @@ export async function startApplication(
   const recovery = new StorageRecoveryService(engine, repo, files, indexSink, itmStates, log.child({ module: 'recovery' }));
   if (role === 'worker') {
     return startWorker({ server, port, ingest, jobs, metrics, recovery, log, close: async () => {
+      blobs?.close?.();
       await db.$disconnect();
       await engine.close();
     }, setHandler: (h) => (handler = h) });
@@ -233,6 +236,7 @@ export async function startApplication(
       await background;
       await follower?.stop();
       await index.flush();
+      blobs?.close?.();
       await db.$disconnect();
       await answerers.close();
       await engine.close();

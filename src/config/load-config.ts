@@ -17,6 +17,16 @@ const envSchema = z.object({
   INDEX_DIR: z.string().min(1).optional(),
   // PostgreSQL: how often an API replica reads the index change feed without a NOTIFY (a safety net).
   INDEX_FEED_POLL_MS: int(50, 600_000).default(1000),
+  // Where originals live: DATA_DIR (local), the database (postgres) or an S3-compatible bucket.
+  BLOB_STORE: z.enum(['local', 'postgres', 's3']).default('local'),
+  S3_BUCKET: z.string().min(1).optional(),
+  S3_PREFIX: z.string().default(''),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  S3_ENDPOINT: z.string().url().optional(),
+  // Path-style URLs (http://host/bucket/key): what most S3-compatible servers want.
+  S3_FORCE_PATH_STYLE: bool.optional(),
+  S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
   HOST: z.string().min(1).optional(),
   DATA_DIR: z.string().min(1).default('./data'),
   DATABASE_URL: z
@@ -75,9 +85,24 @@ export type DatabaseConfig =
 
 export type Role = 'all' | 'api' | 'worker';
 
+export type BlobStoreConfig =
+  | { kind: 'local' }
+  | { kind: 'postgres' }
+  | {
+      kind: 's3';
+      bucket: string;
+      prefix: string;
+      region: string;
+      endpoint: string | undefined;
+      forcePathStyle: boolean;
+      credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
+    };
+
 export interface AppConfig {
   /** ROLE: which part of the service this process runs (src/app.ts). */
   role: Role;
+  /** BLOB_STORE and S3_*: where originals live (src/repositories/blob-store.ts). */
+  blobs: BlobStoreConfig;
   http: {
     port: number;
     host: string | undefined;
@@ -185,9 +210,24 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
   if (e.ROLE !== 'all' && db.provider !== 'postgresql') {
     issues.push(`ROLE: ${e.ROLE} needs PostgreSQL (DATABASE_URL=postgres://...): API replicas and workers meet in its job queue and index feed; with SQLite use ROLE=all`);
   }
+  if (e.BLOB_STORE === 'postgres' && db.provider !== 'postgresql') issues.push('BLOB_STORE: postgres keeps originals in the database, so DATABASE_URL must be postgres://...');
+  if (e.BLOB_STORE === 's3' && !e.S3_BUCKET) issues.push('S3_BUCKET: required with BLOB_STORE=s3');
+  if ((e.S3_ACCESS_KEY_ID === undefined) !== (e.S3_SECRET_ACCESS_KEY === undefined)) issues.push('S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY: set both or neither');
   if (issues.length) throw new ConfigError(issues);
   return deepFreeze({
     role: e.ROLE,
+    blobs:
+      e.BLOB_STORE === 's3'
+        ? {
+            kind: 's3',
+            bucket: e.S3_BUCKET!,
+            prefix: e.S3_PREFIX,
+            region: e.S3_REGION,
+            endpoint: e.S3_ENDPOINT,
+            forcePathStyle: e.S3_FORCE_PATH_STYLE ?? e.S3_ENDPOINT !== undefined,
+            credentials: e.S3_ACCESS_KEY_ID && e.S3_SECRET_ACCESS_KEY ? { accessKeyId: e.S3_ACCESS_KEY_ID, secretAccessKey: e.S3_SECRET_ACCESS_KEY } : undefined,
+          }
+        : { kind: e.BLOB_STORE },
     http: { port: e.PORT, host: e.HOST, corsOrigin: e.CORS_ORIGIN, webDir: path.resolve(e.WEB_DIR), publicUrl: (e.PUBLIC_URL ?? '').replace(/\/+$/, '') },
     dataDir,
     claimDataDir: e.CLAIM_DATA_DIR,

@@ -1,8 +1,11 @@
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { startChildServer, type ChildServer } from '../helpers/child-server.js';
+import { startS3Server } from '../helpers/s3-server.js';
 import { PG_BASE_URL, startTestServer } from '../helpers/test-server.js';
 
 const INGEST_ASYNC = `mutation($input: IngestImageInput!) { ingestImage(input: $input, wait: false) { image { id status } job { id } } }`;
@@ -18,19 +21,32 @@ const ids = (res: { data?: { searchImages: { edges: Array<{ node: { id: string }
 
 /**
  * Issue 45's "Done when", on one machine: PostgreSQL, two API replicas (ROLE=api) and two workers
- * (ROLE=worker), each its own process with the fake engine (test/crash/crash-child.ts), sharing
- * DATA_DIR for the originals and each replica with its own index folder.
+ * (ROLE=worker), each its own process with the fake engine (test/crash/crash-child.ts). With
+ * BLOB_STORE=local they share DATA_DIR (one machine), each replica with its own index folder; with
+ * s3 (a local S3-compatible server) each has its own DATA_DIR, as on separate machines.
  */
-describe.skipIf(process.env.BLIP_TEST_PG === 'off')('2 API replicas + 2 workers as separate processes (PostgreSQL)', () => {
+describe.skipIf(process.env.BLIP_TEST_PG === 'off').each(['local', 's3'] as const)('2 API replicas + 2 workers as separate processes (PostgreSQL, BLOB_STORE=%s)', (store) => {
   it('ingest via A is searchable via B within 2 s; killing a worker mid-job and a replica mid-search loses nothing; a restarted replica catches up from the feed', async () => {
-    const probe = await startTestServer({ db: 'postgresql' });
+    const s3 = store === 's3' ? await startS3Server() : null;
+    const probe = await startTestServer({ db: 'postgresql', env: s3?.env ?? {} });
+    const ownDirs: string[] = [];
+    /** s3: a DATA_DIR of its own per process (named, so a restart finds its index snapshot again). */
+    const dataDirOf = (name: string) => {
+      if (!s3) return {} as Record<string, string>;
+      const dir = path.join(os.tmpdir(), `blip-mp-${path.basename(probe.dataDir)}-${name}`);
+      fs.mkdirSync(dir, { recursive: true });
+      ownDirs.push(dir);
+      return { DATA_DIR: dir };
+    };
     await probe.stop(); // a fresh data dir and schema, migrations applied
     const schema = new URL(probe.env.DATABASE_URL!).searchParams.get('schema')!;
     const db = new pg.Client({ connectionString: PG_BASE_URL });
     await db.connect();
     const lockedBy = async (jobId: string) =>
       (await db.query<{ lockedBy: string | null; state: string }>(`SELECT "lockedBy", "state" FROM "${schema}"."Job" WHERE "id" = $1`, [jobId])).rows[0];
-    const base = { ...probe.env, JOB_LEASE_MS: '1000', JOB_POLL_MS: '100', INDEX_FEED_POLL_MS: '60000' };
+    // INDEX_SAVE_DELAY_MS as deployed (about): a SIGKILL in the middle of a snapshot write leaves a
+    // file that fails its checksum, and that replica is then rebuilt by a full scan (safe, slower).
+    const base = { ...probe.env, JOB_LEASE_MS: '1000', JOB_POLL_MS: '100', INDEX_FEED_POLL_MS: '60000', INDEX_SAVE_DELAY_MS: '1000' };
     const children: ChildServer[] = [];
     const start = async (env: Record<string, string>) => {
       const child = await startChildServer({ ...base, ...env });
@@ -38,10 +54,10 @@ describe.skipIf(process.env.BLIP_TEST_PG === 'off')('2 API replicas + 2 workers 
       return child;
     };
     try {
-      const replicaEnv = (name: string) => ({ ROLE: 'api', INDEX_DIR: path.join(probe.dataDir, `index-${name}`) });
+      const replicaEnv = (name: string) => ({ ROLE: 'api', INDEX_DIR: path.join(probe.dataDir, `index-${name}`), ...dataDirOf(name) });
       let a = await start(replicaEnv('a'));
       const b = await start(replicaEnv('b'));
-      const workers = [await start({ ROLE: 'worker', FAKE_DELAY_MS: '150' }), await start({ ROLE: 'worker', FAKE_DELAY_MS: '150' })];
+      const workers = [await start({ ROLE: 'worker', FAKE_DELAY_MS: '150', ...dataDirOf('w1') }), await start({ ROLE: 'worker', FAKE_DELAY_MS: '150', ...dataDirOf('w2') })];
 
       // 1. Through A, searchable through B within 2 s of A's acknowledgement (the feed's NOTIFY:
       // B's poll is a minute away).
@@ -111,6 +127,8 @@ describe.skipIf(process.env.BLIP_TEST_PG === 'off')('2 API replicas + 2 workers 
       for (const child of children) await child.stop();
       await db.end();
       await probe.dispose();
+      for (const dir of ownDirs) fs.rmSync(dir, { recursive: true, force: true });
+      await s3?.close();
     }
   }, 180_000);
 });
