@@ -57,7 +57,7 @@ describe.skipIf(process.env.BLIP_TEST_PG === 'off').each(['local', 's3'] as cons
       const replicaEnv = (name: string) => ({ ROLE: 'api', INDEX_DIR: path.join(probe.dataDir, `index-${name}`), ...dataDirOf(name) });
       let a = await start(replicaEnv('a'));
       const b = await start(replicaEnv('b'));
-      const workers = [await start({ ROLE: 'worker', FAKE_DELAY_MS: '150', ...dataDirOf('w1') }), await start({ ROLE: 'worker', FAKE_DELAY_MS: '150', ...dataDirOf('w2') })];
+      const workers = [await start({ ROLE: 'worker', FAKE_DELAY_MS: '50', ...dataDirOf('w1') }), await start({ ROLE: 'worker', FAKE_DELAY_MS: '50', ...dataDirOf('w2') })];
 
       // 1. Through A, searchable through B within 2 s of A's acknowledgement (the feed's NOTIFY:
       // B's poll is a minute away).
