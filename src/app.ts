@@ -125,7 +125,7 @@ export async function startApplication(
   const indexSink = role === 'worker' ? { add: () => undefined, open: async () => undefined } : index;
   const itmStates = new ItmStateCache(engine, files, config.search.itmCacheBytes);
   const limits = { ...config.limits, maxMetadataBytes: 16 * 1024 };
-  const jobs = new JobQueueService(new JobRepository(db, config.db.provider), config.jobs, log.child({ module: 'jobs' }));
+  const jobs = new JobQueueService(new JobRepository(db, config.db.provider), config.jobs, log.child({ module: 'jobs' }), engine.modelId);
   const ingest = new IngestService(engine, repo, files, indexSink, itmStates, limits, log.child({ module: 'ingest' }), jobs, {
     ingested: (mode) => metrics.imagesIngested.inc({ mode }),
     failed: (mode) => metrics.ingestFailures.inc({ mode }),
@@ -173,6 +173,10 @@ export async function startApplication(
   jobs.register('REEMBED', recovery.reembedJob);
   // Before the queue starts, so a restart after a model change shows the run as a job at once.
   await recovery.planReembedding(jobs);
+  // A replica of a new model serves once that model covers every image (workers of the new model
+  // embed them beside the old model's rows, while replicas of the old model keep serving): until
+  // then it answers 503 "starting", so a load balancer keeps sending searches to the others.
+  if (role === 'api') await waitForCoverage(repo, recovery, jobs, engine.modelId, config.index.feedPollMs, log);
   let ready = false;
   const services: GraphQLServices = {
     ingest,
@@ -265,6 +269,8 @@ function startWorker(parts: {
   let ready = true;
   jobs.register('INGEST', ingest);
   jobs.register('REEMBED', recovery.reembedJob);
+  // A worker of a new model plans its own re-embedding (it claims only its model's runs).
+  void recovery.planReembedding(jobs).catch((error: unknown) => log.error({ err: error }, 'could not plan re-embedding'));
   parts.setHandler(createWorkerHttpApp({ isReady: () => ready, health: () => ({ role: 'worker', runningJobs: jobs.active }), log, metrics }));
   jobs.start();
   log.info({ port, role: 'worker', workerId: jobs.workerId }, 'ready');
@@ -278,4 +284,18 @@ function startWorker(parts: {
       log.info('stopped');
     })());
   return { server, port, ingest, jobs, metrics, stop };
+}
+
+/** ROLE=api: returns once every READY image has an embedding of `modelId` (see the call). */
+async function waitForCoverage(repo: PrismaImageRepository, recovery: StorageRecoveryService, jobs: JobQueueService, modelId: string, pollMs: number, log: Logger): Promise<void> {
+  let logged = false;
+  for (;;) {
+    const missing = await repo.countMissingEmbeddings(modelId);
+    if (missing === 0) return;
+    if (!logged) log.info({ modelId, missing }, 'waiting for workers of this model to embed every image before serving');
+    logged = true;
+    // Images ingested meanwhile by workers of the old model need a new run once this one is done.
+    await recovery.planReembedding(jobs);
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
 }

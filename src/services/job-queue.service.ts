@@ -56,6 +56,8 @@ export class JobQueueService {
     private readonly repo: JobRepository,
     private readonly options: JobQueueOptions,
     private readonly log: Logger,
+    /** The model this process embeds with: it claims only that model's REEMBED jobs. */
+    private readonly modelId?: string,
   ) {}
 
   register(kind: JobKind, handler: JobHandler): void {
@@ -112,8 +114,8 @@ export class JobQueueService {
     return this.repo.findForImage(imageId);
   }
 
-  findUnfinished(kind: JobKind) {
-    return this.repo.findUnfinished(kind);
+  findUnfinished(kind: JobKind, modelId?: string) {
+    return this.repo.findUnfinished(kind, modelId);
   }
 
   countByState() {
@@ -161,7 +163,7 @@ export class JobQueueService {
     while (!signal.aborted) {
       let job: JobRecord | null = null;
       try {
-        job = await this.repo.claim(this.workerId, this.options.leaseMs);
+        job = await this.repo.claim(this.workerId, this.options.leaseMs, Date.now(), this.modelId);
       } catch (error) {
         this.log.error({ err: error }, 'could not claim a job');
       }

@@ -61,7 +61,7 @@ export class StorageRecoveryService {
    */
   async planReembedding(jobs: JobQueueService): Promise<JobRecord | null> {
     const missing = await this.repo.countMissingEmbeddings(this.engine.modelId);
-    const unfinished = await jobs.findUnfinished('REEMBED');
+    const unfinished = await jobs.findUnfinished('REEMBED', this.engine.modelId);
     if (unfinished || missing === 0) return unfinished;
     const job = await jobs.enqueue({ kind: 'REEMBED', total: missing, payload: { modelId: this.engine.modelId } });
     this.log.info({ job: job.id, images: missing, modelId: this.engine.modelId }, 're-embedding queued after a model change');
