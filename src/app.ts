@@ -21,6 +21,7 @@ import { ImageFileStore } from './repositories/image-file-store.js';
 import { ImageQueryRepository } from './repositories/image-query.repository.js';
 import { PrismaImageRepository } from './repositories/image.repository.js';
 import { IndexFeedRepository } from './repositories/index-feed.repository.js';
+import { ProcessRegistryRepository } from './repositories/process-registry.repository.js';
 import { JobRepository } from './repositories/job.repository.js';
 import { blobStoreIdentity, readDataDirIdentity, writeDataDirIdentity } from './repositories/data-dir-identity.js';
 import { runMigrations } from './repositories/run-migrations.js';
@@ -29,6 +30,7 @@ import { CaptureInfoBackfill } from './services/capture-info-backfill.service.js
 import { bindDataDir, describeDatabase } from './services/data-dir-binding.service.js';
 import { ImageIndexService } from './services/image-index.service.js';
 import { IndexFeedFollower } from './services/index-feed-follower.js';
+import { ModelRetirement } from './services/model-retirement.service.js';
 import { ImageService } from './services/image.service.js';
 import { IngestService } from './services/ingest.service.js';
 import { ItmStateCache } from './services/itm-state-cache.js';
@@ -135,8 +137,13 @@ export async function startApplication(
   metrics.observeIndexSize = () => index.size;
   metrics.observeInferenceQueue = () => engine.queueDepth?.() ?? { interactive: 0, background: 0 };
   const recovery = new StorageRecoveryService(engine, repo, files, indexSink, itmStates, log.child({ module: 'recovery' }));
+  // PostgreSQL: who serves which model (ROLE=all too, so that a replica of another model never
+  // takes its model for abandoned), and, in API replicas, the removal of models nobody serves.
+  const retirement = config.db.provider !== 'postgresql' ? null : new ModelRetirement(new ProcessRegistryRepository(db), { id: jobs.workerId, role, modelId: engine.modelId }, { staleMs: config.modelRetireAfterMs, retire: role === 'api' }, log.child({ module: 'models' }));
   if (role === 'worker') {
+    await retirement?.start();
     return startWorker({ server, port, ingest, jobs, metrics, recovery, log, close: async () => {
+      await retirement?.stop();
       blobs?.close?.();
       await db.$disconnect();
       await engine.close();
@@ -214,6 +221,7 @@ export async function startApplication(
   await apollo.start();
   handler = createHttpApp({ apollo, services, images, isReady: () => ready, health: () => ({ role, ...(follower ? { indexFeed: follower.status() } : {}) }), corsOrigin: config.http.corsOrigin, maxUploadBytes: config.limits.maxUploadBytes, maxFilesPerRequest: config.maxFilesPerRequest, webDir: config.http.webDir, log, metrics });
   log.info({ port, role, modelId: engine.modelId, indexed: index.size }, 'ready');
+  await retirement?.start();
 
   const abort = new AbortController();
   // ROLE=api queues jobs and runs none: workers (ROLE=worker) take them from PostgreSQL.
@@ -239,6 +247,7 @@ export async function startApplication(
       await apollo.stop(); // drains the HTTP server and the WebSocket server
       await background;
       await follower?.stop();
+      await retirement?.stop();
       await index.flush();
       blobs?.close?.();
       await db.$disconnect();

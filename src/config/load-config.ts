@@ -17,6 +17,8 @@ const envSchema = z.object({
   INDEX_DIR: z.string().min(1).optional(),
   // PostgreSQL: how often an API replica reads the index change feed without a NOTIFY (a safety net).
   INDEX_FEED_POLL_MS: int(50, 600_000).default(1000),
+  // Roles: embeddings of a model no replica or worker has served for this long are removed.
+  MODEL_RETIRE_AFTER_MS: int(1000, 86_400_000).default(120_000),
   // Where originals live: DATA_DIR (local), the database (postgres) or an S3-compatible bucket.
   BLOB_STORE: z.enum(['local', 'postgres', 's3']).default('local'),
   S3_BUCKET: z.string().min(1).optional(),
@@ -101,6 +103,8 @@ export type BlobStoreConfig =
 export interface AppConfig {
   /** ROLE: which part of the service this process runs (src/app.ts). */
   role: Role;
+  /** MODEL_RETIRE_AFTER_MS (src/services/model-retirement.service.ts). */
+  modelRetireAfterMs: number;
   /** BLOB_STORE and S3_*: where originals live (src/repositories/blob-store.ts). */
   blobs: BlobStoreConfig;
   http: {
@@ -216,6 +220,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
   if (issues.length) throw new ConfigError(issues);
   return deepFreeze({
     role: e.ROLE,
+    modelRetireAfterMs: e.MODEL_RETIRE_AFTER_MS,
     blobs:
       e.BLOB_STORE === 's3'
         ? {

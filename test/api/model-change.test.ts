@@ -16,8 +16,9 @@ function distinctPng(i: number): Promise<Buffer> {
 /**
  * Issue 45, item 4, as far as it is built (docs/scaling.md): a worker of the new model embeds
  * every image beside the old model's rows while the old replica serves; a replica of the new model
- * serves only once every image has its embedding; the old replica is then stopped. Searches
- * through a stand-in load balancer (the new replica once it is up, else the old) all succeed.
+ * serves only once every image has its embedding; the old replica is then stopped, and the old
+ * model's rows are removed once nothing serves it. Searches through a stand-in load balancer (the
+ * new replica once it is up, else the old) all succeed.
  */
 describe.skipIf(process.env.BLIP_TEST_PG === 'off')('model change across replicas (PostgreSQL)', () => {
   it('the new model is embedded by its own workers beside the old; replicas switch without a failed search', async () => {
@@ -28,7 +29,7 @@ describe.skipIf(process.env.BLIP_TEST_PG === 'off')('model change across replica
     await db.connect();
     const embeddings = async () =>
       Object.fromEntries((await db.query<{ modelId: string; n: string }>(`SELECT "modelId", COUNT(*) AS n FROM "${schema}"."ImageEmbedding" GROUP BY "modelId"`)).rows.map((r) => [r.modelId, Number(r.n)]));
-    const base = { ...probe.env, JOB_LEASE_MS: '1000', JOB_POLL_MS: '100', INDEX_FEED_POLL_MS: '200' };
+    const base = { ...probe.env, JOB_LEASE_MS: '1000', JOB_POLL_MS: '100', INDEX_FEED_POLL_MS: '200', MODEL_RETIRE_AFTER_MS: '1500' };
     const children: ChildServer[] = [];
     const start = async (env: Record<string, string>) => {
       const child = await startChildServer({ ...base, ...env });
@@ -37,7 +38,7 @@ describe.skipIf(process.env.BLIP_TEST_PG === 'off')('model change across replica
     };
     try {
       const oldApi = await start({ ROLE: 'api', INDEX_DIR: `${probe.dataDir}/index-old` });
-      await start({ ROLE: 'worker' });
+      const oldWorker = await start({ ROLE: 'worker' });
       const ids: string[] = [];
       for (let i = 0; i < 6; i++) ids.push((await oldApi.gql(INGEST, { input: { base64: (await distinctPng(i)).toString('base64') } })).data.ingestImage.image.id);
       expect(await embeddings()).toEqual({ 'fake-colour-v1': 6 });
@@ -69,9 +70,12 @@ describe.skipIf(process.env.BLIP_TEST_PG === 'off')('model change across replica
       expect(reembed.rows).toEqual([{ state: 'SUCCEEDED', attempts: 1, payload: JSON.stringify({ modelId: 'fake-colour-v2' }) }]);
       newApi = replica;
       await new Promise((r) => setTimeout(r, 300));
-      // The rolling step: the old replica goes.
+      // The rolling step: the old replica and worker go; once their heartbeats are stale, the new
+      // replica removes the old model's rows, and keeps answering meanwhile.
       await oldApi.stop('SIGTERM');
       oldStopped = true;
+      await oldWorker.stop('SIGKILL'); // as a crashed one: its heartbeat row stays, and goes stale
+      await expect.poll(embeddings, { timeout: 20_000, interval: 200 }).toEqual({ 'fake-colour-v2': 6 });
       await new Promise((r) => setTimeout(r, 300));
       searching = false;
       await searches;
