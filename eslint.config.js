@@ -8,9 +8,9 @@ import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
 // Packages that belong to one layer each (design: one module per native dependency).
-const TRANSPORT = ['graphql', 'graphql-*', '@apollo/*', '@as-integrations/*', 'express', 'cors'];
+const TRANSPORT = ['graphql', 'graphql-*', '@apollo/*', '@as-integrations/*', 'express', 'cors', 'helmet'];
 // Storage clients too: the S3 SDK backs the blob store (src/repositories/s3-blob-store.ts).
-const DATABASE = ['@prisma/*', 'better-sqlite3', 'pg', '@aws-sdk/*'];
+const DATABASE = ['@prisma/*', 'better-sqlite3', 'pg', 'ioredis', '@aws-sdk/*'];
 const INDEX = ['hnswlib-node'];
 const ONNX = ['onnxruntime-node', 'onnxruntime-common'];
 const SHARP = ['sharp'];
@@ -34,7 +34,7 @@ const noIndex = only(INDEX, 'src/index/');
 
 /** import-x/no-restricted-paths zones: `target` may not import from `from` (paths from the repo root). */
 const zone = (target, from, message, except) => ({ target, from, message, ...(except ? { except } : {}) });
-const ENTRY = ['./src/main.ts', './src/app.ts'];
+const ENTRY = ['./src/main.ts', './src/app.ts', './src/cli'];
 const LAYERS = [
   zone('./src/domain', './src', 'src/domain/ imports nothing from the rest of the project', ['./domain']),
   zone('./src/lib', './src', 'src/lib/ imports nothing from the layers', ['./lib']),
@@ -49,7 +49,7 @@ const LAYERS = [
   zone(['./src/graphql', './src/http'], ['./src/repositories', './src/ml', './src/index', './src/generated'],
     'transport calls services; it does not reach storage, the index or inference'),
   zone('./src', './src/main.ts', 'nothing imports the composition root'),
-  zone('./src/cli', './src', 'src/cli/ is a client of the GraphQL API: it imports nothing of the server', ['./cli']),
+  zone('./src/cli/client', './src', 'src/cli/client/ is a client of the GraphQL API: it imports nothing of the server', ['./cli/client']),
 ];
 
 export default defineConfig(

@@ -282,7 +282,7 @@ async function benchModel(dir: string, peaks: { fp32: Peak; int8: Peak }, images
   await Promise.all(searchers);
   const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.99))] as number;
   const contention = {
-    searchIdleMedianMs: median(searchIdle), searchDuringIngestMedianMs: median(searchBusy), searchDuringIngestP99Ms: p99(searchBusy),
+    searchIdleMedianMs: median(searchIdle), searchIdleP99Ms: p99(searchIdle), searchDuringIngestMedianMs: median(searchBusy), searchDuringIngestP99Ms: p99(searchBusy),
     ingestIdleMs: median(single), ingestDuringSearchesMs: median(ingestBusy), searchingClients: clients,
   };
   const Ts = 14;
@@ -340,7 +340,7 @@ function print(r: Awaited<ReturnType<typeof benchModel>>, peaks: { fp32: Peak; i
   }
   console.log(`ingest throughput ${r.ingestThroughput.toFixed(2)} images/s (4 concurrent clients); event loop p50 ${r.eventLoop.p50.toFixed(1)} / p99 ${r.eventLoop.p99.toFixed(1)} / max ${r.eventLoop.max.toFixed(1)} ms; resident memory +${r.rssLoadedMB.toFixed(0)} MB loaded, ${r.rssPeakMB.toFixed(0)} MB peak (process)`);
   const c = r.contention;
-  console.log(`contention: search (16 candidates) median ${c.searchIdleMedianMs.toFixed(0)} ms idle, ${c.searchDuringIngestMedianMs.toFixed(0)} ms (p99 ${c.searchDuringIngestP99Ms.toFixed(0)}) during ingest; ingest ${c.ingestIdleMs.toFixed(0)} ms idle, ${c.ingestDuringSearchesMs.toFixed(0)} ms during ${c.searchingClients} searching clients`);
+  console.log(`contention: search (16 candidates) median ${c.searchIdleMedianMs.toFixed(0)} ms (p99 ${c.searchIdleP99Ms.toFixed(0)}) idle, ${c.searchDuringIngestMedianMs.toFixed(0)} ms (p99 ${c.searchDuringIngestP99Ms.toFixed(0)}) during ingest; ingest ${c.ingestIdleMs.toFixed(0)} ms idle, ${c.ingestDuringSearchesMs.toFixed(0)} ms during ${c.searchingClients} searching clients`);
   console.log(`event loop by phase: ${Object.entries(r.eventLoop.phases).map(([n, p]) => `${n} p99 ${p.p99.toFixed(1)} / max ${p.max.toFixed(1)} ms (longest GC ${p.gcMax.toFixed(1)} ms)`).join('; ')}`);
   if (!r.fullSize) {
     console.log('(targets apply to BLIP-base shapes: set BLIP_BENCH_FULLSIZE_DIR)');

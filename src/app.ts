@@ -6,6 +6,7 @@ import type { AppConfig } from './config/load-config.js';
 import { createApolloServer, createGraphqlSchema } from './graphql/create-apollo-server.js';
 import { attachSubscriptionServer } from './graphql/subscription-server.js';
 import type { GraphQLServices } from './graphql/context.js';
+import { principalOfUpgrade } from './http/authenticate.js';
 import { createHttpApp } from './http/create-http-app.js';
 import { createWorkerHttpApp } from './http/worker-http-app.js';
 import type { Logger } from './lib/logger.js';
@@ -23,9 +24,11 @@ import { PrismaImageRepository } from './repositories/image.repository.js';
 import { IndexFeedRepository } from './repositories/index-feed.repository.js';
 import { ProcessRegistryRepository } from './repositories/process-registry.repository.js';
 import { JobRepository } from './repositories/job.repository.js';
+import { PrismaApiKeyRepository } from './repositories/api-key.repository.js';
 import { blobStoreIdentity, readDataDirIdentity, writeDataDirIdentity } from './repositories/data-dir-identity.js';
 import { runMigrations } from './repositories/run-migrations.js';
 import { PrismaSettingRepository } from './repositories/setting.repository.js';
+import { ApiKeyService } from './services/api-key.service.js';
 import { CaptureInfoBackfill } from './services/capture-info-backfill.service.js';
 import { bindDataDir, describeDatabase } from './services/data-dir-binding.service.js';
 import { ImageIndexService } from './services/image-index.service.js';
@@ -39,6 +42,8 @@ import { JobQueueService } from './services/job-queue.service.js';
 import { seedSamples } from './services/sample-seeder.service.js';
 import { SearchService } from './services/search.service.js';
 import { StorageRecoveryService } from './services/storage-recovery.service.js';
+import { RequestScopedEngine, requestScopedAnswerer } from './services/request-scope.js';
+import { createRateLimitStore } from './repositories/rate-limit-store.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -48,6 +53,8 @@ export interface Application {
   readonly ingest: IngestService;
   readonly jobs: JobQueueService;
   readonly metrics: Metrics;
+  /** API keys in this application's database (what `npm run cli -- keys` manages). */
+  readonly keys: ApiKeyService;
   /** Stops accepting requests, drains, saves the index, closes the DB and the engine. */
   stop(): Promise<void>;
 }
@@ -103,7 +110,20 @@ export async function startApplication(
     res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '5' });
     res.end(JSON.stringify(req.url === '/healthz' ? { status: 'starting' } : { errors: [{ message: 'Starting', extensions: { code: 'SERVICE_UNAVAILABLE' } }] }));
   };
-  const server = http.createServer((req, res) => handler(req, res));
+  // Bounded sockets (docs/security.md): slow or idle clients cannot hold file descriptors for long.
+  // connectionsCheckingInterval: how often Node enforces headers/request timeouts (default 30 s).
+  const server = http.createServer(
+    {
+      headersTimeout: config.server.headersTimeoutMs,
+      requestTimeout: config.server.requestTimeoutMs,
+      keepAliveTimeout: config.server.keepAliveTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, config.server.headersTimeoutMs),
+    },
+    (req, res) => handler(req, res),
+  );
+  server.maxConnections = config.server.maxConnections;
+  // Sockets with no traffic at all (not even a request line) close after this.
+  server.setTimeout(Math.max(config.server.headersTimeoutMs, config.server.keepAliveTimeoutMs) * 2);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.http.port, config.http.host, resolve);
@@ -112,9 +132,11 @@ export async function startApplication(
   const port = typeof address === 'object' && address ? address.port : config.http.port;
   log.info({ port, role: config.role, blobStore: config.blobs.kind, dataDir: config.dataDir, db: config.db.provider }, 'listening; loading the model');
   hooks.onListening?.(port);
-  let engine: BlipEngine;
+  let engine: RequestScopedEngine;
   try {
-    engine = typeof engineSource === 'function' ? await engineSource(metrics) : engineSource;
+    engine = new RequestScopedEngine(typeof engineSource === 'function' ? await engineSource(metrics) : engineSource, {
+      maxConcurrentDecodes: config.work.maxConcurrentDecodes,
+    });
   } catch (error) {
     server.close();
     await db.$disconnect();
@@ -126,7 +148,12 @@ export async function startApplication(
   const index = new ImageIndexService(repo, engine.modelId, engine.embedDim, config.index, log.child({ module: 'index' }));
   const indexSink = role === 'worker' ? { add: () => undefined, open: async () => undefined } : index;
   const itmStates = new ItmStateCache(engine, files, config.search.itmCacheBytes);
-  const limits = { ...config.limits, maxMetadataBytes: 16 * 1024 };
+  const limits = {
+    ...config.limits,
+    maxMetadataBytes: 16 * 1024,
+    maxConcurrentIngests: config.work.maxConcurrentIngests,
+    maxQueuedIngests: config.work.maxQueued,
+  };
   const jobs = new JobQueueService(new JobRepository(db, config.db.provider), config.jobs, log.child({ module: 'jobs' }), engine.modelId);
   const ingest = new IngestService(engine, repo, files, indexSink, itmStates, limits, log.child({ module: 'ingest' }), jobs, {
     ingested: (mode) => metrics.imagesIngested.inc({ mode }),
@@ -142,7 +169,8 @@ export async function startApplication(
   const retirement = config.db.provider !== 'postgresql' ? null : new ModelRetirement(new ProcessRegistryRepository(db), { id: jobs.workerId, role, modelId: engine.modelId }, { staleMs: config.modelRetireAfterMs, retire: role === 'api' }, log.child({ module: 'models' }));
   if (role === 'worker') {
     await retirement?.start();
-    return startWorker({ server, port, ingest, jobs, metrics, recovery, log, close: async () => {
+    const keys = new ApiKeyService(new PrismaApiKeyRepository(db));
+    return startWorker({ server, port, ingest, jobs, metrics, keys, recovery, log, close: async () => {
       await retirement?.stop();
       blobs?.close?.();
       await db.$disconnect();
@@ -160,7 +188,8 @@ export async function startApplication(
     throw error;
   }
   const blip = blipAnswerer(engine);
-  const answerers = new AnswererRegistry([blip, ...extra], hooks.defaultAnswerer && extra[0] ? extra[0] : blip);
+  const scoped = extra.map(requestScopedAnswerer);
+  const answerers = new AnswererRegistry([blip, ...scoped], hooks.defaultAnswerer && scoped[0] ? scoped[0] : blip);
   const images = new ImageService(engine, repo, queries, files, index, itmStates, { ...limits, thumbnailSize: config.thumbnailSize }, log.child({ module: 'images' }), answerers);
   const captureInfo = new CaptureInfoBackfill(engine, repo, new PrismaSettingRepository(db), files, log.child({ module: 'capture-info' }));
 
@@ -208,7 +237,16 @@ export async function startApplication(
     }),
   };
   const schema = createGraphqlSchema(path.join(ROOT, 'schema.graphql'));
-  const subscriptions = attachSubscriptionServer({ httpServer: server, schema, services, log: log.child({ module: 'graphql-ws' }) });
+  const keys = new ApiKeyService(new PrismaApiKeyRepository(db));
+  const auth = { mode: config.auth.mode, localHosts: new Set(config.http.allowedHosts) };
+  const subscriptions = attachSubscriptionServer({
+    httpServer: server,
+    schema,
+    services,
+    log: log.child({ module: 'graphql-ws' }),
+    authorize: (request, params) =>
+      principalOfUpgrade(request, params, keys, { ...auth, allowedHosts: auth.localHosts, corsOrigins: config.http.corsOrigins }),
+  });
   const apollo = createApolloServer({
     schema,
     plugins: [subscriptions.plugin, resolverMetricsPlugin(metrics)],
@@ -217,9 +255,42 @@ export async function startApplication(
     maxQueryComplexity: config.limits.maxQueryComplexity,
     log: log.child({ module: 'graphql' }),
     httpServer: server,
+    workBudget: {
+      maxItmCandidates: config.work.maxItmCandidates,
+      maxGenerations: config.work.maxGenerations,
+      maxDecodes: config.work.maxDecodes,
+      defaultCandidates: () => search.defaultCandidates,
+    },
+    hideSuggestions: config.production,
   });
   await apollo.start();
-  handler = createHttpApp({ apollo, services, images, isReady: () => ready, health: () => ({ role, ...(follower ? { indexFeed: follower.status() } : {}) }), corsOrigin: config.http.corsOrigin, maxUploadBytes: config.limits.maxUploadBytes, maxFilesPerRequest: config.maxFilesPerRequest, webDir: config.http.webDir, log, metrics });
+  const rateLimits = createRateLimitStore(config.rateLimit.store, config.db, config.rateLimit.redisUrl);
+  const limiters = {
+    address: await rateLimits.limiter('address', config.rateLimit.perMinute, 60),
+    key: await rateLimits.limiter('key', config.rateLimit.keyPerMinute, 60),
+  };
+  handler = createHttpApp({
+    apollo,
+    services,
+    images,
+    keys,
+    auth,
+    trustProxy: config.http.trustProxy,
+    isReady: () => ready,
+    health: () => ({ role, ...(follower ? { indexFeed: follower.status() } : {}) }),
+    backlog: () => {
+      const b = engine.backlog();
+      return { ...b, degraded: b.pending > 0 && b.oldestMs > config.work.degradedAfterMs };
+    },
+    limiters,
+    corsOrigins: config.http.corsOrigins,
+    allowedHosts: config.http.allowedHosts,
+    maxUploadBytes: config.limits.maxUploadBytes,
+    maxFilesPerRequest: config.maxFilesPerRequest,
+    webDir: config.http.webDir,
+    log,
+    metrics,
+  });
   log.info({ port, role, modelId: engine.modelId, indexed: index.size }, 'ready');
   await retirement?.start();
 
@@ -251,11 +322,12 @@ export async function startApplication(
       await index.flush();
       blobs?.close?.();
       await db.$disconnect();
+      await rateLimits.close();
       await answerers.close();
       await engine.close();
       log.info('stopped');
     })());
-  return { server, port, ingest, jobs, metrics, stop };
+  return { server, port, ingest, jobs, metrics, keys, stop };
 }
 
 /**
@@ -269,6 +341,7 @@ function startWorker(parts: {
   ingest: IngestService;
   jobs: JobQueueService;
   metrics: Metrics;
+  keys: ApiKeyService;
   recovery: StorageRecoveryService;
   log: Logger;
   close: () => Promise<void>;
@@ -292,7 +365,7 @@ function startWorker(parts: {
       await parts.close();
       log.info('stopped');
     })());
-  return { server, port, ingest, jobs, metrics, stop };
+  return { server, port, ingest, jobs, metrics, keys: parts.keys, stop };
 }
 
 /** ROLE=api: returns once every READY image has an embedding of `modelId` (see the call). */

@@ -29,7 +29,16 @@ const envSchema = z.object({
   S3_FORCE_PATH_STYLE: bool.optional(),
   S3_ACCESS_KEY_ID: z.string().min(1).optional(),
   S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
-  HOST: z.string().min(1).optional(),
+  // Loopback unless told otherwise: a fresh install is reachable from this machine only.
+  HOST: z.string().min(1).default('127.0.0.1'),
+  // Who needs an API key (docs/security.md): required: everyone; local: all but loopback clients
+  // addressing the server by a local name; off: nobody.
+  AUTH: z.enum(['required', 'local', 'off']).default('local'),
+  ALLOW_INSECURE: bool.default(false),
+  // Host names (comma-separated, without port) accepted besides localhost, 127.0.0.1 and [::1].
+  ALLOWED_HOSTS: z.string().optional(),
+  // express's "trust proxy": which peers' X-Forwarded-For to believe (docs/security.md).
+  TRUST_PROXY: z.string().min(1).optional(),
   DATA_DIR: z.string().min(1).default('./data'),
   DATABASE_URL: z
     .string()
@@ -42,8 +51,10 @@ const envSchema = z.object({
   SEED_SAMPLES: bool.default(true),
   SAMPLES_DIR: z.string().min(1).default('samples'),
   WEB_DIR: z.string().min(1).default('web/dist'),
+  NODE_ENV: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  CORS_ORIGIN: z.string().min(1).default('*'),
+  // Origins (comma-separated) other pages may call the API from; unset: none (same origin only).
+  CORS_ORIGIN: z.string().optional(),
   PUBLIC_URL: z
     .string()
     .url()
@@ -51,7 +62,9 @@ const envSchema = z.object({
     .refine((u) => !/[?#]/.test(u), 'must not have a query or a fragment')
     .optional(),
   MAX_UPLOAD_BYTES: int(1024, 1024 ** 3).default(20 * 1024 * 1024),
-  MAX_IMAGE_PIXELS: int(1, 1e9).default(50_000_000),
+  // 25 MP: a 24 MP camera's photos fit. Each decoded pixel costs 3+ bytes before the shrink, and
+  // a 2 KB WebP can claim 50 MP (4.4 s, 150 MB); docs/configuration.md.
+  MAX_IMAGE_PIXELS: int(1, 1e9).default(25_000_000),
   MAX_TEXT_CHARS: int(1, 100_000).default(500),
   MAX_PAGE_SIZE: int(1, 1000).default(100),
   // Unset: the model's manifest chooses (models/*/manifest.json "search"), else 128.
@@ -79,6 +92,27 @@ const envSchema = z.object({
   JOB_POLL_MS: int(50, 600_000).default(2000),
   JOB_MAX_ATTEMPTS: int(1, 100).default(3),
   MAX_FILES_PER_REQUEST: int(1, 1000).default(32),
+  // Model work one GraphQL request may ask for, counted before it runs (QUERY_TOO_EXPENSIVE).
+  MAX_REQUEST_ITM_CANDIDATES: int(1, 1_000_000).default(1000),
+  MAX_REQUEST_GENERATIONS: int(1, 1000).default(4),
+  MAX_REQUEST_DECODES: int(1, 1000).default(4),
+  // Requests per minute: per API key, and per client address for requests without one.
+  RATE_LIMIT_PER_MINUTE: int(1, 10_000_000).default(600),
+  RATE_LIMIT_KEY_PER_MINUTE: int(1, 10_000_000).default(1200),
+  RATE_LIMIT_STORE: z.enum(['memory', 'postgres', 'redis']).default('memory'),
+  // RATE_LIMIT_STORE=redis: where the counters live (redis://[user:password@]host:port[/db]).
+  REDIS_URL: z.string().optional(),
+  // Overload: ingests and image decodes running at once, and how many may wait for a slot.
+  MAX_CONCURRENT_INGESTS: int(1, 1024).default(4),
+  MAX_CONCURRENT_DECODES: int(1, 1024).default(4),
+  MAX_QUEUED_WORK: int(0, 100_000).default(16),
+  // /healthz says degraded once model work has waited this long.
+  HEALTH_DEGRADED_MS: int(100, 3_600_000).default(10_000),
+  // Idle sockets cannot hold file descriptors for long (docs/security.md).
+  MAX_CONNECTIONS: int(1, 1_000_000).default(1024),
+  HEADERS_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  REQUEST_TIMEOUT_MS: int(100, 3_600_000).default(120_000),
+  KEEP_ALIVE_TIMEOUT_MS: int(100, 600_000).default(5_000),
 });
 
 export type DatabaseConfig =
@@ -109,12 +143,18 @@ export interface AppConfig {
   blobs: BlobStoreConfig;
   http: {
     port: number;
-    host: string | undefined;
-    corsOrigin: string;
+    host: string;
+    /** Empty: no other origin; ['*']: any (AUTH=required only). */
+    corsOrigins: string[];
+    /** Host header values (lower-case, no port) the server answers to: local names plus ALLOWED_HOSTS. */
+    allowedHosts: string[];
+    /** express "trust proxy" value: false, a hop count, or addresses/subnets. */
+    trustProxy: boolean | number | string;
     webDir: string;
     /** Base of absolute image URLs (no trailing slash); '' keeps them relative. */
     publicUrl: string;
   };
+  auth: { mode: 'required' | 'local' | 'off' };
   dataDir: string;
   /** Bind DATA_DIR to this database although their instance ids differ (src/services/data-dir-binding.service.ts). */
   claimDataDir: boolean;
@@ -166,6 +206,20 @@ export interface AppConfig {
   jobs: { concurrency: number; leaseMs: number; pollMs: number; maxAttempts: number };
   /** Files one multipart request (ingestImages) may carry. */
   maxFilesPerRequest: number;
+  /** NODE_ENV=production: GraphQL errors give no field suggestions. */
+  production: boolean;
+  /** Bounded work (docs/security.md, "Bounded work"). */
+  work: {
+    maxItmCandidates: number;
+    maxGenerations: number;
+    maxDecodes: number;
+    maxConcurrentIngests: number;
+    maxConcurrentDecodes: number;
+    maxQueued: number;
+    degradedAfterMs: number;
+  };
+  rateLimit: { perMinute: number; keyPerMinute: number; store: 'memory' | 'postgres' | 'redis'; redisUrl?: string | undefined };
+  server: { maxConnections: number; headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number };
 }
 
 export class ConfigError extends Error {
@@ -191,6 +245,21 @@ function databaseConfig(url: string | undefined, dataDir: string): DatabaseConfi
   return { provider: 'sqlite', url: `file:${filePath}`, filePath };
 }
 
+/** The names a loopback client uses for this machine; AUTH=local lets them through without a key. */
+export const LOCAL_HOST_NAMES = ['localhost', '127.0.0.1', '[::1]'];
+
+const list = (value: string | undefined) => (value ?? '').split(',').map((v) => v.trim()).filter(Boolean);
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+function trustProxy(value: string | undefined): boolean | number | string {
+  if (value === undefined || value === 'false') return false;
+  if (value === 'true') return true;
+  return /^\d+$/.test(value) ? Number(value) : value;
+}
+
 /**
  * Reads the environment once, validates all of it and lists every problem at once (immich's
  * getEnv). Empty strings count as unset, as in most .env tooling. The result is deeply frozen and
@@ -208,6 +277,22 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
   const issues: string[] = [];
   if (e.SEARCH_CANDIDATES !== undefined && e.SEARCH_CANDIDATES > e.MAX_SEARCH_CANDIDATES) {
     issues.push(`SEARCH_CANDIDATES: must not exceed MAX_SEARCH_CANDIDATES (${e.MAX_SEARCH_CANDIDATES})`);
+  }
+  const corsOrigins = list(e.CORS_ORIGIN);
+  if (corsOrigins.includes('*') && e.AUTH !== 'required') {
+    issues.push(`CORS_ORIGIN: '*' lets any web page use the API with its visitors' access; it needs AUTH=required (got AUTH=${e.AUTH})`);
+  }
+  for (const origin of corsOrigins.filter((o) => o !== '*')) {
+    if (!/^https?:\/\/[^/]+$/.test(origin)) issues.push(`CORS_ORIGIN: ${JSON.stringify(origin)} is not an origin (scheme://host[:port], no path)`);
+  }
+  if (e.RATE_LIMIT_STORE === 'postgres' && !e.DATABASE_URL?.startsWith('postgres')) {
+    issues.push('RATE_LIMIT_STORE: postgres needs DATABASE_URL to be a PostgreSQL URL');
+  }
+  if (e.RATE_LIMIT_STORE === 'redis' && !/^rediss?:\/\//.test(e.REDIS_URL ?? '')) {
+    issues.push('RATE_LIMIT_STORE: redis needs REDIS_URL (redis://host:port)');
+  }
+  if (e.AUTH === 'off' && !isLoopbackHost(e.HOST) && !e.ALLOW_INSECURE) {
+    issues.push(`AUTH=off with HOST=${e.HOST} lets anyone who reaches the port delete the library; set AUTH=local or required, or ALLOW_INSECURE=true`);
   }
   const dataDir = path.resolve(e.DATA_DIR);
   const db = databaseConfig(e.DATABASE_URL, dataDir);
@@ -233,7 +318,14 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
             credentials: e.S3_ACCESS_KEY_ID && e.S3_SECRET_ACCESS_KEY ? { accessKeyId: e.S3_ACCESS_KEY_ID, secretAccessKey: e.S3_SECRET_ACCESS_KEY } : undefined,
           }
         : { kind: e.BLOB_STORE },
-    http: { port: e.PORT, host: e.HOST, corsOrigin: e.CORS_ORIGIN, webDir: path.resolve(e.WEB_DIR), publicUrl: (e.PUBLIC_URL ?? '').replace(/\/+$/, '') },
+    http: {
+      port: e.PORT,
+      host: e.HOST,
+      corsOrigins,
+      allowedHosts: [...new Set([...LOCAL_HOST_NAMES, ...list(e.ALLOWED_HOSTS).map((h) => h.toLowerCase())])],
+      trustProxy: trustProxy(e.TRUST_PROXY),
+      webDir: path.resolve(e.WEB_DIR), publicUrl: (e.PUBLIC_URL ?? '').replace(/\/+$/, '') },
+    auth: { mode: e.AUTH },
     dataDir,
     claimDataDir: e.CLAIM_DATA_DIR,
     db,
@@ -274,5 +366,22 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
     thumbnailSize: e.THUMBNAIL_SIZE,
     jobs: { concurrency: e.JOB_CONCURRENCY, leaseMs: e.JOB_LEASE_MS, pollMs: e.JOB_POLL_MS, maxAttempts: e.JOB_MAX_ATTEMPTS },
     maxFilesPerRequest: e.MAX_FILES_PER_REQUEST,
+    production: e.NODE_ENV === 'production',
+    work: {
+      maxItmCandidates: e.MAX_REQUEST_ITM_CANDIDATES,
+      maxGenerations: e.MAX_REQUEST_GENERATIONS,
+      maxDecodes: e.MAX_REQUEST_DECODES,
+      maxConcurrentIngests: e.MAX_CONCURRENT_INGESTS,
+      maxConcurrentDecodes: e.MAX_CONCURRENT_DECODES,
+      maxQueued: e.MAX_QUEUED_WORK,
+      degradedAfterMs: e.HEALTH_DEGRADED_MS,
+    },
+    rateLimit: { perMinute: e.RATE_LIMIT_PER_MINUTE, keyPerMinute: e.RATE_LIMIT_KEY_PER_MINUTE, store: e.RATE_LIMIT_STORE, redisUrl: e.REDIS_URL },
+    server: {
+      maxConnections: e.MAX_CONNECTIONS,
+      headersTimeoutMs: e.HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,
+    },
   });
 }

@@ -9,7 +9,9 @@ export type DomainErrorCode =
   | 'PAYLOAD_TOO_LARGE'
   | 'UNSUPPORTED_IMAGE'
   | 'SERVICE_UNAVAILABLE'
-  | 'ORIGINAL_MISSING';
+  | 'ORIGINAL_MISSING'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN';
 
 export class DomainError extends Error {
   constructor(
@@ -61,5 +63,19 @@ export class OriginalMissingError extends DomainError {
 export class ServiceUnavailableError extends DomainError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('SERVICE_UNAVAILABLE', message, {}, options);
+  }
+}
+
+/** No key, or a key that is unknown or revoked, where the request needs one (docs/security.md). */
+export class UnauthenticatedError extends DomainError {
+  constructor(message = 'An API key is required: send Authorization: Bearer <key> (docs/security.md)') {
+    super('UNAUTHENTICATED', message);
+  }
+}
+
+/** A valid key (or a keyless local request) whose scope does not cover the operation. */
+export class ForbiddenError extends DomainError {
+  constructor(required: string, held: string) {
+    super('FORBIDDEN', `This needs the ${required} scope; the request has ${held}`, { requiredScope: required, scope: held });
   }
 }

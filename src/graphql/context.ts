@@ -1,4 +1,5 @@
 import type { ModelInfo } from '../services/answerer-registry.js';
+import type { Principal } from '../domain/api-key.js';
 import type { ImageService } from '../services/image.service.js';
 import type { IngestService } from '../services/ingest.service.js';
 import type { JobQueueService } from '../services/job-queue.service.js';
@@ -33,7 +34,8 @@ export interface GraphQLServices {
   publicUrl: string;
 }
 
-/** Per-request context: services only; resolvers never reach past them. */
+/** Per-request context: services, and who asks (src/http/authenticate.ts); resolvers never reach past them. */
 export interface GraphQLContext {
   services: GraphQLServices;
+  principal: Principal;
 }

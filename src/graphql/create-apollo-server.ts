@@ -9,6 +9,8 @@ import type { GraphQLContext } from './context.js';
 import { createFormatError } from './format-error.js';
 import { complexityLimitPlugin, depthLimitRule } from './query-limits.js';
 import { resolvers } from './resolvers/index.js';
+import { scopePlugin } from './scope-plugin.js';
+import { workBudgetPlugin, type WorkBudget } from './work-budget-plugin.js';
 
 export interface ApolloOptions {
   schemaPath: string;
@@ -16,6 +18,12 @@ export interface ApolloOptions {
   maxQueryComplexity: number;
   log: Logger;
   httpServer?: Server;
+  /** Model work per request (src/graphql/work-budget-plugin.ts); none: unbounded. */
+  workBudget?: WorkBudget;
+  /** Most lexical tokens a document may have. */
+  maxQueryTokens?: number;
+  /** Production hides "did you mean" field suggestions, which map the schema for a prober. */
+  hideSuggestions?: boolean;
   /** The schema, when the WebSocket server shares it (src/graphql/subscription-server.ts). */
   schema?: GraphQLSchema;
   plugins?: ApolloServerPlugin<GraphQLContext>[];
@@ -39,9 +47,16 @@ export function createApolloServer(options: ApolloOptions): ApolloServer<GraphQL
     // src/main.ts owns SIGTERM/SIGINT. Apollo's own handler (on outside NODE_ENV=test) stopped the
     // server and then re-sent the signal, which main.ts took for a second one: exit code 1.
     stopOnTerminationSignals: false,
+    // A document of 200k aliases costs seconds to parse and validate before any limit sees it;
+    // graphql-js stops counting tokens here instead (GRAPHQL_PARSE_FAILED).
+    parseOptions: { maxTokens: options.maxQueryTokens ?? 50_000 },
+    hideSchemaDetailsFromClientErrors: options.hideSuggestions ?? false,
     logger: options.log,
     plugins: [
+      // Scope first: a caller without access learns nothing about the cost of its query.
+      scopePlugin(),
       complexityLimitPlugin(options.maxQueryComplexity),
+      ...(options.workBudget ? [workBudgetPlugin(options.workBudget)] : []),
       ...(options.httpServer ? [ApolloServerPluginDrainHttpServer({ httpServer: options.httpServer })] : []),
       ...(options.plugins ?? []),
     ],

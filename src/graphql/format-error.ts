@@ -10,6 +10,10 @@ const PUBLIC_CODES = new Set([
   'PAYLOAD_TOO_LARGE',
   'UNSUPPORTED_IMAGE',
   'SERVICE_UNAVAILABLE',
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'QUERY_TOO_EXPENSIVE',
+  'RATE_LIMITED',
   'GRAPHQL_PARSE_FAILED',
   'GRAPHQL_VALIDATION_FAILED',
   'BAD_REQUEST',
@@ -36,7 +40,8 @@ export function createFormatError(log: Logger) {
     }
     const code = formatted.extensions?.code;
     if (typeof code === 'string' && PUBLIC_CODES.has(code)) {
-      return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions: { code } };
+      const { work, limits } = formatted.extensions ?? {};
+      return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions: { code, ...(work ? { work, limits } : {}) } };
     }
     log.error({ err: original, path: formatted.path }, 'internal error in a GraphQL operation');
     return { message: 'Internal server error', path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };

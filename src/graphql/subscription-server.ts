@@ -1,8 +1,9 @@
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { ApolloServerPlugin } from '@apollo/server';
 import { GraphQLError, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
+import { requireScopeOf, type Principal } from '../domain/api-key.js';
 import type { Logger } from '../lib/logger.js';
 import type { GraphQLContext, GraphQLServices } from './context.js';
 import { createFormatError } from './format-error.js';
@@ -17,13 +18,33 @@ export function attachSubscriptionServer(options: {
   schema: GraphQLSchema;
   services: GraphQLServices;
   log: Logger;
+  /**
+   * Who the connection is (src/http/authenticate.ts, principalOfUpgrade); null refuses it. A
+   * subscription needs the read scope, as a query does.
+   */
+  authorize: (request: IncomingMessage, params: Readonly<Record<string, unknown>> | undefined) => Promise<Principal | null>;
 }): { plugin: ApolloServerPlugin<GraphQLContext>; dispose: () => Promise<void> } {
   const wsServer = new WebSocketServer({ server: options.httpServer, path: '/graphql' });
   const formatError = createFormatError(options.log);
   const cleanup = useServer(
     {
       schema: options.schema,
-      context: (): GraphQLContext & Record<string, unknown> => ({ services: options.services }),
+      onConnect: async (ctx) => {
+        try {
+          const principal = await options.authorize(ctx.extra.request, ctx.connectionParams);
+          if (!principal) return false;
+          requireScopeOf(principal, 'read');
+          (ctx.extra as { principal?: Principal }).principal = principal;
+          return true;
+        } catch (error) {
+          options.log.info({ err: (error as Error).message }, 'WebSocket connection refused');
+          return false;
+        }
+      },
+      context: (ctx): GraphQLContext & Record<string, unknown> => ({
+        services: options.services,
+        principal: (ctx.extra as { principal?: Principal }).principal ?? { kind: 'anonymous' },
+      }),
       // No depth or complexity limit here: the only root field is jobUpdates, whose selection
       // (Job -> Image -> scalars) is at most three deep and one object wide.
       // Errors leave as they do over HTTP: domain codes kept, internals masked.

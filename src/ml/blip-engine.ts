@@ -30,6 +30,11 @@ export interface CaptureInfo {
 export interface LoadedImage {
   info: ImageInfo;
   pixels: Float32Array;
+  /**
+   * The model's input as a lossless S x S PNG (BlipEngine.inputSize): loadImage of these bytes
+   * gives the same pixels at a fraction of the cost, so callers keep it beside the original.
+   */
+  modelInput?: Uint8Array;
 }
 
 /**
@@ -94,6 +99,8 @@ export interface BlipEngine {
   readonly defaultSearchCandidates?: number | undefined;
   /** Inference jobs waiting for a worker, per priority lane (metrics); absent where nothing queues. */
   queueDepth?(): { interactive: number; background: number };
+  /** Side of the square model input (LoadedImage.modelInput); undefined when the engine keeps none. */
+  readonly inputSize?: number | undefined;
   /** Decode + validate + preprocess. Throws UnsupportedImageError or ImageTooLargeError (src/ml/errors.ts). */
   loadImage(bytes: Uint8Array): Promise<LoadedImage>;
   /** Background priority unless told otherwise (a search by image asks for 'interactive'). */

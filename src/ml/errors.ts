@@ -76,3 +76,10 @@ export class InferenceAbortedError extends MlError {
     super('ABORTED', 'the inference was cancelled');
   }
 }
+
+/** Generation options outside what the model can do (e.g. maxLength past its positions, a prompt that fills them). */
+export class InvalidOptionsError extends MlError {
+  constructor(message: string) {
+    super('INVALID_OPTIONS', message);
+  }
+}

@@ -16,7 +16,8 @@ export interface VisualAnswerer {
   /** What the model is loaded for: `retrieval`, `caption`, `vqa`. */
   readonly tasks: readonly string[];
   loadImage(bytes: Uint8Array): Promise<LoadedImage>;
-  answer(image: LoadedImage, question: string): Promise<string>;
+  /** `signal`: the asking request went away; queued model work leaves the queue. */
+  answer(image: LoadedImage, question: string, options?: { signal?: AbortSignal | undefined }): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -28,7 +29,7 @@ export function blipAnswerer(engine: BlipEngine): VisualAnswerer {
     family: 'blip',
     tasks: ['retrieval', 'caption', 'vqa'],
     loadImage: (bytes) => engine.loadImage(bytes),
-    answer: (image, question) => engine.answer(image, question),
+    answer: (image, question, options) => engine.answer(image, question, options),
     close: async () => {},
   };
 }

@@ -15,7 +15,9 @@ export interface StoredItmStates {
  *   images/ab/<sha256>          original bytes (source of truth for pixels)
  *   itm-states/<modelId>/ab/<sha256>.i8    derived ITM states (cache, recomputable): per-token
  *                                           float32 scales, then the int8 codes
- *   thumbs/<size>/ab/<sha256>.webp          derived thumbnails (cache)
+ *   thumbs/<size>/ab/<sha256>.webp          derived thumbnails (cache); size 0: a servable full-size copy
+ *   model-input/<size>/ab/<sha256>.png      the model's S x S input, lossless (cache: questions and
+ *                                           captions read it instead of decoding the original)
  *   quarantine/<time>/<sha256>              originals no row referred to at a start (kept for a person to check)
  *
  * With a shared blob store (BLOB_STORE=postgres or s3, src/repositories/blob-store.ts) the
@@ -119,6 +121,18 @@ export class ImageFileStore {
     await writeFileAtomic(this.thumbnailPath(size, sha256), bytes);
   }
 
+  modelInputPath(size: number, sha256: string): string {
+    return path.join(this.dataDir, 'model-input', String(size), sha256.slice(0, 2), `${sha256}.png`);
+  }
+
+  async readModelInput(size: number, sha256: string): Promise<Buffer | null> {
+    return fs.readFile(this.modelInputPath(size, sha256)).catch(() => null);
+  }
+
+  async writeModelInput(size: number, sha256: string, bytes: Uint8Array): Promise<void> {
+    await writeFileAtomic(this.modelInputPath(size, sha256), bytes);
+  }
+
   /** Removes the original and every derived file of an image. */
   async removeAll(sha256: string): Promise<void> {
     if (this.shared) await this.shared.delete(ImageFileStore.originalKey(sha256));
@@ -130,6 +144,10 @@ export class ImageFileStore {
     const thumbRoot = path.join(this.dataDir, 'thumbs');
     for (const size of await fs.readdir(thumbRoot).catch(() => [] as string[])) {
       await fs.rm(path.join(thumbRoot, size, sha256.slice(0, 2), `${sha256}.webp`), { force: true });
+    }
+    const inputRoot = path.join(this.dataDir, 'model-input');
+    for (const size of await fs.readdir(inputRoot).catch(() => [] as string[])) {
+      await fs.rm(path.join(inputRoot, size, sha256.slice(0, 2), `${sha256}.png`), { force: true });
     }
   }
 

@@ -230,7 +230,8 @@ export class PrismaImageRepository {
   }
 
   async updateCaption(label: number, caption: string, modelId: string, captionMatch: number | null): Promise<ImageRecord> {
-    return this.wrote(toRecord(await this.db.image.update({ where: { label }, data: { caption, captionModelId: modelId, captionMatch } })));
+    // READY only: an image being deleted is not written to (the update then finds no row).
+    return this.wrote(toRecord(await this.db.image.update({ where: { label, status: 'READY' }, data: { caption, captionModelId: modelId, captionMatch } })));
   }
 
   /** Alt text (with its match score) and metadata, as given; absent keys are left alone. */
@@ -239,7 +240,7 @@ export class PrismaImageRepository {
     if ('altText' in patch) data.altText = patch.altText ?? null;
     if ('altTextMatch' in patch) data.altTextMatch = patch.altTextMatch ?? null;
     if ('metadata' in patch) data.metadata = metadataText(patch.metadata);
-    return this.wrote(toRecord(await this.db.image.update({ where: { label }, data })));
+    return this.wrote(toRecord(await this.db.image.update({ where: { label, status: 'READY' }, data })));
   }
 
   /** The highest label ever stored (0 when none). */

@@ -12,14 +12,18 @@ import {
  */
 export function toDomainError(error: unknown): unknown {
   if (error instanceof DomainError || !(error instanceof Error)) return error;
-  const code = (error as { code?: unknown }).code;
+  const code = error.name === 'AbortError' ? 'ABORTED' : (error as { code?: unknown }).code;
   switch (code) {
     case 'UNSUPPORTED_IMAGE':
       return new UnsupportedImageError(error.message, { cause: error });
     case 'IMAGE_TOO_LARGE':
       return new PayloadTooLargeError(error.message, pick(error, ['unit', 'limit', 'actual']), { cause: error });
     case 'INVALID_TEXT':
+    case 'INVALID_OPTIONS':
       return new InvalidInputError(error.message);
+    case 'ABORTED':
+      // The client went away; nobody reads this answer, but it must not be logged as a bug.
+      return new ServiceUnavailableError('Cancelled: the client went away', { cause: error });
     case 'ENGINE_CLOSED':
     case 'MODEL_FORMAT':
       return new ServiceUnavailableError('The model is not available', { cause: error });

@@ -4,7 +4,8 @@ import { decodeKeysetCursor, encodeKeysetCursor, requireFirst, type Page } from 
 import type { AnswerResult } from '../domain/search.js';
 import type { Logger } from '../lib/logger.js';
 import type { BlipEngine, CaptionOptions } from '../ml/blip-engine.js';
-import { renderThumbnail } from '../ml/preprocess/image-decoder.js';
+import { renderServableCopy, renderThumbnail } from '../ml/preprocess/image-decoder.js';
+import { imageExtent } from '../ml/preprocess/image-extent.js';
 import type { ImageFileStore } from '../repositories/image-file-store.js';
 import type { ImageQueryRepository } from '../repositories/image-query.repository.js';
 import type { ImageDetailsPatch, PrismaImageRepository } from '../repositories/image.repository.js';
@@ -27,6 +28,9 @@ export interface ImageUpdate {
   altText?: string | null;
   metadata?: unknown;
 }
+
+/** The thumbnail "size" under which full-size servable copies are cached (thumbs/0/). */
+const SERVABLE_COPY = 0;
 
 /** Use cases on stored images: read, list, delete, edit, recaption, ask, bytes. */
 export class ImageService {
@@ -101,7 +105,7 @@ export class ImageService {
       patch.altText = altText;
       patch.altTextMatch = altText === null ? null : await this.itmMatch(image, altText);
     }
-    const updated = await this.repo.updateDetails(image.label, patch);
+    const updated = await this.stillStored(image, () => this.repo.updateDetails(image.label, patch));
     this.log.info({ id, altText: hasAlt, metadata: hasMetadata }, 'image updated');
     return updated;
   }
@@ -128,9 +132,10 @@ export class ImageService {
   async recaption(imageId: string, options: CaptionOptions | null | undefined): Promise<ImageRecord> {
     const checked = this.checkCaptionOptions(options ?? {});
     const image = await this.requireImage(imageId, 'imageId');
-    const loaded = await engineCall(async () => this.engine.loadImage(await this.files.readOriginal(image.sha256)));
+    const loaded = await this.loadForModel(image);
     const caption = await engineCall(() => this.engine.caption(loaded, checked));
-    return this.repo.updateCaption(image.label, caption, this.engine.modelId, await this.itmMatch(image, caption));
+    const match = await this.itmMatch(image, caption);
+    return this.stillStored(image, () => this.repo.updateCaption(image.label, caption, this.engine.modelId, match));
   }
 
   /** Answers with `model` (a loaded model's name or modelId) or the default answerer; Answer.model says which. */
@@ -138,14 +143,32 @@ export class ImageService {
     const text = requireText(question, 'question', this.settings.maxTextChars);
     const answerer = this.answerers.pick(model);
     const image = await this.requireImage(imageId, 'imageId');
-    const loaded = await engineCall(async () => answerer.loadImage(await this.files.readOriginal(image.sha256)));
+    // BLIP answers from the kept model input (no decode of the original); another model, such as
+    // BLIP-2 at its own input size, decodes the original.
+    const loaded = answerer.modelId === this.engine.modelId
+      ? await this.loadForModel(image)
+      : await engineCall(async () => answerer.loadImage(await this.files.readOriginal(image.sha256)));
     const answer = await engineCall(() => answerer.answer(loaded, text));
     return { answer, question: text, image, model: this.answerers.describe(answerer) };
   }
 
+  /**
+   * The original as the decoder saw it: cut where its container ends (data appended after the
+   * image is never served, src/ml/preprocess/image-extent.ts), or, for formats whose end cannot be
+   * found (TIFF, AVIF, HEIF), a lossless WebP copy made once and kept beside the thumbnails.
+   * The stored file itself is untouched: its sha256 is the image's identity.
+   */
   async readOriginal(id: string): Promise<{ bytes: Buffer; mimeType: string; sha256: string }> {
     const image = await this.requireImage(id);
-    return { bytes: await this.files.readOriginal(image.sha256), mimeType: image.mimeType, sha256: image.sha256 };
+    const bytes = await this.files.readOriginal(image.sha256);
+    const end = imageExtent(bytes, image.mimeType);
+    if (end !== null) return { bytes: bytes.subarray(0, end), mimeType: image.mimeType, sha256: image.sha256 };
+    let copy = await this.files.readThumbnail(SERVABLE_COPY, image.sha256);
+    if (!copy) {
+      copy = await renderServableCopy(bytes);
+      await this.files.writeThumbnail(SERVABLE_COPY, image.sha256, copy);
+    }
+    return { bytes: copy, mimeType: 'image/webp', sha256: image.sha256 };
   }
 
   /** WebP, longest side at most thumbnailSize; rendered once and kept under DATA_DIR. */
@@ -158,6 +181,32 @@ export class ImageService {
       await this.files.writeThumbnail(size, image.sha256, bytes);
     }
     return { bytes, mimeType: 'image/webp', sha256: image.sha256 };
+  }
+
+  /**
+   * The model's input for a stored image: its kept S x S copy when there is one (ingest writes it),
+   * else the original, decoded once more and its copy kept for the next question.
+   */
+  private async loadForModel(image: ImageRecord) {
+    const size = this.engine.inputSize;
+    const kept = size ? await this.files.readModelInput(size, image.sha256) : null;
+    if (kept) return engineCall(() => this.engine.loadImage(kept));
+    const loaded = await engineCall(async () => this.engine.loadImage(await this.files.readOriginal(image.sha256)));
+    if (size && loaded.modelInput) await this.files.writeModelInput(size, image.sha256, loaded.modelInput);
+    return loaded;
+  }
+
+  /**
+   * Writes to an image that may have been deleted while its model work ran: then the write finds
+   * no row, which is the client's NOT_FOUND, not a server fault.
+   */
+  private async stillStored<T>(image: ImageRecord, write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (error) {
+      if ((await this.repo.findById(image.id))?.label !== image.label) throw new NotFoundError('Image', image.id);
+      throw error;
+    }
   }
 
   private checkCaptionOptions(options: CaptionOptions): CaptionOptions {

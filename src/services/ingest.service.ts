@@ -12,6 +12,8 @@ import { readImageSource, type ImageSource } from './image-source.js';
 import { requireMetadata, requireText } from './input-rules.js';
 import type { ItmStateCache } from './itm-state-cache.js';
 import { JobAbortedError, type JobContext, type JobHandler, type JobQueueService } from './job-queue.service.js';
+import { currentRequestSignal } from './request-scope.js';
+import { WorkLimiter } from './work-limiter.js';
 
 export interface IngestCommand {
   source: ImageSource;
@@ -30,6 +32,9 @@ export interface IngestLimits {
   maxUploadBytes: number;
   maxTextChars: number;
   maxMetadataBytes: number;
+  /** Ingests modelled at once, and how many may wait; more get SERVICE_UNAVAILABLE at once. */
+  maxConcurrentIngests?: number;
+  maxQueuedIngests?: number;
 }
 
 /**
@@ -45,6 +50,7 @@ export interface IngestLimits {
  */
 export class IngestService implements JobHandler {
   private readonly inFlight = new Map<string, Promise<IngestResult>>();
+  private readonly slots: WorkLimiter;
 
   constructor(
     private readonly engine: BlipEngine,
@@ -61,7 +67,9 @@ export class IngestService implements JobHandler {
      * job like `wait: false` and waits for a worker to finish it.
      */
     private readonly runsInference = true,
-  ) {}
+  ) {
+    this.slots = new WorkLimiter('ingests', limits.maxConcurrentIngests ?? Infinity, limits.maxQueuedIngests ?? Infinity);
+  }
 
   async ingestImage(command: IngestCommand, options: { wait?: boolean } = {}): Promise<IngestResult> {
     try {
@@ -83,7 +91,7 @@ export class IngestService implements JobHandler {
     const work = !wait
       ? this.enqueueBytes(bytes, sha256, altText, metadata)
       : this.runsInference
-        ? this.ingestBytes(bytes, sha256, altText, metadata)
+        ? this.slots.run(() => this.ingestBytes(bytes, sha256, altText, metadata), currentRequestSignal())
         : this.enqueueAndWait(bytes, sha256, altText, metadata);
     this.inFlight.set(sha256, work);
     try {
@@ -110,6 +118,7 @@ export class IngestService implements JobHandler {
 
     await this.files.writeOriginal(sha256, bytes);
     await this.itmStates.put(sha256, encoding.itmStates);
+    if (loaded.modelInput && this.engine.inputSize) await this.files.writeModelInput(this.engine.inputSize, sha256, loaded.modelInput);
     let image: ImageRecord;
     try {
       image = await this.repo.createWithEmbedding(

@@ -118,11 +118,32 @@ function checkFilterValue(value: unknown, path: string, depth: number, count: { 
   throw fail('not a JSON value');
 }
 
+/** Deepest nesting of stored metadata: JSON.stringify and the filter's SQL recurse, 20,000 levels overflow the stack. */
+const MAX_METADATA_DEPTH = 64;
+
+/** Nesting depth of a JSON value, counted without recursion and stopping past `limit`. */
+function jsonDepth(value: unknown, limit: number): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > limit) return deepest;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
 /** A metadata object to store (ingest, updateImage): any JSON object up to maxBytes as JSON text. */
 export function requireMetadata(metadata: unknown, argument: string, maxBytes: number): Record<string, unknown> | null {
   if (metadata === undefined || metadata === null) return null;
   if (typeof metadata !== 'object' || Array.isArray(metadata)) {
     throw new InvalidInputError(`${argument} must be a JSON object`, { argument });
+  }
+  const depth = jsonDepth(metadata, MAX_METADATA_DEPTH);
+  if (depth > MAX_METADATA_DEPTH) {
+    throw new InvalidInputError(`${argument} nests deeper than ${MAX_METADATA_DEPTH} levels`, { argument, limit: MAX_METADATA_DEPTH });
   }
   const size = Buffer.byteLength(JSON.stringify(metadata));
   if (size > maxBytes) {

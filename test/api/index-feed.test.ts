@@ -43,7 +43,7 @@ describe.skipIf(process.env.BLIP_TEST_PG === 'off')('the index change feed (Post
       expect(metrics).toMatch(/^blip_index_feed_lag_seconds 0$/m);
 
       // A delete through A leaves B's index too.
-      expect((await a.gql(`mutation($id: ID!) { deleteImage(id: $id) { deleted } }`, { id: redId })).errors).toBeUndefined();
+      expect((await a.admin(`mutation($id: ID!) { deleteImage(id: $id) { deleted } }`, { id: redId })).errors).toBeUndefined();
       await expect.poll(() => indexed(b), { timeout: 2000, interval: 25 }).toBe(0);
 
       // B stops (saving its snapshot with its position); A ingests meanwhile; B restarts and

@@ -25,7 +25,7 @@ describe.each(flavours)('paging that holds (%s)', (db) => {
   let server: TestServer;
   let next = 0;
   const add = async () => (await ingest(server, await scene(next++))).id;
-  const remove = async (id: string) => expect((await server.gql(`mutation($id: ID!) { deleteImage(id: $id) { deleted } }`, { id })).data.deleteImage.deleted).toBe(true);
+  const remove = async (id: string) => expect((await server.admin(`mutation($id: ID!) { deleteImage(id: $id) { deleted } }`, { id })).data.deleteImage.deleted).toBe(true);
   const images = async (variables: Record<string, unknown>): Promise<ImagesPage> => {
     const res = await server.gql(IMAGES, variables);
     expect(res.errors).toBeUndefined();

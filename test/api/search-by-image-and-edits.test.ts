@@ -140,7 +140,7 @@ describe.each(flavours)('search by image and edits (%s)', (db) => {
     expect(res.data.serviceInfo).toEqual({
       maxTextChars: 500,
       maxUploadBytes: 20 * 1024 * 1024,
-      maxImagePixels: 50_000_000,
+      maxImagePixels: 25_000_000,
       maxPageSize: 100,
       defaultCandidates: 128,
       maxCandidates: 500,

@@ -34,7 +34,7 @@ describe.skipIf(process.env.BLIP_TEST_PG === 'off').each(['s3', 'postgres'] as c
       expect(found.data.searchImages.edges[0].node.id).toBe(id);
       expect(fs.existsSync(path.join(dirB, 'images', sha256.slice(0, 2), sha256))).toBe(false);
 
-      expect((await b.gql(`mutation($id: ID!) { deleteImage(id: $id) { deleted } }`, { id })).data.deleteImage.deleted).toBe(true);
+      expect((await b.admin(`mutation($id: ID!) { deleteImage(id: $id) { deleted } }`, { id })).data.deleteImage.deleted).toBe(true);
       expect((await fetch(`${a.url}/images/${id}`)).status).toBe(404);
 
       if (s3) {

@@ -1,5 +1,5 @@
 import { meetsEvalTargets } from '../helpers/model-quality.js';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,6 +29,8 @@ export interface ServiceProcess {
   url: string;
   dataDir: string;
   logs: string[];
+  /** `npm run cli -- keys create` against this service's database; returns the secret (its last line). */
+  createKey(scope: 'read' | 'write' | 'admin'): string;
   stop(): Promise<void>;
 }
 
@@ -45,20 +47,21 @@ export async function startService(
   extraEnv: Record<string, string> = {},
 ): Promise<ServiceProcess> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'blip-e2e-data-'));
+  const env = {
+    ...process.env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    DATABASE_URL: '',
+    SEED_SAMPLES: 'false',
+    MODEL_DIR: modelDir,
+    WEB_DIR: path.join(ROOT, 'web', 'dist'),
+    LOG_LEVEL: 'info',
+    ...extraEnv,
+  };
   const child: ChildProcess = spawn(command.bin, command.args, {
     cwd: ROOT,
-    env: {
-      ...process.env,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      DATA_DIR: dataDir,
-      DATABASE_URL: '',
-      SEED_SAMPLES: 'false',
-      MODEL_DIR: modelDir,
-      WEB_DIR: path.join(ROOT, 'web', 'dist'),
-      LOG_LEVEL: 'info',
-      ...extraEnv,
-    },
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
@@ -101,6 +104,10 @@ export async function startService(
     url,
     dataDir,
     logs,
+    createKey(scope) {
+      const out = execFileSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['src/cli/main.ts', 'keys', 'create', '--name', `e2e ${scope}`, '--scope', scope], { cwd: ROOT, env, encoding: 'utf8' });
+      return out.trim().split('\n').at(-1)!;
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
@@ -114,8 +121,9 @@ export async function startService(
 }
 
 /** A GraphQL call from the test itself, to learn ground truth the page does not show. */
-export async function gql<T>(url: string, query: string, variables: Record<string, unknown> = {}): Promise<T> {
-  const res = await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
+export async function gql<T>(url: string, query: string, variables: Record<string, unknown> = {}, key?: string): Promise<T> {
+  const headers: Record<string, string> = { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) };
+  const res = await fetch(`${url}/graphql`, { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
   const body = (await res.json()) as { data?: T; errors?: unknown[] };
   if (body.errors?.length || !body.data) throw new Error(`GraphQL error: ${JSON.stringify(body.errors)}`);
   return body.data;

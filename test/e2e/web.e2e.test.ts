@@ -167,7 +167,8 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
     await page.getByRole('button', { name: 'Close the upload panel' }).click();
     // Keep the collection at the scenes the ranking checks know.
     const listed = await gql<{ images: { edges: Array<{ node: { id: string } }> } }>(service.url, `{ images(first: 1) { edges { node { id } } } }`);
-    await gql(service.url, `mutation($id: ID!) { deleteImage(id: $id) { deleted } }`, { id: listed.images.edges[0]!.node.id });
+    // Deleting needs an admin key even from loopback (AUTH=local lets keyless clients read and write).
+    await gql(service.url, `mutation($id: ID!) { deleteImage(id: $id) { deleted } }`, { id: listed.images.edges[0]!.node.id }, service.createKey('admin'));
   }, 180_000);
 
   it('searches "red circle" with the keyboard (red circles first once the model meets its targets)', async () => {
@@ -433,12 +434,24 @@ describe.skipIf(!canRun)('web page (headless Chromium)', () => {
   }, 180_000);
 
   it('deletes the image and it is gone from the results', async () => {
+    // AUTH=local lets the page read and write without a key, not delete: the server answers
+    // FORBIDDEN, the page asks for a key (made with `npm run cli -- keys create`), keeps it for the
+    // tab and repeats the delete with it.
+    const adminKey = service.createKey('admin');
+    const asked: string[] = [];
+    page.once('dialog', (dialog) => {
+      asked.push(dialog.message());
+      void dialog.accept(adminKey);
+    });
     await page.getByRole('button', { name: 'Delete', exact: true }).click();
     // The confirmation takes the focus: Enter confirms.
     await page.getByRole('button', { name: 'Delete image' }).waitFor();
     await expect.poll(() => page.evaluate(() => document.activeElement?.textContent?.trim()), POLL).toBe('Delete image');
     await page.keyboard.press('Enter');
     await page.getByText('Image deleted.').waitFor();
+    expect(asked).toHaveLength(1);
+    expect(asked[0]).toMatch(/admin key/);
+    expect(await page.evaluate(() => sessionStorage.getItem('blip-search.apiKey'))).toBe(adminKey);
     await page.getByRole('heading', { name: 'Results for “red circle”' }).waitFor();
     await page.locator('.results[aria-busy="false"] [data-testid="result"]').first().waitFor({ timeout: 60_000 });
     expect(await page.locator(`[data-testid="result"][data-image-id="${openedId}"]`).count()).toBe(0);

@@ -48,12 +48,12 @@ export class FakeBlipEngine implements BlipEngine {
   }
 
   async loadImage(bytes: Uint8Array): Promise<LoadedImage> {
-    const limit = this.options.maxImagePixels ?? 50_000_000;
+    const limit = this.options.maxImagePixels ?? 25_000_000;
     let meta: Metadata;
     try {
       meta = await sharp(bytes, { limitInputPixels: false }).metadata();
     } catch (error) {
-      throw new UnsupportedImageError(`not a decodable image: ${(error as Error).message}`, { cause: error });
+      throw new UnsupportedImageError("not a decodable image (corrupt, truncated or not an image)", { cause: error });
     }
     const { width = 0, height = 0, format } = meta;
     if (width * height > limit) throw new ImageTooLargeError('pixels', width * height, limit);

@@ -41,6 +41,11 @@ export interface TestServer {
   env: Record<string, string>;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read each response by the shape their query asks for
   gql<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<GqlResponse<T>>;
+  /** gql with an admin key (created on first use): AUTH=local lets keyless loopback clients read and write, not delete. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as gql
+  admin<T = any>(query: string, variables?: Record<string, unknown>): Promise<GqlResponse<T>>;
+  /** A new key's secret, created through the application's key service (as the CLI does). */
+  createKey(scope: 'read' | 'write' | 'admin', name?: string): Promise<string>;
   /** Stops the server; the data stays for a restart. */
   stop(): Promise<void>;
   /** Stops (if running) and removes the data dir and PG schema. */
@@ -98,6 +103,8 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
   const url = `http://127.0.0.1:${app.port}`;
   let stopped = false;
   const finalDataDir = dataDir;
+  const createKey = async (scope: 'read' | 'write' | 'admin', name = `test ${scope}`) => (await app.keys.create(name, scope)).secret;
+  let adminKey: Promise<string> | undefined;
   return {
     app,
     url,
@@ -105,6 +112,8 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
     engine,
     env,
     gql: (query, variables, headers) => postGraphql(url, query, variables, headers),
+    admin: async (query, variables) => postGraphql(url, query, variables, { authorization: `Bearer ${await (adminKey ??= createKey('admin'))}` }),
+    createKey,
     stop: async () => {
       if (!stopped) await app.stop();
       stopped = true;

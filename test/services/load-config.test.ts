@@ -13,6 +13,29 @@ describe('loadConfig', () => {
     expect(Object.isFrozen(config) && Object.isFrozen(config.limits)).toBe(true);
   });
 
+  it('safe network defaults: loopback only, AUTH=local, no other origin', () => {
+    const config = loadConfig({});
+    expect(config.http.host).toBe('127.0.0.1');
+    expect(config.auth.mode).toBe('local');
+    expect(config.http.corsOrigins).toEqual([]);
+    expect(config.http.allowedHosts).toEqual(['localhost', '127.0.0.1', '[::1]']);
+    expect(loadConfig({ ALLOWED_HOSTS: 'Photos.LAN, nas' }).http.allowedHosts).toEqual(['localhost', '127.0.0.1', '[::1]', 'photos.lan', 'nas']);
+  });
+
+  it('EXPECTED FAILURE - AUTH=off on a non-loopback HOST refuses to start unless ALLOW_INSECURE=true', () => {
+    expect(() => loadConfig({ AUTH: 'off', HOST: '0.0.0.0' })).toThrow(/AUTH=off with HOST=0.0.0.0/);
+    expect(loadConfig({ AUTH: 'off', HOST: '0.0.0.0', ALLOW_INSECURE: 'true' }).auth.mode).toBe('off');
+    expect(loadConfig({ AUTH: 'off', HOST: '127.0.0.1' }).auth.mode).toBe('off');
+    expect(loadConfig({ AUTH: 'local', HOST: '0.0.0.0' }).http.host).toBe('0.0.0.0');
+  });
+
+  it("EXPECTED FAILURE - CORS_ORIGIN '*' needs AUTH=required; each origin must be one", () => {
+    expect(() => loadConfig({ CORS_ORIGIN: '*' })).toThrow(/AUTH=required/);
+    expect(loadConfig({ CORS_ORIGIN: '*', AUTH: 'required' }).http.corsOrigins).toEqual(['*']);
+    expect(() => loadConfig({ CORS_ORIGIN: 'https://a.example/path' })).toThrow(/not an origin/);
+    expect(loadConfig({ CORS_ORIGIN: 'https://a.example, http://b.example:8080' }).http.corsOrigins).toEqual(['https://a.example', 'http://b.example:8080']);
+  });
+
   it('re-ranks by default as deep as the bundled model was evaluated (its manifest chooses; eval.json figures are what a search gets)', () => {
     const evaluated = JSON.parse(fs.readFileSync('models/blip-scenes/eval.json', 'utf8')) as { precision_at_10: { rerank_candidates: number } };
     const manifest = JSON.parse(fs.readFileSync('models/blip-scenes/manifest.json', 'utf8')) as { search: { defaultCandidates: number } };

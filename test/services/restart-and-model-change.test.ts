@@ -44,7 +44,7 @@ describe('restarts: the index is a derived cache of the database', () => {
     const img = (await server.gql(`{ images { edges { node { altText metadata } } } }`)).data.images.edges[0].node;
     expect(img).toEqual({ altText: 'a green square', metadata: { sample: 'a.png' } });
     const id = (await server.gql(`{ images { edges { node { id } } } }`)).data.images.edges[0].node.id;
-    await server.gql(`mutation($id: ID!) { deleteImage(id: $id) { deleted } }`, { id });
+    await server.admin(`mutation($id: ID!) { deleteImage(id: $id) { deleted } }`, { id });
     await server.stop();
     const restarted = await startTestServer({ reuse: { dataDir: server.dataDir, env: server.env } });
     await new Promise((r) => setTimeout(r, 300));

@@ -1,5 +1,6 @@
 import extractFiles from 'extract-files/extractFiles.mjs';
 import isExtractableFile, { type ExtractableFile } from 'extract-files/isExtractableFile.mjs';
+import { askForKey, authHeaders } from './api-key.js';
 
 /** The public GraphQL API, nothing else: queries as JSON POSTs, uploads per the GraphQL multipart request spec. */
 const ENDPOINT = '/graphql';
@@ -145,6 +146,8 @@ const FRIENDLY: Record<string, string> = {
   GRAPHQL_PARSE_FAILED: 'The server did not accept this request. Reloading the page may help.',
   NETWORK: 'Cannot reach the server. Check that blip-search is running, then try again.',
   ABORTED: 'Cancelled.',
+  UNAUTHENTICATED: 'This server needs an API key. Reload the page to enter one.',
+  FORBIDDEN: 'Your API key does not allow this. Ask for a key with a larger scope.',
 };
 
 /**
@@ -184,13 +187,24 @@ export function onConnectivity(listener: ConnectivityListener): () => void {
 }
 const reachable = (ok: boolean) => connectivity.forEach((l) => l(ok));
 
-/** One GraphQL operation over fetch. */
+/** One GraphQL operation over fetch; asks for an API key and repeats once when the server wants one. */
 export async function gql<T>(query: string, variables: Record<string, unknown> = {}, signal?: AbortSignal): Promise<T> {
+  try {
+    return await gqlOnce<T>(query, variables, signal);
+  } catch (error) {
+    if (error instanceof ApiError && (error.code === 'UNAUTHENTICATED' || error.code === 'FORBIDDEN') && askForKey(error.code)) {
+      return gqlOnce<T>(query, variables, signal);
+    }
+    throw error;
+  }
+}
+
+async function gqlOnce<T>(query: string, variables: Record<string, unknown>, signal?: AbortSignal): Promise<T> {
   let res: Response;
   try {
     res = await fetch(ENDPOINT, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...authHeaders() },
       body: JSON.stringify({ query, variables }),
       signal,
     });
@@ -245,6 +259,7 @@ export function uploadImage(file: File, onProgress: (fraction: number) => void, 
     xhr.open('POST', ENDPOINT);
     xhr.setRequestHeader('Apollo-Require-Preflight', 'true');
     xhr.setRequestHeader('Accept', 'application/json');
+    for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
     xhr.responseType = 'text';
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable && e.total > 0) onProgress(e.loaded / e.total);
@@ -260,6 +275,8 @@ export function uploadImage(file: File, onProgress: (fraction: number) => void, 
       try {
         resolve(unwrap(body, xhr.status).ingestImage);
       } catch (error) {
+        // The upload is not repeated by itself (the file may be large); with a key, "retry" works.
+        if (error instanceof ApiError && (error.code === 'UNAUTHENTICATED' || error.code === 'FORBIDDEN')) askForKey(error.code);
         reject(error);
       }
     };

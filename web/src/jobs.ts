@@ -1,6 +1,7 @@
 import { createClient, type Client } from 'graphql-ws';
 import { useEffect, useState } from 'preact/hooks';
 import { gql } from './api';
+import { currentKey } from './api-key';
 
 export interface JobNode {
   id: string;
@@ -18,7 +19,17 @@ let client: Client | null = null;
 /** The server's jobUpdates subscription (graphql-ws, same origin, path /graphql). */
 function wsClient(): Client {
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`;
-  client ??= createClient({ url, retryAttempts: Infinity, shouldRetry: () => true });
+  // Browsers cannot set Authorization on a WebSocket: the key travels as a connection parameter,
+  // read again on every reconnect (src/http/authenticate.ts, principalOfUpgrade).
+  client ??= createClient({
+    url,
+    retryAttempts: Infinity,
+    shouldRetry: () => true,
+    connectionParams: () => {
+      const key = currentKey();
+      return key ? { authorization: `Bearer ${key}` } : {};
+    },
+  });
   return client;
 }
 

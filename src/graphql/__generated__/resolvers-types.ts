@@ -17,9 +17,11 @@ export type Scalars = {
   JSON: { input: unknown; output: unknown; }
   /**
    * blip-search GraphQL API. Errors carry `extensions.code`: BAD_USER_INPUT, NOT_FOUND,
-   * PAYLOAD_TOO_LARGE, UNSUPPORTED_IMAGE, SERVICE_UNAVAILABLE, ORIGINAL_MISSING (the image's stored
-   * original was removed from DATA_DIR behind the service's back), GRAPHQL_PARSE_FAILED,
-   * GRAPHQL_VALIDATION_FAILED (also for too deep / too complex queries), INTERNAL_SERVER_ERROR.
+   * PAYLOAD_TOO_LARGE, UNSUPPORTED_IMAGE, SERVICE_UNAVAILABLE, UNAUTHENTICATED, FORBIDDEN,
+   * ORIGINAL_MISSING (the image's stored original was removed from DATA_DIR behind the service's
+   * back), QUERY_TOO_EXPENSIVE (more model work than one request may ask for), RATE_LIMITED (HTTP
+   * 429), GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED (also for too deep / too complex queries),
+   * INTERNAL_SERVER_ERROR.
    */
   Upload: { input: Promise<import("graphql-upload/processRequest.mjs").FileUpload>; output: Promise<import("graphql-upload/processRequest.mjs").FileUpload>; }
 };
@@ -407,6 +409,12 @@ export type QuerySimilarImagesArgs = {
   imageId: Scalars['ID']['input'];
 };
 
+/** API key scopes; each includes the ones before it. */
+export type Scope =
+  | 'ADMIN'
+  | 'READ'
+  | 'WRITE';
+
 export type SearchConnection = {
   __typename?: 'SearchConnection';
   edges: Array<SearchEdge>;
@@ -599,6 +607,7 @@ export type ResolversTypes = ResolversObject<{
   Node: ResolverTypeWrapper<ResolversInterfaceTypes<ResolversTypes>['Node']>;
   PageInfo: ResolverTypeWrapper<PageInfo>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  Scope: Scope;
   SearchConnection: ResolverTypeWrapper<Omit<SearchConnection, 'edges'> & { edges: Array<ResolversTypes['SearchEdge']> }>;
   SearchEdge: ResolverTypeWrapper<Omit<SearchEdge, 'node'> & { node: ResolversTypes['Image'] }>;
   SearchMode: SearchMode;
@@ -646,6 +655,12 @@ export type ResolversParentTypes = ResolversObject<{
   UpdateImageInput: UpdateImageInput;
   Upload: Scalars['Upload']['output'];
 }>;
+
+export type RequiresScopeDirectiveArgs = {
+  scope: Scope;
+};
+
+export type RequiresScopeDirectiveResolver<Result, Parent, ContextType = GraphQLContext, Args = RequiresScopeDirectiveArgs> = DirectiveResolverFn<Result, Parent, ContextType, Args>;
 
 export type AnswerResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Answer'] = ResolversParentTypes['Answer']> = ResolversObject<{
   answer?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
@@ -856,3 +871,6 @@ export type Resolvers<ContextType = GraphQLContext> = ResolversObject<{
   Upload?: GraphQLScalarType;
 }>;
 
+export type DirectiveResolvers<ContextType = GraphQLContext> = ResolversObject<{
+  requiresScope?: RequiresScopeDirectiveResolver<any, any, ContextType>;
+}>;

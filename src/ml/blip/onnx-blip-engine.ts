@@ -1,5 +1,5 @@
 import type { BlipEngine, CaptionOptions, ImageEncoding, ItmResult, ItmStates, LoadedImage } from '../blip-engine.js';
-import { InvalidTextError } from '../errors.js';
+import { InvalidOptionsError, InvalidTextError } from '../errors.js';
 import type { GenerationConfig } from '../generation/generation-config.js';
 import type { ModelManifest } from '../manifest/model-manifest.js';
 import { decodeImage, type ImageLimits, type ResizeKernel } from '../preprocess/image-decoder.js';
@@ -32,10 +32,13 @@ export class OnnxBlipEngine implements BlipEngine {
   readonly embedDim: number;
   readonly itmStateDims: { tokens: number; hidden: number };
   readonly defaultSearchCandidates: number | undefined;
+  readonly inputSize: number;
   private readonly visionCache = new WeakMap<LoadedImage, Map<string, Promise<TensorMap>>>();
   /** Per vision graph, the outputs the tasks that name it read (only those cross the thread boundary). */
   private readonly visionOutputs = new Map<string, string[]>();
   private readonly itmBatchSize: number;
+  /** Decoder position embeddings: the longest caption, prompt included (BERT's 512 when the manifest does not say). */
+  private readonly maxPositions: number;
 
   constructor(
     readonly manifest: ModelManifest,
@@ -50,7 +53,9 @@ export class OnnxBlipEngine implements BlipEngine {
     this.embedDim = manifest.dims.embed;
     this.itmStateDims = { tokens: manifest.dims.imageTokens, hidden: manifest.dims.visionHidden };
     this.defaultSearchCandidates = manifest.search?.defaultCandidates;
+    this.inputSize = manifest.image.size;
     this.itmBatchSize = settings.itmBatchSize ?? 16;
+    this.maxPositions = manifest.config?.text?.max_position_embeddings ?? 512;
     const t = manifest.tasks;
     const need = (graph: string, names: string[]) => this.visionOutputs.set(graph, [...new Set([...(this.visionOutputs.get(graph) ?? []), ...names])]);
     need(t.retrieval.vision, [IO.imageFeat, IO.itmStates, IO.itmScales]);
@@ -175,7 +180,7 @@ export class OnnxBlipEngine implements BlipEngine {
       repetitionPenalty: options.repetitionPenalty ?? d.repetitionPenalty,
       eosTokenId: this.manifest.text.specialTokens.sep,
     };
-    validateGeneration(config);
+    validateGeneration(config, this.maxPositions, prefix.length);
     const states = (await this.vision(image, task.vision, priority, options.signal))[IO.imageEmbeds] as FloatTensor;
     const ids = await this.scheduler.generate(
       { kind: 'generate', crossKvGraph: task.crossKv, decoderGraph: task.decoder, encoderStates: states, prefix, config },
@@ -238,11 +243,16 @@ export class OnnxBlipEngine implements BlipEngine {
   }
 }
 
-function validateGeneration(c: GenerationConfig): void {
+/**
+ * Options the decoder can run: lengths within its position embeddings (past them the graph fails
+ * deep inside onnxruntime), and room after the prompt for at least one generated token.
+ */
+function validateGeneration(c: GenerationConfig, maxPositions: number, prefixLength: number): void {
   const bad: string[] = [];
   if (!Number.isInteger(c.numBeams) || c.numBeams < 1 || c.numBeams > 16) bad.push(`numBeams ${c.numBeams} (1..16)`);
-  if (!Number.isInteger(c.maxLength) || c.maxLength < 2 || c.maxLength > 512) bad.push(`maxLength ${c.maxLength} (2..512)`);
+  if (!Number.isInteger(c.maxLength) || c.maxLength < 2 || c.maxLength > maxPositions) bad.push(`maxLength ${c.maxLength} (2..${maxPositions}, the model's positions)`);
   if (!Number.isInteger(c.minLength) || c.minLength < 0 || c.minLength > c.maxLength) bad.push(`minLength ${c.minLength} (0..maxLength)`);
   if (!(c.repetitionPenalty > 0)) bad.push(`repetitionPenalty ${c.repetitionPenalty} (> 0)`);
-  if (bad.length > 0) throw new RangeError(`invalid caption options: ${bad.join(', ')}`);
+  if (bad.length === 0 && prefixLength >= c.maxLength) bad.push(`prompt takes ${prefixLength - 1} tokens, leaving none of maxLength ${c.maxLength}`);
+  if (bad.length > 0) throw new InvalidOptionsError(`invalid caption options: ${bad.join(', ')}`);
 }

@@ -83,6 +83,10 @@ const manifestSchema = z.object({
     caption: generationSchema,
     vqa: generationSchema,
   }),
+  /** The Hugging Face config the graphs were exported from; only what the engine checks against. */
+  config: z.object({
+    text: z.object({ max_position_embeddings: z.number().int().positive().optional() }).loose().optional(),
+  }).loose().optional(),
   /** Search defaults chosen for this model from its measured quality and speed. */
   search: z.object({
     /** ITC candidates ITM re-ranks when a query names none (SEARCH_CANDIDATES overrides it). */

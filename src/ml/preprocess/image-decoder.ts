@@ -13,7 +13,7 @@ export interface ImageLimits {
 }
 
 /** Defaults for {@link ImageLimits}. */
-export const DEFAULT_IMAGE_LIMITS: Readonly<ImageLimits> = Object.freeze({ maxBytes: 32 * 1024 * 1024, maxPixels: 50_000_000 });
+export const DEFAULT_IMAGE_LIMITS: Readonly<ImageLimits> = Object.freeze({ maxBytes: 32 * 1024 * 1024, maxPixels: 25_000_000 });
 
 /** Preprocessing constants from the manifest's `image` section. */
 export interface PixelSpec {
@@ -56,7 +56,8 @@ async function readHeader(bytes: Uint8Array, limits: ImageLimits): Promise<Heade
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (cause) {
-    throw new UnsupportedImageError(`not a decodable image (${(cause as Error).message})`, { cause });
+    // sharp's own words stay in `cause` (logs): they name library internals, not the client's mistake.
+    throw new UnsupportedImageError('not a decodable image (corrupt, truncated or not an image)', { cause });
   }
   // heif covers AVIF and HEIC; sharp names the container, the compression tells which
   const format = meta.format === 'heif' && meta.compression === 'av1' ? 'avif' : String(meta.format);
@@ -82,6 +83,9 @@ async function readHeader(bytes: Uint8Array, limits: ImageLimits): Promise<Heade
   };
 }
 
+/** decodeRgb shrinks on load only for images at least this many times the model size on their short side. */
+const SHRINK_FACTOR = 4;
+
 /** Raw interleaved 8-bit RGB of the oriented first frame. */
 export interface RgbImage {
   data: Buffer;
@@ -95,11 +99,20 @@ export interface RgbImage {
  * @throws ImageTooLargeError before decoding when bytes or header pixels exceed `limits`.
  * @throws UnsupportedImageError for anything sharp cannot decode (corrupt, truncated, not an image).
  */
-export async function decodeRgb(bytes: Uint8Array, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): Promise<{ info: ImageInfo; rgb: RgbImage }> {
+export async function decodeRgb(bytes: Uint8Array, limits: ImageLimits = DEFAULT_IMAGE_LIMITS, shrinkFor?: number): Promise<{ info: ImageInfo; rgb: RgbImage }> {
   const header = await readHeader(bytes, limits);
   try {
-    const { data, info } = await sharp(bytes, { limitInputPixels: limits.maxPixels, failOn: 'error', page: 0, pages: 1 })
-      .rotate()
+    let pipeline = sharp(bytes, { limitInputPixels: limits.maxPixels, failOn: 'error', page: 0, pages: 1, sequentialRead: true }).rotate();
+    // Far larger than the model needs: shrink while decoding (libjpeg DCT scaling, WebP's scaled
+    // decode) to twice the model size, so a 50 MP photo never exists in memory at full size. Below
+    // SHRINK_FACTOR x the decode stays exact, as PIL's, which the parity goldens check. Not with
+    // alpha: libvips resizes before dropping it, premultiplied, which changes transparent pixels'
+    // colours where PIL keeps them.
+    const { width, height, hasAlpha } = header.info;
+    if (shrinkFor !== undefined && !hasAlpha && Math.min(width, height) >= SHRINK_FACTOR * shrinkFor) {
+      pipeline = pipeline.resize(2 * shrinkFor, 2 * shrinkFor, { fit: 'outside', kernel: 'lanczos3', fastShrinkOnLoad: true });
+    }
+    const { data, info } = await pipeline
       .toColourspace('srgb')
       .removeAlpha()
       .raw({ depth: 'uchar' })
@@ -108,7 +121,7 @@ export async function decodeRgb(bytes: Uint8Array, limits: ImageLimits = DEFAULT
     return { info: header.info, rgb: { data, width: info.width, height: info.height } };
   } catch (cause) {
     if (cause instanceof ImageTooLargeError) throw cause;
-    throw new UnsupportedImageError(`cannot decode ${header.info.format} image (${(cause as Error).message})`, { cause });
+    throw new UnsupportedImageError(`cannot decode this ${header.info.format} image (corrupt or truncated)`, { cause });
   }
 }
 
@@ -152,10 +165,13 @@ export async function decodeImage(
   spec: PixelSpec,
   limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
   kernel: ResizeKernel = DEFAULT_RESIZE_KERNEL,
-): Promise<{ info: ImageInfo; pixels: Float32Array }> {
-  const { info, rgb } = await decodeRgb(bytes, limits);
+): Promise<{ info: ImageInfo; pixels: Float32Array; modelInput: Buffer }> {
+  const { info, rgb } = await decodeRgb(bytes, limits, spec.size);
   const resized = await resizeRgb(rgb, spec.size, kernel);
-  return { info, pixels: normalizeRgb(resized, spec) };
+  // The S x S RGB as lossless PNG: decoding it later gives these exact pixels (no resize, no
+  // orientation), so questions and captions never decode the original again.
+  const modelInput = await sharp(resized, { raw: { width: spec.size, height: spec.size, channels: 3 } }).png({ compressionLevel: 6 }).toBuffer();
+  return { info, pixels: normalizeRgb(resized, spec), modelInput };
 }
 
 /**
@@ -170,6 +186,19 @@ export async function renderThumbnail(original: Uint8Array, maxSide: number): Pr
     .rotate()
     .resize(maxSide, maxSide, { fit: 'inside', withoutEnlargement: true })
     .webp({ quality: 80 })
+    .toBuffer();
+}
+
+/**
+ * A full-size copy of an original whose container cannot be checked for appended data
+ * (src/ml/preprocess/image-extent.ts): what the decoder saw, re-encoded as lossless WebP (EXIF
+ * orientation applied, metadata dropped; WebP's 16383-pixel side limit applies).
+ */
+export async function renderServableCopy(original: Uint8Array): Promise<Buffer> {
+  return sharp(original, { limitInputPixels: false })
+    .rotate()
+    .resize(16383, 16383, { fit: 'inside', withoutEnlargement: true })
+    .webp({ lossless: true })
     .toBuffer();
 }
 

@@ -32,7 +32,7 @@ export function registerIngestCommand(program: Command): void {
     .option('--url <url>', 'server URL (BLIP_URL)', process.env.BLIP_URL ?? 'http://127.0.0.1:4000')
     .option('--key <key>', 'API key, sent as "Authorization: Bearer <key>" (BLIP_API_KEY)', process.env.BLIP_API_KEY)
     .option('--concurrency <n>', 'requests in flight', positiveInt, 2)
-    .option('--batch <n>', 'files per request (ingestImages)', positiveInt, 8)
+    .option('--batch <n>', 'files per request (ingestImages; at most the server\'s MAX_REQUEST_DECODES)', positiveInt, 4)
     .action(async (dir: string, options: IngestOptions) => {
       process.exitCode = await runIngest(dir, options);
     });
