@@ -9,6 +9,7 @@ import type { GraphQLServices } from './graphql/context.js';
 import { principalOfUpgrade } from './http/authenticate.js';
 import { createHttpApp } from './http/create-http-app.js';
 import { createWorkerHttpApp } from './http/worker-http-app.js';
+import type { AuthSettings } from './http/authenticate.js';
 import type { Logger } from './lib/logger.js';
 import { Metrics } from './lib/metrics.js';
 import { resolverMetricsPlugin } from './graphql/metrics-plugin.js';
@@ -170,7 +171,8 @@ export async function startApplication(
   if (role === 'worker') {
     await retirement?.start();
     const keys = new ApiKeyService(new PrismaApiKeyRepository(db));
-    return startWorker({ server, port, ingest, jobs, metrics, keys, recovery, log, close: async () => {
+    const auth = { mode: config.auth.mode, localHosts: new Set(config.http.allowedHosts) };
+    return startWorker({ server, port, ingest, jobs, metrics, keys, auth, recovery, log, close: async () => {
       await retirement?.stop();
       blobs?.close?.();
       await db.$disconnect();
@@ -342,6 +344,7 @@ function startWorker(parts: {
   jobs: JobQueueService;
   metrics: Metrics;
   keys: ApiKeyService;
+  auth: AuthSettings;
   recovery: StorageRecoveryService;
   log: Logger;
   close: () => Promise<void>;
@@ -353,7 +356,7 @@ function startWorker(parts: {
   jobs.register('REEMBED', recovery.reembedJob);
   // A worker of a new model plans its own re-embedding (it claims only its model's runs).
   void recovery.planReembedding(jobs).catch((error: unknown) => log.error({ err: error }, 'could not plan re-embedding'));
-  parts.setHandler(createWorkerHttpApp({ isReady: () => ready, health: () => ({ role: 'worker', runningJobs: jobs.active }), log, metrics }));
+  parts.setHandler(createWorkerHttpApp({ isReady: () => ready, health: () => ({ role: 'worker', runningJobs: jobs.active }), log, metrics, keys: parts.keys, auth: parts.auth }));
   jobs.start();
   log.info({ port, role: 'worker', workerId: jobs.workerId }, 'ready');
   let stopping: Promise<void> | undefined;
