@@ -9,7 +9,8 @@ import tseslint from 'typescript-eslint';
 
 // Packages that belong to one layer each (design: one module per native dependency).
 const TRANSPORT = ['graphql', 'graphql-*', '@apollo/*', '@as-integrations/*', 'express', 'cors', 'helmet'];
-const DATABASE = ['@prisma/*', 'better-sqlite3', 'pg', 'ioredis'];
+// Storage clients too: the S3 SDK backs the blob store (src/repositories/s3-blob-store.ts).
+const DATABASE = ['@prisma/*', 'better-sqlite3', 'pg', 'ioredis', '@aws-sdk/*'];
 const INDEX = ['hnswlib-node'];
 const ONNX = ['onnxruntime-node', 'onnxruntime-common'];
 const SHARP = ['sharp'];

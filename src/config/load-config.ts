@@ -10,6 +10,25 @@ const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
 /** Every variable the service reads, with its default. Documented in the README table. */
 const envSchema = z.object({
   PORT: int(0, 65535).default(4000),
+  // all: one process does everything; api and worker split it over processes meeting in PostgreSQL
+  // (docs/scaling.md).
+  ROLE: z.enum(['all', 'api', 'worker']).default('all'),
+  // Where this process keeps its HNSW snapshot; each API replica needs its own (default DATA_DIR/index).
+  INDEX_DIR: z.string().min(1).optional(),
+  // PostgreSQL: how often an API replica reads the index change feed without a NOTIFY (a safety net).
+  INDEX_FEED_POLL_MS: int(50, 600_000).default(1000),
+  // Roles: embeddings of a model no replica or worker has served for this long are removed.
+  MODEL_RETIRE_AFTER_MS: int(1000, 86_400_000).default(120_000),
+  // Where originals live: DATA_DIR (local), the database (postgres) or an S3-compatible bucket.
+  BLOB_STORE: z.enum(['local', 'postgres', 's3']).default('local'),
+  S3_BUCKET: z.string().min(1).optional(),
+  S3_PREFIX: z.string().default(''),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  S3_ENDPOINT: z.string().url().optional(),
+  // Path-style URLs (http://host/bucket/key): what most S3-compatible servers want.
+  S3_FORCE_PATH_STYLE: bool.optional(),
+  S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
   // Loopback unless told otherwise: a fresh install is reachable from this machine only.
   HOST: z.string().min(1).default('127.0.0.1'),
   // Who needs an API key (docs/security.md): required: everyone; local: all but loopback clients
@@ -100,7 +119,28 @@ export type DatabaseConfig =
   | { provider: 'sqlite'; url: string; filePath: string }
   | { provider: 'postgresql'; url: string; schema: string | undefined };
 
+export type Role = 'all' | 'api' | 'worker';
+
+export type BlobStoreConfig =
+  | { kind: 'local' }
+  | { kind: 'postgres' }
+  | {
+      kind: 's3';
+      bucket: string;
+      prefix: string;
+      region: string;
+      endpoint: string | undefined;
+      forcePathStyle: boolean;
+      credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
+    };
+
 export interface AppConfig {
+  /** ROLE: which part of the service this process runs (src/app.ts). */
+  role: Role;
+  /** MODEL_RETIRE_AFTER_MS (src/services/model-retirement.service.ts). */
+  modelRetireAfterMs: number;
+  /** BLOB_STORE and S3_*: where originals live (src/repositories/blob-store.ts). */
+  blobs: BlobStoreConfig;
   http: {
     port: number;
     host: string;
@@ -156,6 +196,10 @@ export interface AppConfig {
     initialCapacity: number;
     saveDelayMs: number;
     compactRatio: number;
+    /** The snapshot's folder (INDEX_DIR, default DATA_DIR/index). */
+    dir: string;
+    /** INDEX_FEED_POLL_MS: the change feed's catch-up poll (PostgreSQL). */
+    feedPollMs: number;
   };
   thumbnailSize: number;
   /** Background jobs (src/services/job-queue.service.ts). */
@@ -250,9 +294,30 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
   if (e.AUTH === 'off' && !isLoopbackHost(e.HOST) && !e.ALLOW_INSECURE) {
     issues.push(`AUTH=off with HOST=${e.HOST} lets anyone who reaches the port delete the library; set AUTH=local or required, or ALLOW_INSECURE=true`);
   }
-  if (issues.length) throw new ConfigError(issues);
   const dataDir = path.resolve(e.DATA_DIR);
+  const db = databaseConfig(e.DATABASE_URL, dataDir);
+  if (e.ROLE !== 'all' && db.provider !== 'postgresql') {
+    issues.push(`ROLE: ${e.ROLE} needs PostgreSQL (DATABASE_URL=postgres://...): API replicas and workers meet in its job queue and index feed; with SQLite use ROLE=all`);
+  }
+  if (e.BLOB_STORE === 'postgres' && db.provider !== 'postgresql') issues.push('BLOB_STORE: postgres keeps originals in the database, so DATABASE_URL must be postgres://...');
+  if (e.BLOB_STORE === 's3' && !e.S3_BUCKET) issues.push('S3_BUCKET: required with BLOB_STORE=s3');
+  if ((e.S3_ACCESS_KEY_ID === undefined) !== (e.S3_SECRET_ACCESS_KEY === undefined)) issues.push('S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY: set both or neither');
+  if (issues.length) throw new ConfigError(issues);
   return deepFreeze({
+    role: e.ROLE,
+    modelRetireAfterMs: e.MODEL_RETIRE_AFTER_MS,
+    blobs:
+      e.BLOB_STORE === 's3'
+        ? {
+            kind: 's3',
+            bucket: e.S3_BUCKET!,
+            prefix: e.S3_PREFIX,
+            region: e.S3_REGION,
+            endpoint: e.S3_ENDPOINT,
+            forcePathStyle: e.S3_FORCE_PATH_STYLE ?? e.S3_ENDPOINT !== undefined,
+            credentials: e.S3_ACCESS_KEY_ID && e.S3_SECRET_ACCESS_KEY ? { accessKeyId: e.S3_ACCESS_KEY_ID, secretAccessKey: e.S3_SECRET_ACCESS_KEY } : undefined,
+          }
+        : { kind: e.BLOB_STORE },
     http: {
       port: e.PORT,
       host: e.HOST,
@@ -263,7 +328,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
     auth: { mode: e.AUTH },
     dataDir,
     claimDataDir: e.CLAIM_DATA_DIR,
-    db: databaseConfig(e.DATABASE_URL, dataDir),
+    db,
     models: {
       modelDir: path.resolve(e.MODEL_DIR),
       vqaModelDir: e.VQA_MODEL_DIR === undefined ? null : path.resolve(e.VQA_MODEL_DIR),
@@ -295,6 +360,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
       initialCapacity: e.HNSW_INITIAL_CAPACITY,
       saveDelayMs: e.INDEX_SAVE_DELAY_MS,
       compactRatio: e.INDEX_COMPACT_RATIO,
+      dir: e.INDEX_DIR === undefined ? path.join(dataDir, 'index') : path.resolve(e.INDEX_DIR),
+      feedPollMs: e.INDEX_FEED_POLL_MS,
     },
     thumbnailSize: e.THUMBNAIL_SIZE,
     jobs: { concurrency: e.JOB_CONCURRENCY, leaseMs: e.JOB_LEASE_MS, pollMs: e.JOB_POLL_MS, maxAttempts: e.JOB_MAX_ATTEMPTS },

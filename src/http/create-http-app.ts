@@ -25,6 +25,8 @@ export interface HttpAppOptions {
   keys: ApiKeyService;
   auth: AuthSettings;
   isReady: () => boolean;
+  /** More of /healthz's answer (the index feed's lag on PostgreSQL, src/services/index-feed-follower.ts). */
+  health?: () => Record<string, unknown>;
   /** Model work in flight: /healthz says "degraded" while the oldest has waited too long. */
   backlog: () => { pending: number; oldestMs: number; degraded: boolean };
   limiters: { address: RateLimiterAbstract; key: RateLimiterAbstract };
@@ -41,6 +43,14 @@ export interface HttpAppOptions {
   metrics: Metrics;
 }
 
+/** /healthz: "ok" once ready (503 "starting" before), with what `health` adds. */
+export function healthz(options: Pick<HttpAppOptions, 'isReady' | 'health'>): express.RequestHandler {
+  return (_req, res) => {
+    if (options.isReady()) res.json({ status: 'ok', ...options.health?.() });
+    else res.status(503).json({ status: 'starting' });
+  };
+}
+
 /** Routes: /graphql (JSON and multipart), /images/:id[/thumbnail], /healthz, /metrics (Prometheus), and the web page at /. */
 export function createHttpApp(options: HttpAppOptions): Express {
   const app = express();
@@ -52,7 +62,7 @@ export function createHttpApp(options: HttpAppOptions): Express {
     if (!options.isReady()) return void res.status(503).json({ status: 'starting' });
     // Still 200 when degraded: the server answers, slowly; a balancer may prefer another replica.
     const { pending, oldestMs, degraded } = options.backlog();
-    res.json({ status: degraded ? 'degraded' : 'ok', pendingModelWork: pending, oldestWaitMs: oldestMs });
+    res.json({ status: degraded ? 'degraded' : 'ok', pendingModelWork: pending, oldestWaitMs: oldestMs, ...options.health?.() });
   });
   app.use(requestScope);
   // After /healthz, which probes reach by address, and before everything that reads or acts.

@@ -14,14 +14,14 @@ export interface HnswOptions {
 }
 
 export type HnswOpenResult =
-  | { status: 'loaded'; index: HnswVectorIndex }
+  | { status: 'loaded'; index: HnswVectorIndex; feedPosition: number | undefined }
   | { status: 'empty'; index: HnswVectorIndex; reason: string };
 
 /**
  * hnswlib-node behind VectorIndex: cosine space, doubles capacity when full, deletes by markDelete
  * (tracked here, since hnswlib-node cannot report them) and compacts by rebuilding from live points.
  * Persisted as `<dir>/hnsw.bin` plus a manifest naming the model and dimension that built it and
- * the file's size and sha256.
+ * the file's size and sha256 (and, on PostgreSQL, the change-feed position it includes).
  */
 export class HnswVectorIndex implements VectorIndex {
   private hnsw: hnswlib.HierarchicalNSW;
@@ -69,7 +69,7 @@ export class HnswVectorIndex implements VectorIndex {
     const index = new HnswVectorIndex(dim, modelId, options, raw);
     for (const label of raw.getIdsList()) index.present.add(label);
     for (const label of manifest.deleted) if (index.present.has(label)) index.deleted.add(label);
-    return { status: 'loaded', index };
+    return { status: 'loaded', index, feedPosition: manifest.feedPosition };
   }
 
   get size(): number {
@@ -143,12 +143,14 @@ export class HnswVectorIndex implements VectorIndex {
    * Index file first, then the manifest with the file's checksum; both fsynced, atomic renames. A
    * crash between the two leaves a file that fails the old manifest's checksum: it is rebuilt.
    */
-  async save(dir: string): Promise<void> {
+  async save(dir: string, feedPosition?: () => number): Promise<void> {
     await fs.mkdir(dir, { recursive: true });
     const tmp = path.join(dir, `.hnsw.bin.${process.pid}.tmp`);
     // Synchronous on purpose: the async writeIndex reads the graph on a libuv thread while
     // addPoint/markDelete may mutate it from the event loop; a torn snapshot would be saved.
     this.hnsw.writeIndexSync(tmp);
+    // Read in the same tick as the write: the snapshot holds exactly the feed up to here.
+    const position = feedPosition?.();
     const deleted = [...this.deleted];
     const handle = await fs.open(tmp, 'r+');
     try {
@@ -166,6 +168,7 @@ export class HnswVectorIndex implements VectorIndex {
       savedAt: new Date().toISOString(),
       bytes: size,
       sha256,
+      ...(position !== undefined ? { feedPosition: position } : {}),
     });
   }
 }

@@ -14,6 +14,8 @@ const manifestSchema = z.object({
   savedAt: z.string(),
   bytes: z.number().int().nonnegative().optional(),
   sha256: z.string().optional(),
+  /** The change-feed position the snapshot includes (PostgreSQL replicas, src/services/index-feed-follower.ts). */
+  feedPosition: z.number().int().nonnegative().optional(),
 });
 
 export type IndexManifest = z.infer<typeof manifestSchema>;

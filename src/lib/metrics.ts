@@ -58,6 +58,9 @@ export class Metrics {
   /** Set by the composition root: inference jobs waiting for a worker, per lane. */
   observeInferenceQueue: () => { interactive: number; background: number } = () => ({ interactive: 0, background: 0 });
 
+  /** Set by the composition root on PostgreSQL API replicas: how far the index trails the change feed. */
+  observeFeedLag: () => { positions: number; seconds: number } | null = () => null;
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'blip_' });
     // collect() runs with the gauge as `this`; these arrows keep the hooks' current values.
@@ -66,7 +69,24 @@ export class Metrics {
       active: () => this.observeActiveJobs(),
       indexSize: () => this.observeIndexSize(),
       inferenceQueue: () => this.observeInferenceQueue(),
+      feedLag: () => this.observeFeedLag(),
     };
+    new Gauge({
+      name: 'blip_index_feed_lag_positions',
+      help: 'Index change-feed entries written but not yet applied to this replica\'s index (PostgreSQL)',
+      registers: [this.registry],
+      collect() {
+        this.set(read.feedLag()?.positions ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'blip_index_feed_lag_seconds',
+      help: 'Seconds this replica\'s index has been behind the change feed (0: caught up)',
+      registers: [this.registry],
+      collect() {
+        this.set(read.feedLag()?.seconds ?? 0);
+      },
+    });
     new Gauge({
       name: 'blip_jobs',
       help: 'Background jobs by kind and state (the queue depth is state="QUEUED")',

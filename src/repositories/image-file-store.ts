@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { OriginalMissingError } from '../domain/errors.js';
 import { writeFileAtomic } from '../lib/write-file-atomic.js';
+import type { BlobStore } from './blob-store.js';
 
 /** An image's ITM states as stored: int8 codes and one scale per token (src/ml/blip-engine.ts ItmStates). */
 export interface StoredItmStates {
@@ -18,19 +19,38 @@ export interface StoredItmStates {
  *   model-input/<size>/ab/<sha256>.png      the model's S x S input, lossless (cache: questions and
  *                                           captions read it instead of decoding the original)
  *   quarantine/<time>/<sha256>              originals no row referred to at a start (kept for a person to check)
+ *
+ * With a shared blob store (BLOB_STORE=postgres or s3, src/repositories/blob-store.ts) the
+ * originals, and their quarantine, live there under the same keys (`images/ab/<sha256>`); ITM
+ * states and thumbnails stay in this process's DATA_DIR as caches, recomputed from the original
+ * wherever they are missing.
  */
 export class ImageFileStore {
-  constructor(private readonly dataDir: string) {}
+  constructor(
+    private readonly dataDir: string,
+    private readonly shared: BlobStore | null = null,
+  ) {}
+
+  /** The original's key in a blob store (and its path below DATA_DIR). */
+  static originalKey(sha256: string): string {
+    return `images/${sha256.slice(0, 2)}/${sha256}`;
+  }
 
   originalPath(sha256: string): string {
     return path.join(this.dataDir, 'images', sha256.slice(0, 2), sha256);
   }
 
   async writeOriginal(sha256: string, bytes: Uint8Array): Promise<void> {
-    await writeFileAtomic(this.originalPath(sha256), bytes);
+    if (this.shared) await this.shared.put(ImageFileStore.originalKey(sha256), bytes);
+    else await writeFileAtomic(this.originalPath(sha256), bytes);
   }
 
   async readOriginal(sha256: string): Promise<Buffer> {
+    if (this.shared) {
+      const bytes = await this.shared.get(ImageFileStore.originalKey(sha256));
+      if (!bytes) throw new OriginalMissingError(sha256);
+      return bytes;
+    }
     try {
       return await fs.readFile(this.originalPath(sha256));
     } catch (error) {
@@ -115,7 +135,8 @@ export class ImageFileStore {
 
   /** Removes the original and every derived file of an image. */
   async removeAll(sha256: string): Promise<void> {
-    await fs.rm(this.originalPath(sha256), { force: true });
+    if (this.shared) await this.shared.delete(ImageFileStore.originalKey(sha256));
+    else await fs.rm(this.originalPath(sha256), { force: true });
     const itmRoot = path.join(this.dataDir, 'itm-states');
     for (const model of await fs.readdir(itmRoot).catch(() => [] as string[])) {
       await fs.rm(path.join(itmRoot, model, sha256.slice(0, 2), `${sha256}.i8`), { force: true });
@@ -136,6 +157,14 @@ export class ImageFileStore {
    * @returns the new path.
    */
   async quarantineOriginal(sha256: string, batch: string): Promise<string> {
+    if (this.shared) {
+      // No rename in a blob store: copy, then delete.
+      const key = `quarantine/${batch}/${sha256}`;
+      const bytes = await this.shared.get(ImageFileStore.originalKey(sha256));
+      if (bytes) await this.shared.put(key, bytes);
+      await this.removeAll(sha256);
+      return key;
+    }
     const target = path.join(this.dataDir, 'quarantine', batch, sha256);
     await fs.mkdir(path.dirname(target), { recursive: true });
     await fs.rename(this.originalPath(sha256), target);
@@ -145,6 +174,11 @@ export class ImageFileStore {
 
   /** sha256s of stored originals, and leftover temp files (a crash mid-write). */
   async listOriginals(): Promise<{ hashes: string[]; tempFiles: string[] }> {
+    if (this.shared) {
+      const hashes: string[] = [];
+      for await (const key of this.shared.list('images/')) hashes.push(key.slice(key.lastIndexOf('/') + 1));
+      return { hashes, tempFiles: [] };
+    }
     const root = path.join(this.dataDir, 'images');
     const hashes: string[] = [];
     const tempFiles: string[] = [];

@@ -33,6 +33,9 @@ export interface NewJob {
   total?: number;
 }
 
+/** A REEMBED job's payload, as stored: claims and look-ups match it exactly. */
+export const reembedPayload = (modelId: string) => JSON.stringify({ modelId });
+
 export const jobCreateData = (job: NewJob) => ({
   id: job.id,
   kind: job.kind,
@@ -57,8 +60,13 @@ export class JobRepository {
     return toJobRecord(await this.db.job.create({ data: jobCreateData(job) }));
   }
 
-  async claim(workerId: string, leaseMs: number, now = Date.now()): Promise<JobRecord | null> {
-    const pick = Prisma.sql`SELECT "seq" FROM "Job" WHERE "state" = 'QUEUED' OR ("state" = 'RUNNING' AND "leaseUntil" < ${now})
+  /**
+   * With `modelId`, REEMBED jobs of other models are left to their own workers: during a model
+   * change, workers of the old and the new model share the queue (docs/scaling.md).
+   */
+  async claim(workerId: string, leaseMs: number, now = Date.now(), modelId?: string): Promise<JobRecord | null> {
+    const ownModel = modelId === undefined ? Prisma.empty : Prisma.sql` AND ("kind" <> 'REEMBED' OR "payload" = ${reembedPayload(modelId)})`;
+    const pick = Prisma.sql`SELECT "seq" FROM "Job" WHERE ("state" = 'QUEUED' OR ("state" = 'RUNNING' AND "leaseUntil" < ${now}))${ownModel}
       ORDER BY "seq" LIMIT 1${this.dialect === 'postgresql' ? Prisma.raw(' FOR UPDATE SKIP LOCKED') : Prisma.empty}`;
     const rows = await this.db.$queryRaw<Array<{ id: string }>>(
       Prisma.sql`UPDATE "Job" SET "state" = 'RUNNING', "lockedBy" = ${workerId}, "leaseUntil" = ${now + leaseMs}, "attempts" = "attempts" + 1
@@ -134,8 +142,11 @@ export class JobRepository {
   }
 
   /** An unfinished job of this kind, if any (one re-embedding run at a time). */
-  async findUnfinished(kind: JobKind): Promise<JobRecord | null> {
-    const row = await this.db.job.findFirst({ where: { kind, state: { in: ['QUEUED', 'RUNNING'] } }, orderBy: { seq: 'asc' } });
+  async findUnfinished(kind: JobKind, modelId?: string): Promise<JobRecord | null> {
+    const row = await this.db.job.findFirst({
+      where: { kind, state: { in: ['QUEUED', 'RUNNING'] }, ...(modelId === undefined ? {} : { payload: reembedPayload(modelId) }) },
+      orderBy: { seq: 'asc' },
+    });
     return row ? toJobRecord(row) : null;
   }
 }

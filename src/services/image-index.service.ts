@@ -23,6 +23,15 @@ export class ImageIndexService {
   private dirty = false;
   /** Bumped on every change: search result caches key on it. */
   version = 0;
+  /**
+   * PostgreSQL: the change-feed position this index includes (src/services/index-feed-follower.ts),
+   * saved with each snapshot; undefined where no feed is followed (SQLite).
+   */
+  feedPosition: number | undefined;
+  /** How open() found the index: a snapshot caught up from the feed, or repaired by a full scan. */
+  openedFrom: 'snapshot+feed' | 'full-scan' = 'full-scan';
+  /** Set before open() on PostgreSQL: the feed's current head. */
+  feedHead: (() => Promise<number>) | undefined;
 
   constructor(
     private readonly repo: IndexRows,
@@ -43,10 +52,27 @@ export class ImageIndexService {
   async open(): Promise<void> {
     const opened = await this.store.open(this.options.dir);
     this.index = opened.index;
+    let trusted = opened.status === 'loaded';
     if (opened.status === 'empty') this.log.info({ reason: opened.reason }, 'building vector index from the database');
     else if (!(await this.matchesDatabase())) {
       this.log.warn({ dir: this.options.dir }, 'index vectors differ from the database: rebuilding the index from the database');
       this.index = this.store.create();
+      trusted = false;
+    }
+    if (this.feedHead) {
+      const head = await this.feedHead();
+      const saved = opened.status === 'loaded' ? opened.feedPosition : undefined;
+      // A snapshot that says where in the feed it stands needs only the feed after that (the
+      // follower applies it before the replica answers): no scan of every embedding. One ahead of
+      // the feed belongs to another database (or a restored backup): scanned like any other.
+      if (trusted && saved !== undefined && saved <= head) {
+        this.feedPosition = saved;
+        this.openedFrom = 'snapshot+feed';
+        this.log.info({ size: this.index.size, feedPosition: saved, feedHead: head }, 'vector index loaded; catching up from the change feed');
+        return;
+      }
+      // Read before the scan: entries written during it are applied again, harmlessly.
+      this.feedPosition = head;
     }
     const { added, removed } = await this.repair();
     this.index.compactIfNeeded(this.options.compactRatio);
@@ -94,6 +120,28 @@ export class ImageIndexService {
     }
     if (added || removed) this.changed();
     return { added, removed };
+  }
+
+  /**
+   * Applies change-feed entries (in order) with the current READY embeddings of their labels: a
+   * label with one is added (or replaced), one without is removed. Synchronous, so a snapshot
+   * taken between two calls matches its saved position exactly.
+   */
+  applyFeed(labels: Iterable<number>, vectors: Map<number, Float32Array>, position: number): number {
+    let changed = 0;
+    for (const label of labels) {
+      const vector = vectors.get(label);
+      if (vector) this.index.add(label, vector);
+      else if (this.index.has(label)) this.index.remove(label);
+      else continue;
+      changed++;
+    }
+    if (this.feedPosition === undefined || position > this.feedPosition) {
+      this.feedPosition = position;
+      this.dirty = true;
+    }
+    if (changed) this.changed();
+    return changed;
   }
 
   add(label: number, vector: Float32Array): void {
@@ -159,7 +207,7 @@ export class ImageIndexService {
       if (!this.dirty && !force) return;
       this.dirty = false;
       if (this.index.compactIfNeeded(this.options.compactRatio)) this.log.info({ size: this.index.size }, 'vector index compacted');
-      await this.index.save(this.options.dir);
+      await this.index.save(this.options.dir, () => this.feedPosition ?? 0);
     });
     await this.saving;
   }

@@ -3,6 +3,7 @@ import type { ImageRecord } from '../domain/image.js';
 import type { JobRecord } from '../domain/job.js';
 import type { Logger } from '../lib/logger.js';
 import type { BlipEngine } from '../ml/blip-engine.js';
+import { InferenceError } from '../ml/errors.js';
 import { readImageSource, type ImageSource } from './image-source.js';
 import { requireMetadata, requireText } from './input-rules.js';
 import type { ItmStateCache } from './itm-state-cache.js';
@@ -52,12 +53,17 @@ export class IngestService implements JobHandler {
     private readonly engine: BlipEngine,
     private readonly repo: IngestRows,
     private readonly files: ImageBlobs,
-    private readonly index: ImageVectors,
+    private readonly index: Pick<ImageVectors, 'add'>,
     private readonly itmStates: ItmStateCache,
     private readonly limits: IngestLimits,
     private readonly log: Logger,
     private readonly jobs: IngestJobs,
     private readonly counters: IngestCounters = { ingested: () => undefined, failed: () => undefined },
+    /**
+     * False in an API replica (ROLE=api): it runs no image inference, so a waiting ingest queues a
+     * job like `wait: false` and waits for a worker to finish it.
+     */
+    private readonly runsInference = true,
   ) {
     this.slots = new WorkLimiter('ingests', limits.maxConcurrentIngests ?? Infinity, limits.maxQueuedIngests ?? Infinity);
   }
@@ -79,9 +85,11 @@ export class IngestService implements JobHandler {
     // Concurrent uploads of the same bytes share one ingest.
     const running = this.inFlight.get(sha256);
     if (running) return { image: (await running).image, created: false };
-    const work = wait
-      ? this.slots.run(() => this.ingestBytes(bytes, sha256, altText, metadata), currentRequestSignal())
-      : this.enqueueBytes(bytes, sha256, altText, metadata);
+    const work = !wait
+      ? this.enqueueBytes(bytes, sha256, altText, metadata)
+      : this.runsInference
+        ? this.slots.run(() => this.ingestBytes(bytes, sha256, altText, metadata), currentRequestSignal())
+        : this.enqueueAndWait(bytes, sha256, altText, metadata);
     this.inFlight.set(sha256, work);
     try {
       return await work;
@@ -180,6 +188,16 @@ export class IngestService implements JobHandler {
     this.jobs.announce(stored.job);
     this.log.info({ id, label: stored.image.label, sha256, job: stored.job.id }, 'image stored; captioning and embedding queued');
     return { image: stored.image, created: true, job: stored.job };
+  }
+
+  /** ROLE=api's waiting ingest: queued for a worker, answered once its job has finished. */
+  private async enqueueAndWait(bytes: Uint8Array, sha256: string, altText: string | null, metadata: unknown): Promise<IngestResult> {
+    const queued = await this.enqueueBytes(bytes, sha256, altText, metadata);
+    if (queued.image.status === 'READY' || !queued.job) return queued;
+    const job = await this.jobs.waitUntilFinished(queued.job.id);
+    const image = await this.repo.findById(queued.image.id);
+    if (job.state !== 'SUCCEEDED' || !image) throw new InferenceError(job.error ?? 'the ingest job did not finish');
+    return { image, created: queued.created, job };
   }
 
   /** The INGEST job: models a PROCESSING image from its stored original and makes it READY. */

@@ -56,6 +56,8 @@ export class JobQueueService {
     private readonly repo: JobRepository,
     private readonly options: JobQueueOptions,
     private readonly log: Logger,
+    /** The model this process embeds with: it claims only that model's REEMBED jobs. */
+    private readonly modelId?: string,
   ) {}
 
   register(kind: JobKind, handler: JobHandler): void {
@@ -83,6 +85,19 @@ export class JobQueueService {
     this.notify();
   }
 
+  /**
+   * Resolves with the job once it has SUCCEEDED or FAILED, whichever process ran it (polled: the
+   * job may run in a worker elsewhere, src/services/ingest.service.ts's ROLE=api ingest).
+   */
+  async waitUntilFinished(id: string, pollMs = 100): Promise<JobRecord> {
+    for (;;) {
+      const job = await this.repo.findById(id);
+      if (!job) throw new NotFoundError('Job', id);
+      if (job.state === 'SUCCEEDED' || job.state === 'FAILED') return job;
+      await sleep(pollMs);
+    }
+  }
+
   getJob(id: string): Promise<JobRecord | null> {
     return this.repo.findById(id);
   }
@@ -99,8 +114,8 @@ export class JobQueueService {
     return this.repo.findForImage(imageId);
   }
 
-  findUnfinished(kind: JobKind) {
-    return this.repo.findUnfinished(kind);
+  findUnfinished(kind: JobKind, modelId?: string) {
+    return this.repo.findUnfinished(kind, modelId);
   }
 
   countByState() {
@@ -148,7 +163,7 @@ export class JobQueueService {
     while (!signal.aborted) {
       let job: JobRecord | null = null;
       try {
-        job = await this.repo.claim(this.workerId, this.options.leaseMs);
+        job = await this.repo.claim(this.workerId, this.options.leaseMs, Date.now(), this.modelId);
       } catch (error) {
         this.log.error({ err: error }, 'could not claim a job');
       }

@@ -51,7 +51,7 @@ export type ImageRows = Pick<
 /** The rows IngestService reads and writes. */
 export type IngestRows = Pick<
   ImageRows,
-  'findBySha256' | 'findAnyById' | 'delete' | 'createWithEmbedding' | 'createProcessing' | 'completeProcessing' | 'setStatus'
+  'findBySha256' | 'findAnyById' | 'findById' | 'delete' | 'createWithEmbedding' | 'createProcessing' | 'completeProcessing' | 'setStatus'
 >;
 
 /** The rows StorageRecoveryService mends at start and re-embeds after a model change. */
@@ -94,13 +94,17 @@ export interface StoredVectorIndex extends VectorIndex {
   vector(label: number): Float32Array;
   /** Drops deleted entries when they pass `ratio` of all; true when it did. */
   compactIfNeeded(ratio: number): boolean;
-  save(dir: string): Promise<void>;
+  /** `feedPosition`: the change-feed position the snapshot includes (PostgreSQL replicas). */
+  save(dir: string, feedPosition?: () => number): Promise<void>;
 }
 
 /** Where ImageIndexService gets its index: an empty one, or the persisted one (or empty and why). */
 export interface VectorIndexStore {
   create(): StoredVectorIndex;
-  open(dir: string): Promise<{ status: 'loaded'; index: StoredVectorIndex } | { status: 'empty'; index: StoredVectorIndex; reason: string }>;
+  open(dir: string): Promise<
+    | { status: 'loaded'; index: StoredVectorIndex; feedPosition?: number | undefined }
+    | { status: 'empty'; index: StoredVectorIndex; reason: string }
+  >;
 }
 
 /** The HNSW index files under DATA_DIR/index (src/index/hnsw-vector-index.ts). */
@@ -132,4 +136,6 @@ export interface IngestJobs {
   findForImage(imageId: string): Promise<JobRecord | null>;
   /** Tells subscribers about a job stored together with its image. */
   announce(job: JobRecord): void;
+  /** ROLE=api: an ingest that waits for the worker that runs its job (src/services/job-queue.service.ts). */
+  waitUntilFinished(jobId: string): Promise<JobRecord>;
 }

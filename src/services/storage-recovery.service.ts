@@ -18,12 +18,17 @@ export class StorageRecoveryService {
     private readonly engine: BlipEngine,
     private readonly repo: RecoveryRows,
     private readonly files: ImageBlobs,
-    private readonly index: ImageVectors,
+    private readonly index: Pick<ImageVectors, 'open' | 'add'>,
     private readonly itmStates: ItmStateCache,
     private readonly log: Logger,
   ) {}
 
-  async recover(): Promise<void> {
+  /**
+   * `shared`: other processes use this DATA_DIR at the same time (ROLE=api or worker), so an
+   * original without a row (or a temporary file) may be an ingest's that has not committed yet: it
+   * is left alone.
+   */
+  async recover(options: { shared?: boolean } = {}): Promise<void> {
     for (const image of await this.repo.findByStatus('DELETING')) {
       await this.repo.delete(image.label);
       await this.files.removeAll(image.sha256);
@@ -31,11 +36,12 @@ export class StorageRecoveryService {
     }
     const known = await this.repo.allSha256();
     const { hashes, tempFiles } = await this.files.listOriginals();
-    for (const file of tempFiles) await fs.rm(file, { force: true });
-    if (tempFiles.length) this.log.info({ tempFiles: tempFiles.length }, 'removed temporary files of interrupted writes');
+    // Shared: another process may be writing these right now.
+    if (!options.shared) for (const file of tempFiles) await fs.rm(file, { force: true });
+    if (tempFiles.length && !options.shared) this.log.info({ tempFiles: tempFiles.length }, 'removed temporary files of interrupted writes');
     // A crash between writing the original and committing its row leaves such a file; so would a
     // database that lost rows. Only the first is certain, so the file is moved aside, not deleted.
-    const orphans = hashes.filter((h) => !known.has(h));
+    const orphans = options.shared ? [] : hashes.filter((h) => !known.has(h));
     const batch = new Date().toISOString().replace(/[:.]/g, '-');
     for (const sha256 of orphans) await this.files.quarantineOriginal(sha256, batch);
     if (orphans.length) {
@@ -52,7 +58,7 @@ export class StorageRecoveryService {
    */
   async planReembedding(jobs: JobQueueService): Promise<JobRecord | null> {
     const missing = await this.repo.countMissingEmbeddings(this.engine.modelId);
-    const unfinished = await jobs.findUnfinished('REEMBED');
+    const unfinished = await jobs.findUnfinished('REEMBED', this.engine.modelId);
     if (unfinished || missing === 0) return unfinished;
     const job = await jobs.enqueue({ kind: 'REEMBED', total: missing, payload: { modelId: this.engine.modelId } });
     this.log.info({ job: job.id, images: missing, modelId: this.engine.modelId }, 're-embedding queued after a model change');

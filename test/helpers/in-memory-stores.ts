@@ -53,6 +53,12 @@ export class InMemoryImageRows implements IngestRows, IndexRows, RecoveryRows {
     return null;
   }
 
+  /** READY only, as the repository's findById. */
+  async findById(id: string): Promise<ImageRecord | null> {
+    for (const row of this.rows.values()) if (row.id === id && row.status === 'READY') return { ...row };
+    return null;
+  }
+
   async delete(label: number): Promise<void> {
     this.rows.delete(label);
     this.embeddings.delete(label);
@@ -171,6 +177,16 @@ export class InMemoryIngestJobs implements IngestJobs {
 
   announce(job: JobRecord): void {
     this.announced.push(job);
+  }
+
+  /** As the queue's: the job once SUCCEEDED or FAILED (here the tests settle jobs themselves). */
+  async waitUntilFinished(jobId: string): Promise<JobRecord> {
+    for (;;) {
+      const job = this.rows.jobs.get(jobId);
+      if (!job) throw new Error(`no job ${jobId}`);
+      if (job.state === 'SUCCEEDED' || job.state === 'FAILED') return job;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
   }
 }
 

@@ -66,6 +66,13 @@ describe('container', () => {
     for (const v of [...named(app.volumes), ...named(db.volumes)]) expect(Object.keys(compose.volumes)).toContain(v);
     expect(app.volumes).toContain('blip-data:/data');
     expect(app.ports).toContain('4000:4000');
+    // The roles (docs/scaling.md): same database and originals as the all-in-one service, each
+    // replica's index outside the shared volume.
+    const roles = compose.services as Record<string, { profiles?: string[]; environment?: Record<string, string>; volumes?: string[] }>;
+    expect(roles.api).toMatchObject({ profiles: ['scale'], environment: { ROLE: 'api', DATABASE_URL: app.environment!.DATABASE_URL, DATA_DIR: '/data' } });
+    expect(roles.api!.environment!.INDEX_DIR).not.toMatch(/^\/data/);
+    expect(roles.worker).toMatchObject({ profiles: ['scale'], environment: { ROLE: 'worker', DATABASE_URL: app.environment!.DATABASE_URL } });
+    for (const role of [roles.api!, roles.worker!]) expect(role.volumes).toContain('blip-data:/data');
   });
 
   it('npm run start:prod passes SIGTERM to node: node exits, nothing is left orphaned', async () => {
