@@ -98,7 +98,7 @@ def _bpe_tokenizer(words: list[str], size: int | None, newline_id: int) -> dict:
                     j += 1
             corpus[i] = out
         corpus = [p for p in corpus if len(p) > 1]
-    if newline not in vocab:
+    if TOKENIZER_SIZE is None and newline not in vocab:  # fewer merges than bytes: newline last
         vocab[newline] = NEWLINE_ID
     n = 0
     while TOKENIZER_SIZE is not None and len(vocab) < TOKENIZER_SIZE:
