@@ -47,6 +47,23 @@ def random_opt_tokenizer(words: list[str]) -> dict:
     """A tokenizer.json (HF tokenizers format) shaped like OPT's: byte-level BPE, specials 0-3,
     TOKENIZER_SIZE entries. Each word gets merges that build it (and its space-prefixed form)
     from bytes; the remaining ids are filler tokens that no merge produces."""
+    return _bpe_tokenizer(words, TOKENIZER_SIZE, NEWLINE_ID)
+
+
+def small_bpe_tokenizer(words: list[str]) -> tuple[dict, int]:
+    """OPT's tokenizer format and special ids with a vocabulary of only the specials, the 256 bytes
+    and the merges that build `words` (a few hundred entries instead of 50265): the trained scene
+    BLIP-2 (tools/blip2/scenes_train.py) needs no more, and its embedding table stays small.
+    The newline byte comes right after the other bytes. Returns (tokenizer.json, newline id)."""
+    newline_id = len(SPECIALS) + 255
+    return _bpe_tokenizer(words, None, newline_id), newline_id
+
+
+def _bpe_tokenizer(words: list[str], size: int | None, newline_id: int) -> dict:
+    """Byte-level BPE with merges for `words`, the newline byte at `newline_id`, padded with filler
+    tokens to `size` entries (None: no filler)."""
+    NEWLINE_ID = newline_id  # noqa: N806 (the module constant's role, for this vocabulary)
+    TOKENIZER_SIZE = size  # noqa: N806
     b2u = bytes_to_unicode()
     alphabet = [b2u[b] for b in range(256)]
     newline = b2u[ord("\n")]
@@ -81,14 +98,16 @@ def random_opt_tokenizer(words: list[str]) -> dict:
                     j += 1
             corpus[i] = out
         corpus = [p for p in corpus if len(p) > 1]
+    if TOKENIZER_SIZE is None and newline not in vocab:  # fewer merges than bytes: newline last
+        vocab[newline] = NEWLINE_ID
     n = 0
-    while len(vocab) < TOKENIZER_SIZE:
+    while TOKENIZER_SIZE is not None and len(vocab) < TOKENIZER_SIZE:
         if len(vocab) == NEWLINE_ID:
             vocab[newline] = NEWLINE_ID
             continue
         vocab[f"Ġfiller{n}"] = len(vocab)
         n += 1
-    assert vocab[newline] == NEWLINE_ID and len(vocab) == TOKENIZER_SIZE
+    assert vocab[newline] == NEWLINE_ID and (TOKENIZER_SIZE is None or len(vocab) == TOKENIZER_SIZE)
     added = [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": True,
               "special": True} for i, s in enumerate(SPECIALS)]
     return {

@@ -1,0 +1,414 @@
+"""The BLIP-2 recipe in miniature, on the synthetic scenes (docs/models.md, "The scene BLIP-2"):
+
+    export OPENBLAS_NUM_THREADS=1
+    /usr/bin/python3 -m tools.blip2.scenes_train tools/recipes/blip2_scenes.py [--minutes M] [--out DIR]
+
+1. language model: a small OPT (tools/blip2/model.py) with a byte-level BPE vocabulary of the scene
+   words (tokenizer.small_bpe_tokenizer), pretrained on scene language alone (captions, and
+   `Question: {q} Answer: {a}` texts), then frozen;
+2. image encoder: the bundled BLIP's ViT, read back from models/blip-scenes's ONNX graphs
+   (tools/blip/onnx_weights.py), frozen. Its features are computed once for a pool of rendered
+   training scenes (it never changes, so there is nothing to recompute per step);
+3. Q-Former stage 1, representation learning as BLIP-2's first stage: queries and text share the
+   self-attention of every layer under three masks: image-text contrastive (ITC: each side alone,
+   the best query's similarity), image-text matching (ITM: bidirectional, hard negatives drawn
+   by ITC similarity) and image-grounded text generation (ITG: text sees all queries, causally
+   itself; queries never see the text). The text side's embeddings, feed-forwards and heads are
+   training-only (HF's BLIP-2 OPT checkpoints drop them too);
+4. Q-Former stage 2, generative: queries -> language_projection -> prefix of the frozen OPT,
+   prompt `Question: {q} Answer:`, loss on the answer and EOS.
+
+Then the model is exported (tools/blip2/export.py) to a family "blip2" folder. Every stage's
+length is a number of steps in the recipe; --minutes scales them all to fit a time budget from
+the first steps' measured speed (and is how the budget was met on a shared machine).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import runpy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tools.batches import to_pixels
+from tools.blip import scenes
+
+from . import scenes_data
+from .export import export_folder, folder_bytes
+from .model import (Blip2Config, Blip2ForConditionalGeneration, OptConfig, QFormerConfig, VisionConfig, _heads,
+                    _merge, init_weights)
+from .tokenizer import ByteLevelBpe, small_bpe_tokenizer
+
+OPTIONS = dict(
+    blip_dir="models/blip-scenes", out="models/blip2-scenes", name="blip2-scenes", seed=42, threads=2,
+    llm_hidden=128, llm_layers=3, llm_heads=4, llm_ffn=512, max_positions=96,
+    qformer_hidden=128, qformer_layers=2, qformer_heads=4, qformer_ffn=512, queries=16, cross_frequency=1,
+    pool=6000, lm_context=0.6, lm_steps=800, lm_batch=64, lm_lr=2e-3,
+    stage1_steps=300, stage1_batch=48, stage1_lr=1e-3,
+    stage2_steps=2000, stage2_batch=32, stage2_questions=3, stage2_lr=1e-3,
+    minutes=0.0, lm_share=0.15, stage1_share=0.15, max_new_tokens=32, log_every=50,
+)
+
+
+# ---------------------------------------------------------------- texts
+
+class Texts:
+    """Token ids of scene texts: [BOS] text [EOS], padded on the right with pad."""
+
+    def __init__(self, tokenizer: dict, bos: int, eos: int, pad: int):
+        self.bpe, self.bos, self.eos, self.pad = ByteLevelBpe(tokenizer), bos, eos, pad
+
+    def batch(self, texts: list[str], eos: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        seqs = [[self.bos] + self.bpe.encode(t) + ([self.eos] if eos else []) for t in texts]
+        n = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), n), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), n), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, :len(s)] = torch.tensor(s)
+            mask[i, :len(s)] = 1
+        return ids, mask
+
+    def qa(self, items: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """[BOS] prompt + answer [EOS] with a 0/1 map of the positions whose next token is scored
+        (the answer's tokens and EOS), as LAVIS's OPT VQA loss scores only the answer."""
+        seqs, starts = [], []
+        for q, a in items:
+            p = [self.bos] + self.bpe.encode(scenes_data.prompt(q))
+            seqs.append(p + self.bpe.encode(" " + a) + [self.eos])
+            starts.append(len(p))
+        n = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), n), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), n), dtype=torch.long)
+        scored = torch.zeros((len(seqs), n), dtype=torch.bool)
+        for i, s in enumerate(seqs):
+            ids[i, :len(s)] = torch.tensor(s)
+            mask[i, :len(s)] = 1
+            scored[i, starts[i]:len(s)] = True  # targets ids[i, t] for t >= start
+        return ids, mask, scored
+
+
+def lm_text(rng: random.Random, context: float) -> str:
+    """A caption, a `Question: {q} Answer: {a}` text, or (with probability `context`) the two joined,
+    the scene's description first: the language model learns to answer from what precedes the
+    prompt, the place where stage 2 puts the image's queries. Trained on the questions alone, it
+    learnt only the answers' prior, and stage 2's loss stayed there (0.53 after 400 steps)."""
+    s = scenes.sample_scene(rng, train=True)
+    r = rng.random()
+    described = scenes.caption(s) if rng.random() < 0.5 else scenes.caption_paraphrase(s, rng)
+    if r < (1 - context) / 3:
+        return described
+    _t, q, a = rng.choice(scenes_data.all_questions(s, rng, train=True))
+    qa = f"{scenes_data.prompt(q)} {a}"
+    return f"{described}. {qa}" if r < (1 - context) / 3 + context else qa
+
+
+def shifted_loss(logits: torch.Tensor, ids: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of logits[:, t] against ids[:, t + 1] where scored[:, t + 1]."""
+    lg, tg, keep = logits[:, :-1], ids[:, 1:], scored[:, 1:]
+    return F.cross_entropy(lg[keep], tg[keep])
+
+
+# ---------------------------------------------------------------- Q-Former stage 1
+
+class QFormerTextSide(nn.Module):
+    """The training-only text half of the Q-Former (BLIP-2 stage 1): word and position embeddings,
+    a text feed-forward per layer, ITC projections, ITM and ITG heads. Attention weights are the
+    Q-Former's own (shared with the queries), as in BLIP-2."""
+
+    def __init__(self, c: QFormerConfig, vocab: int, max_len: int, embed: int = 64):
+        super().__init__()
+        h = c.hidden_size
+        self.words = nn.Embedding(vocab, h)
+        self.positions = nn.Embedding(max_len, h)
+        self.ffn = nn.ModuleList([nn.Sequential(nn.Linear(h, c.intermediate_size), nn.GELU(), nn.Linear(c.intermediate_size, h))
+                                  for _ in range(c.num_hidden_layers)])
+        self.ffn_ln = nn.ModuleList([nn.LayerNorm(h, eps=c.layer_norm_eps) for _ in range(c.num_hidden_layers)])
+        self.vision_proj = nn.Linear(h, embed)
+        self.text_proj = nn.Linear(h, embed)
+        self.itm_head = nn.Linear(h, 2)
+        self.lm_head = nn.Linear(h, vocab)
+        self.temp = nn.Parameter(torch.tensor(0.07))
+
+
+def _attend(att, h: torch.Tensor, states: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """QFormerAttention `att` (self or cross) with a boolean mask allowed [B, Tq, Tk]."""
+    m = att.attention
+    q, k, v = _heads(m.query(h), m.heads), _heads(m.key(states), m.heads), _heads(m.value(states), m.heads)
+    scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed[:, None], torch.finfo(scores.dtype).min)
+    return att.output(_merge(torch.softmax(scores, dim=-1) @ v), h)
+
+
+def joint_forward(model: Blip2ForConditionalGeneration, side: QFormerTextSide, image_embeds: torch.Tensor | None,
+                  ids: torch.Tensor | None, mask: torch.Tensor | None, mode: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Queries and/or text through the Q-Former's layers. mode: "queries" (queries alone), "text"
+    (text alone, bidirectional), "itm" (both, bidirectional), "itg" (queries alone among themselves,
+    text sees all queries and itself causally). Returns (query states, text states)."""
+    qf = model.qformer
+    parts, nq = [], 0
+    if mode != "text":
+        b = image_embeds.shape[0]
+        parts.append(model.query_tokens.expand(b, -1, -1))
+        nq = parts[0].shape[1]
+    if mode != "queries":
+        t = ids.shape[1]
+        parts.append(side.words(ids) + side.positions(torch.arange(t))[None])
+    h = qf.layernorm(torch.cat(parts, dim=1))
+    b, n = h.shape[:2]
+    allowed = None
+    if mode != "queries":
+        text_ok = mask.bool()
+        key_ok = torch.cat([torch.ones(b, nq, dtype=torch.bool), text_ok], dim=1)
+        allowed = key_ok[:, None, :].expand(b, n, n).clone()
+        if mode == "itg":
+            t = ids.shape[1]
+            allowed[:, :nq, nq:] = False
+            allowed[:, nq:, nq:] &= torch.tril(torch.ones(t, t, dtype=torch.bool))[None]
+    for li, layer in enumerate(qf.encoder.layer):
+        h = _attend(layer.attention, h, h, allowed)
+        qh, th = h[:, :nq], h[:, nq:]
+        if nq:
+            if layer.has_cross_attention:
+                qh = _attend(layer.crossattention, qh, image_embeds, None)
+            qh = layer.output_query(layer.intermediate_query(qh), qh)
+        if th.shape[1]:
+            th = side.ffn_ln[li](side.ffn[li](th) + th)
+        h = torch.cat([qh, th], dim=1)
+    return (h[:, :nq] if nq else None), (h[:, nq:] if mode != "queries" else None)
+
+
+def stage1_losses(model, side, image_embeds, ids, mask, same: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """ITC, ITM and ITG losses; same[i, j] says image i's caption is text j's (duplicates in a batch)."""
+    qs, _ = joint_forward(model, side, image_embeds, None, None, "queries")
+    _, ts = joint_forward(model, side, None, ids, mask, "text")
+    qf = F.normalize(side.vision_proj(qs), dim=-1)            # [B, Q, E]
+    tf = F.normalize(side.text_proj(ts[:, 0]), dim=-1)         # [B, E] (BOS as the CLS token)
+    sim = torch.einsum("bqe,te->bqt", qf, tf).max(dim=1).values / side.temp.clamp(0.01, 0.5)  # i2t [B, B]
+    target = same.float() / same.float().sum(1, keepdim=True)
+    itc = (-(F.log_softmax(sim, 1) * target).sum(1).mean() - (F.log_softmax(sim.t(), 1) * target.t()).sum(1).mean()) / 2
+    # ITM: each image with its text, with a hard negative text, and each text with a hard negative image
+    with torch.no_grad():
+        w_i2t = F.softmax(sim, 1).masked_fill(same, 0) + 1e-6
+        w_t2i = F.softmax(sim.t(), 1).masked_fill(same.t(), 0) + 1e-6
+        neg_t = torch.multinomial(w_i2t, 1)[:, 0]
+        neg_i = torch.multinomial(w_t2i, 1)[:, 0]
+    img3 = torch.cat([image_embeds, image_embeds, image_embeds[neg_i]])
+    ids3, mask3 = torch.cat([ids, ids[neg_t], ids]), torch.cat([mask, mask[neg_t], mask])
+    q3, _ = joint_forward(model, side, img3, ids3, mask3, "itm")
+    labels = torch.cat([torch.ones(len(ids)), torch.zeros(2 * len(ids))]).long()
+    itm = F.cross_entropy(side.itm_head(q3.mean(1)), labels)
+    _, tg = joint_forward(model, side, image_embeds, ids, mask, "itg")
+    itg = shifted_loss(side.lm_head(tg), ids, mask.bool())
+    return itc, itm, itg
+
+
+# ---------------------------------------------------------------- the pool of frozen image features
+
+def load_vision(model: Blip2ForConditionalGeneration, blip_dir: str) -> None:
+    from tools.blip.onnx_weights import state_dict_from_folder
+    tok = json.loads((Path(blip_dir) / "tokenizer.json").read_text())
+    _c, state, _missing = state_dict_from_folder(blip_dir, tok)
+    prefix = "retrieval.vision_model."
+    vs = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    model.vision_model.load_state_dict(vs, strict=True)
+
+
+def make_pool(model, n: int, rng: random.Random, size: int) -> tuple[list, torch.Tensor]:
+    """n training scenes (never a held-out combination), rendered by the augmenting renderer, and
+    their frozen image features [n, N, Dv]."""
+    pool, feats = [], []
+    with torch.no_grad():
+        for start in range(0, n, 64):
+            chunk = [scenes.sample_scene(rng, train=True) for _ in range(min(64, n - start))]
+            px = torch.from_numpy(np.stack([to_pixels(scenes.render_augmented(s, rng, box=True), size) for s in chunk]))
+            feats.append(model.vision_model(px))
+            pool += chunk
+    return pool, torch.cat(feats)
+
+
+# ---------------------------------------------------------------- the run
+
+def build(o: dict, vision: dict, vocab: int) -> Blip2ForConditionalGeneration:
+    c = Blip2Config(VisionConfig(**vision),
+                    QFormerConfig(hidden_size=o["qformer_hidden"], intermediate_size=o["qformer_ffn"],
+                                  num_hidden_layers=o["qformer_layers"], num_attention_heads=o["qformer_heads"],
+                                  cross_attention_frequency=o["cross_frequency"], encoder_hidden_size=vision["hidden_size"]),
+                    OptConfig(vocab_size=vocab, hidden_size=o["llm_hidden"], ffn_dim=o["llm_ffn"],
+                              num_hidden_layers=o["llm_layers"], num_attention_heads=o["llm_heads"],
+                              max_position_embeddings=o["max_positions"], word_embed_proj_dim=o["llm_hidden"]),
+                    num_query_tokens=o["queries"])
+    m = Blip2ForConditionalGeneration(c)
+    init_weights(m, std=0.02, seed=o["seed"])
+    with torch.no_grad():  # LayerNorms start as identities, biases at zero, for training
+        for name, p in m.named_parameters():
+            if p.dim() == 1:
+                p.copy_(torch.ones_like(p) if name.endswith("weight") else torch.zeros_like(p))
+    return m
+
+
+def schedule(opt, base_lr: float, step: int, total: int, warmup: int = 50) -> None:
+    lr = base_lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(1, total)))
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+def fit(o: dict, stage: str, steps: int, t_stage: float, t_start: float, share: float | None) -> int:
+    """With a time budget (o["minutes"]), the number of steps of a stage that fit its share of the
+    budget (share of the whole; None: all that is left less a minute for the export), from the
+    speed of its first 10 steps."""
+    per_step = (time.time() - t_stage) / 10
+    if share is None:
+        seconds = o["minutes"] * 60 - (time.time() - t_start) - 60
+    else:
+        seconds = o["minutes"] * 60 * share - (time.time() - t_stage)
+    total = max(11, min(steps, 10 + int(seconds / per_step)))
+    print(f"{stage}: {per_step:.2f} s a step, {total} steps fit the budget", flush=True)
+    return total
+
+
+def run(o: dict) -> dict:
+    torch.manual_seed(o["seed"])
+    torch.set_num_threads(o["threads"])
+    rng = random.Random(o["seed"])
+    t_start = time.time()
+    tokenizer, newline = small_bpe_tokenizer(scenes_data.vocabulary_words(o["seed"]))
+    vocab = len(tokenizer["model"]["vocab"])
+    vocab = (vocab + 7) // 8 * 8  # OPT pads its embedding rows to a multiple of 8; ids past the tokenizer decode to nothing
+    blip = json.loads((Path(o["blip_dir"]) / "manifest.json").read_text())
+    model = build(o, blip["config"]["vision"], vocab)
+    c = model.config.text
+    texts = Texts(tokenizer, c.bos_token_id, c.eos_token_id, c.pad_token_id)
+    lm = model.language_model
+    log = {"steps": {}, "loss": {}}
+
+    # 1. the language model on scene language
+    opt = torch.optim.AdamW(lm.parameters(), lr=o["lm_lr"], weight_decay=0.01)
+    t0, losses, total = time.time(), [], o["lm_steps"]
+    step = 0
+    while step < total:
+        if step == 10 and o["minutes"] > 0:
+            total = fit(o, "lm", total, t0, t_start, o["lm_share"])
+        schedule(opt, o["lm_lr"], step, total)
+        ids, mask = texts.batch([lm_text(rng, o["lm_context"]) for _ in range(o["lm_batch"])])
+        loss = shifted_loss(lm(lm.embed(ids), mask), ids, mask.bool())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+        if step % o["log_every"] == 0 or step == total - 1:
+            print(f"lm {step} loss {np.mean(losses[-o['log_every']:]):.4f} ({time.time() - t0:.0f} s)", flush=True)
+        step += 1
+    log["steps"]["lm"], log["loss"]["lm"] = total, float(np.mean(losses[-50:]))
+    for p in lm.parameters():
+        p.requires_grad_(False)
+    lm.eval()
+
+    # 2. the frozen image encoder and its features for the pool
+    load_vision(model, o["blip_dir"])
+    for p in model.vision_model.parameters():
+        p.requires_grad_(False)
+    model.vision_model.eval()
+    t0 = time.time()
+    pool, feats = make_pool(model, o["pool"], rng, model.config.vision.image_size)
+    print(f"pool of {len(pool)} images in {time.time() - t0:.0f} s", flush=True)
+
+    # 3. Q-Former stage 1: ITC, ITM, ITG on captions
+    side = QFormerTextSide(model.config.qformer, vocab, o["max_positions"])
+    q_params = [model.query_tokens, *model.qformer.parameters()]
+    opt = torch.optim.AdamW(q_params + list(side.parameters()), lr=o["stage1_lr"], weight_decay=0.05)
+    t0, hist, total = time.time(), [], o["stage1_steps"]
+    step = 0
+    while step < total:
+        if step == 10 and o["minutes"] > 0:
+            total = fit(o, "stage1", total, t0, t_start, o["stage1_share"])
+        schedule(opt, o["stage1_lr"], step, total)
+        idx = rng.sample(range(len(pool)), o["stage1_batch"])
+        caps = [scenes.caption(pool[i]) if rng.random() < 0.5 else scenes.caption_paraphrase(pool[i], rng) for i in idx]
+        canon = [scenes.caption(pool[i]) for i in idx]
+        same = torch.tensor([[a == b for b in canon] for a in canon])
+        ids, mask = texts.batch(caps)
+        itc, itm, itg = stage1_losses(model, side, feats[idx], ids, mask, same)
+        loss = itc + itm + itg
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        hist.append([float(itc), float(itm), float(itg)])
+        if step % o["log_every"] == 0 or step == total - 1:
+            m = np.mean(hist[-o["log_every"]:], axis=0)
+            print(f"stage1 {step} itc {m[0]:.3f} itm {m[1]:.3f} itg {m[2]:.3f} ({time.time() - t0:.0f} s)", flush=True)
+        step += 1
+    log["steps"]["stage1"] = total
+    log["loss"]["stage1"] = dict(zip(["itc", "itm", "itg"], np.mean(hist[-50:], axis=0).tolist())) if hist else {}
+
+    # 4. Q-Former stage 2: generative, with the frozen language model
+    params = q_params + list(model.language_projection.parameters())
+    opt = torch.optim.AdamW(params, lr=o["stage2_lr"], weight_decay=0.05)
+    t0, losses, total = time.time(), [], o["stage2_steps"]
+    step = 0
+    while step < total:
+        if step == 10 and o["minutes"] > 0:
+            total = fit(o, "stage2", total, t0, t_start, None)
+        schedule(opt, o["stage2_lr"], step, total)
+        idx = rng.sample(range(len(pool)), o["stage2_batch"])
+        rows, items = [], []
+        for i in idx:
+            qs = scenes_data.all_questions(pool[i], rng, train=True)
+            for _t, q, a in rng.sample(qs, min(o["stage2_questions"], len(qs))):
+                rows.append(i)
+                items.append((q, a))
+        ids, mask, scored = texts.qa(items)
+        prefix = model.query_embeds(feats[idx]).repeat_interleave(torch.tensor([rows.count(i) for i in idx]), dim=0)
+        nq = prefix.shape[1]
+        embeds = torch.cat([prefix, lm.embed(ids)], dim=1)
+        full_mask = torch.cat([torch.ones(len(rows), nq, dtype=torch.long), mask], dim=1)
+        logits = lm(embeds, full_mask)[:, nq:]
+        loss = shifted_loss(logits, ids, scored)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+        if step % o["log_every"] == 0 or step == total - 1:
+            print(f"stage2 {step} loss {np.mean(losses[-o['log_every']:]):.4f} ({time.time() - t0:.0f} s)", flush=True)
+        step += 1
+    log["steps"]["stage2"], log["loss"]["stage2"] = total, float(np.mean(losses[-50:])) if losses else None
+    log["minutes"] = round((time.time() - t_start) / 60, 1)
+
+    steps = log["steps"]
+    source = (f"tools/blip2/scenes_train.py: OPT pretrained on scene language ({steps['lm']} steps) then frozen, "
+              f"the bundled BLIP ViT frozen, Q-Former stage 1 ITC+ITM+ITG ({steps['stage1']} steps), stage 2 "
+              f"generative ({steps['stage2']} steps)")
+    manifest = export_folder(o["out"], name=o["name"], model=model, tokenizer=tokenizer, newline_id=newline, source=source,
+                             generation={"vqa": {"maxNewTokens": o["max_new_tokens"], "minNewTokens": 0, "numBeams": 1,
+                                                 "repetitionPenalty": 1.0}}, decoder_external=False)
+    (Path(o["out"]) / "training.json").write_text(json.dumps({"options": o, **log}, indent=2) + "\n")
+    print(f"{manifest['modelId']}: {folder_bytes(o['out']) / 1e6:.1f} MB, {log['minutes']} min", flush=True)
+    return log
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("recipe", nargs="?")
+    for k, v in OPTIONS.items():
+        ap.add_argument("--" + k.replace("_", "-"), dest=k, type=type(v), default=None)
+    args = ap.parse_args()
+    o = dict(OPTIONS)
+    if args.recipe:
+        values = {k: v for k, v in runpy.run_path(args.recipe).items() if not k.startswith("_")}
+        unknown = set(values) - set(OPTIONS)
+        if unknown:
+            raise SystemExit(f"{args.recipe}: unknown options {sorted(unknown)}")
+        o.update(values)
+    o.update({k: v for k, v in vars(args).items() if k != "recipe" and v is not None})
+    run(o)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""The bundled scene BLIP-2 (models/blip2-scenes): tools/blip2/scenes_train.py's four steps (OPT on
+scene language then frozen, the bundled BLIP ViT frozen, Q-Former stage 1 ITC+ITM+ITG, stage 2
+generative). On 2 shared cores:
+
+    export OPENBLAS_NUM_THREADS=1
+    nice -n 19 /usr/bin/python3 -m tools.blip2.scenes_train tools/recipes/blip2_scenes.py --minutes 21.5
+
+--minutes fits each stage into its share of the budget from its measured speed (lm_share,
+stage1_share, the rest to stage 2); the steps each stage got are in models/blip2-scenes/training.json
+and can be given here as *_steps without --minutes to reproduce the schedule.
+"""
+out = "models/blip2-scenes"
+seed = 42
+threads = 1
+llm_hidden = 128
+llm_layers = 3
+llm_heads = 4
+llm_ffn = 512
+qformer_hidden = 128
+qformer_layers = 2
+qformer_heads = 4
+qformer_ffn = 512
+queries = 16
+cross_frequency = 1
+pool = 2000
+lm_steps = 1500
+lm_batch = 32
+lm_context = 0.6
+lm_lr = 2e-3
+stage1_steps = 1000
+stage1_batch = 32
+stage1_lr = 1e-3
+stage2_steps = 20000
+stage2_batch = 24
+stage2_questions = 3
+stage2_lr = 1.5e-3
+lm_share = 0.12
+stage1_share = 0.1

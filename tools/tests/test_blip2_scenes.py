@@ -1,0 +1,97 @@
+"""The scene BLIP-2's training (tools/blip2/scenes_train.py): the small scene vocabulary, the
+Q-Former's stage-1 attention masks, and the whole recipe run briefly (every stage, then the export)
+as tools/recipes/blip2_scenes.py runs it."""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+import torch
+
+from tools.blip2 import scenes_data
+from tools.blip2.scenes_train import OPTIONS, QFormerTextSide, build, joint_forward
+from tools.blip2.tokenizer import ByteLevelBpe, small_bpe_tokenizer
+from tools.tests.helpers import ROOT
+
+VISION = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 24,
+          "patch_size": 12, "layer_norm_eps": 1e-5}
+
+
+class SceneVocabulary(unittest.TestCase):
+    def test_every_scene_word_is_one_token_and_prompts_round_trip(self):
+        words = scenes_data.vocabulary_words(0, 200)
+        tok, newline = small_bpe_tokenizer(words)
+        vocab = tok["model"]["vocab"]
+        self.assertEqual(sorted(vocab.values()), list(range(len(vocab))))
+        self.assertLess(len(vocab), 1000)
+        self.assertEqual(vocab["Ċ"], newline)
+        bpe = ByteLevelBpe(tok)
+        for w in ["circle", "purple", "describe", "where", "middle", "Answer"]:
+            self.assertEqual(len(bpe.encode(" " + w)), 1, w)
+        text = scenes_data.prompt("where is the red circle?") + " on the left"
+        self.assertEqual(bpe.decode(bpe.encode(text)), text)
+
+    def test_new_forms_answer_from_the_scene(self):
+        from tools.blip import scenes
+        from tools.tests.helpers import obj
+        s = scenes.Scene("white", (245, 245, 245), [obj("circle", "red", cx=0.1), obj("star", "blue", cx=0.5)])
+        qs = scenes_data.new_questions(s, random.Random(0))
+        self.assertEqual(qs[0][2], scenes.caption(s))
+        self.assertIn(("where", "where is the red circle?", "on the left"), qs)
+        self.assertIn(("where", "where is the blue star?", "in the middle"), qs)
+
+
+class StageOneMasks(unittest.TestCase):
+    def setUp(self):
+        torch.manual_seed(0)
+        o = dict(OPTIONS, qformer_hidden=16, qformer_ffn=32, qformer_layers=2, qformer_heads=2, queries=4,
+                 llm_hidden=16, llm_ffn=32, llm_layers=1, llm_heads=2)
+        self.model = build(o, VISION, 40)
+        self.side = QFormerTextSide(self.model.config.qformer, 40, 20)
+        self.img = torch.randn(2, 5, 16)
+        self.ids = torch.randint(4, 40, (2, 6))
+        self.mask = torch.ones(2, 6, dtype=torch.long)
+
+    def test_queries_alone_are_the_exported_qformer(self):
+        q, _ = joint_forward(self.model, self.side, self.img, None, None, "queries")
+        expected = self.model.qformer(self.model.query_tokens.expand(2, -1, -1), self.img)
+        torch.testing.assert_close(q, expected)
+
+    def test_generation_mask_hides_the_text_from_the_queries_and_the_future_from_the_text(self):
+        q1, t1 = joint_forward(self.model, self.side, self.img, self.ids, self.mask, "itg")
+        other = self.ids.clone()
+        other[:, 3:] = (other[:, 3:] + 1) % 40
+        q2, t2 = joint_forward(self.model, self.side, self.img, other, self.mask, "itg")
+        torch.testing.assert_close(q1, q2)
+        torch.testing.assert_close(t1[:, :3], t2[:, :3])
+        self.assertFalse(torch.allclose(t1[:, 3:], t2[:, 3:]))
+        qm, _ = joint_forward(self.model, self.side, self.img, other, self.mask, "itm")
+        self.assertFalse(torch.allclose(q1, qm))  # matching: the queries see the text
+
+
+class RecipeRunsEndToEnd(unittest.TestCase):
+    def test_a_few_steps_of_every_stage_then_a_blip2_folder(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "blip2"
+            subprocess.run([sys.executable, "-m", "tools.blip2.scenes_train", str(ROOT / "tools/recipes/blip2_scenes.py"),
+                            "--out", str(out), "--lm-steps", "3", "--stage1-steps", "3", "--stage2-steps", "3",
+                            "--pool", "16", "--lm-batch", "4", "--stage1-batch", "4", "--stage2-batch", "2",
+                            "--log-every", "1"], cwd=ROOT, check=True, capture_output=True, timeout=600)
+            manifest = json.loads((out / "manifest.json").read_text())
+            self.assertEqual(manifest["family"], "blip2")
+            self.assertEqual(set(manifest["graphs"]), {"vision_encoder", "qformer", "llm_decoder"})
+            self.assertEqual(manifest["text"]["vocabSize"] % 8, 0)
+            self.assertEqual(manifest["config"]["vision"]["hidden_size"], 128)  # the bundled BLIP's ViT
+            training = json.loads((out / "training.json").read_text())
+            self.assertEqual(training["steps"], {"lm": 3, "stage1": 3, "stage2": 3})
+            self.assertTrue(all(v == v for v in [training["loss"]["lm"], training["loss"]["stage2"],
+                                                 *training["loss"]["stage1"].values()]))
+
+
+if __name__ == "__main__":
+    unittest.main()
