@@ -46,7 +46,7 @@ const envSchema = z.object({
     .optional(),
   CLAIM_DATA_DIR: bool.default(false),
   MODEL_DIR: z.string().min(1).default('models/blip-scenes'),
-  // A model folder that answers askImage by default (a BLIP-2 folder, docs/models.md); unset: BLIP.
+  // A model folder that answers askImage by default (a BLIP-2 folder, docs/blip2.md); unset: BLIP.
   VQA_MODEL_DIR: z.string().min(1).optional(),
   SEED_SAMPLES: bool.default(true),
   SAMPLES_DIR: z.string().min(1).default('samples'),

@@ -1,5 +1,5 @@
 """Convert a local Hugging Face snapshot of a BLIP-2 OPT checkpoint into a model folder of family
-"blip2" (docs/models.md, "BLIP-2"):
+"blip2" (docs/blip2.md):
 
     /usr/bin/python3 -m tools.blip2.convert --hf-dir snapshots/blip2-opt-2.7b --out models/blip2-opt-2.7b
     /usr/bin/python3 -m tools.quantize --model models/blip2-opt-2.7b --out models/blip2-opt-2.7b-int8

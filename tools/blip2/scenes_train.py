@@ -1,4 +1,4 @@
-"""The BLIP-2 recipe in miniature, on the synthetic scenes (docs/models.md, "The scene BLIP-2"):
+"""The BLIP-2 recipe in miniature, on the synthetic scenes (docs/blip2.md, "The scene BLIP-2"):
 
     export OPENBLAS_NUM_THREADS=1
     /usr/bin/python3 -m tools.blip2.scenes_train tools/recipes/blip2_scenes.py [--minutes M] [--out DIR]
