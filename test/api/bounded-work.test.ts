@@ -78,38 +78,21 @@ describe('rate limits (rate-limiter-flexible, in memory)', () => {
   });
 });
 
-describe.skipIf(process.env.BLIP_TEST_PG === 'off')('rate limits shared through PostgreSQL (RATE_LIMIT_STORE=postgres)', () => {
+// Shared stores: the counter is kept outside the process, so it survives a restart.
+const sharedStores: Array<{ store: string; skip: boolean; options: { db?: 'postgresql'; env: Record<string, string> } }> = [
+  { store: 'postgres', skip: process.env.BLIP_TEST_PG === 'off', options: { db: 'postgresql' as const, env: {} } },
+  { store: 'redis', skip: process.env.BLIP_TEST_REDIS === 'off', options: { env: { REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379' } } },
+];
+
+describe.each(sharedStores)('rate limits shared through RATE_LIMIT_STORE=$store', ({ store, skip, options }) => {
   let server: TestServer;
   beforeAll(async () => {
-    server = await startTestServer({ db: 'postgresql', env: { AUTH: 'required', RATE_LIMIT_STORE: 'postgres', RATE_LIMIT_KEY_PER_MINUTE: '2' } });
+    if (skip) return;
+    server = await startTestServer({ ...options, env: { ...options.env, AUTH: 'required', RATE_LIMIT_STORE: store, RATE_LIMIT_KEY_PER_MINUTE: '2' } });
   });
   afterAll(async () => server?.dispose());
 
-  it('EXPECTED FAILURE - the third request of a key gets 429; the counter survives a restart (it is in the database)', async () => {
-    const headers = { authorization: `Bearer ${await server.createKey('read')}` };
-    expect((await server.gql('{ __typename }', {}, headers)).status).toBe(200);
-    await server.stop();
-    const again = await startTestServer({ reuse: { dataDir: server.dataDir, env: server.env } });
-    try {
-      expect((await again.gql('{ __typename }', {}, headers)).status).toBe(200);
-      const res = await again.gql('{ __typename }', {}, headers);
-      expect(res.status).toBe(429);
-      expect(res.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
-    } finally {
-      await again.stop();
-    }
-  });
-});
-
-describe.skipIf(process.env.BLIP_TEST_REDIS === 'off')('rate limits shared through Redis (RATE_LIMIT_STORE=redis)', () => {
-  let server: TestServer;
-  beforeAll(async () => {
-    const redis = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-    server = await startTestServer({ env: { AUTH: 'required', RATE_LIMIT_STORE: 'redis', REDIS_URL: redis, RATE_LIMIT_KEY_PER_MINUTE: '2' } });
-  });
-  afterAll(async () => server?.dispose());
-
-  it('EXPECTED FAILURE - the third request of a key gets 429, counted in Redis across a restart', async () => {
+  it.skipIf(skip)('EXPECTED FAILURE - the third request of a key gets 429; the counter survives a restart (it is in the store)', async () => {
     const headers = { authorization: `Bearer ${await server.createKey('read')}` };
     expect((await server.gql('{ __typename }', {}, headers)).status).toBe(200);
     await server.stop();
