@@ -1,7 +1,7 @@
 import { BeamHypotheses } from './beam-hypotheses.js';
 import { isEndToken, type GenerationConfig, type StepModel } from './generation-config.js';
 import { processScores } from './logits-processors.js';
-import { logSoftmax, topK } from './score-math.js';
+import { logSoftmaxInto, topK } from './score-math.js';
 
 /**
  * HF beam search for one input (length_penalty 1, early_stopping false, one returned sequence).
@@ -24,17 +24,24 @@ export async function beamSearch(model: StepModel, prefix: readonly number[], co
   const hyps = new BeamHypotheses(numBeams);
   let parents: number[] | null = null;
   let done = false;
+  // one scratch row and one flat score array for the whole search (3 x 30k floats a step at base size)
+  let scores = new Float32Array(0);
+  let flat = new Float32Array(0);
 
   while (!done && (beams[0] as number[]).length < maxLength) {
     const curLen = (beams[0] as number[]).length;
     const rows = await model.step(beams, parents);
     const vocab = (rows[0] as Float32Array).length;
-    const flat = new Float32Array(numBeams * vocab);
+    if (flat.length !== numBeams * vocab) {
+      scores = new Float32Array(vocab);
+      flat = new Float32Array(numBeams * vocab);
+    }
     rows.forEach((logits, b) => {
-      const scores = logSoftmax(logits);
+      logSoftmaxInto(logits, scores);
       processScores(scores, beams[b] as number[], config);
       const add = beamScores[b] as number;
-      for (let v = 0; v < vocab; v++) flat[b * vocab + v] = (scores[v] as number) + add;
+      const base = b * vocab;
+      for (let v = 0; v < vocab; v++) flat[base + v] = (scores[v] as number) + add;
     });
     // HF keeps max(2, 1 + end tokens) * numBeams candidates, so that enough of them continue.
     const candidates = topK(flat, Math.max(2, 1 + endTokens) * numBeams);

@@ -19,13 +19,25 @@ export function argmax(values: ArrayLike<number>): number {
  * @returns a new Float32Array of the same length.
  */
 export function logSoftmax(logits: Float32Array): Float32Array {
+  return logSoftmaxInto(logits, new Float32Array(logits.length));
+}
+
+/**
+ * {@link logSoftmax} written into `out` (same length; may be `logits` itself). Beam search calls it
+ * once per beam and step over the whole vocabulary, so it reuses one buffer and indexes the typed
+ * arrays directly (iterators cost about 2x here).
+ */
+export function logSoftmaxInto(logits: Float32Array, out: Float32Array): Float32Array {
+  const n = logits.length;
   let max = Number.NEGATIVE_INFINITY;
-  for (const v of logits) if (v > max) max = v;
+  for (let i = 0; i < n; i++) {
+    const v = logits[i] as number;
+    if (v > max) max = v;
+  }
   let sum = 0;
-  for (const v of logits) sum += Math.exp(v - max);
+  for (let i = 0; i < n; i++) sum += Math.exp((logits[i] as number) - max);
   const lse = max + Math.log(sum);
-  const out = new Float32Array(logits.length);
-  for (let i = 0; i < logits.length; i++) out[i] = (logits[i] as number) - lse;
+  for (let i = 0; i < n; i++) out[i] = (logits[i] as number) - lse;
   return out;
 }
 
@@ -41,13 +53,16 @@ export interface Candidate {
  */
 export function topK(values: ArrayLike<number>, k: number): Candidate[] {
   const out: Candidate[] = [];
+  // the k-th best so far, kept in a local: most values fail this one comparison
+  let floor = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < values.length; i++) {
     const v = values[i] as number;
-    if (out.length === k && !(v > (out[k - 1] as Candidate).score)) continue;
+    if (out.length === k && !(v > floor)) continue;
     let pos = out.length;
     while (pos > 0 && v > (out[pos - 1] as Candidate).score) pos--;
     out.splice(pos, 0, { score: v, index: i });
     if (out.length > k) out.pop();
+    if (out.length === k) floor = (out[k - 1] as Candidate).score;
   }
   return out;
 }
