@@ -6,13 +6,12 @@ import type { Logger } from '../lib/logger.js';
 import type { BlipEngine, CaptionOptions } from '../ml/blip-engine.js';
 import { renderServableCopy, renderThumbnail } from '../ml/preprocess/image-decoder.js';
 import { imageExtent } from '../ml/preprocess/image-extent.js';
-import type { ImageQueryRepository } from '../repositories/image-query.repository.js';
 import type { ImageDetailsPatch } from '../repositories/image.repository.js';
 import { AnswererRegistry } from './answerer-registry.js';
 import { blipAnswerer } from '../ml/visual-answerer.js';
 import type { ItmStateCache } from './itm-state-cache.js';
 import { requireFilter, requireImageId, requireIntInRange, requireMetadata, requireNumberInRange, requireText, type ImageFilterInput } from './input-rules.js';
-import type { ImageBlobs, ImageRows, ImageVectors } from './ports.js';
+import type { ImageBlobs, ImageQueries, ImageVectors, StoredImageRows } from './ports.js';
 
 export interface ImageServiceSettings {
   maxPageSize: number;
@@ -34,8 +33,8 @@ const SERVABLE_COPY = 0;
 export class ImageService {
   constructor(
     private readonly engine: BlipEngine,
-    private readonly repo: ImageRows,
-    private readonly queries: ImageQueryRepository,
+    private readonly repo: StoredImageRows,
+    private readonly queries: ImageQueries,
     private readonly files: ImageBlobs,
     private readonly index: ImageVectors,
     private readonly itmStates: ItmStateCache,

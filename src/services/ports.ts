@@ -1,5 +1,5 @@
 /**
- * What services need from the layers below, in one place: image rows (the database), vectors (the
+ * What services need from the layers below, in one place: image rows and queries (the database), vectors (the
  * nearest-neighbour index), blobs (files under DATA_DIR) and the engine. Services take these types,
  * not the concrete Prisma, hnswlib and file classes, so a test can build one over in-memory fakes
  * (test/unit/). src/app.ts passes the real ones: PrismaImageRepository, HnswVectorIndex (through
@@ -10,6 +10,7 @@ import type { HnswOptions } from '../index/hnsw-vector-index.js';
 import { HnswVectorIndex } from '../index/hnsw-vector-index.js';
 import type { VectorIndex, VectorMatch } from '../index/vector-index.js';
 import type { PrismaImageRepository } from '../repositories/image.repository.js';
+import type { ImageQueryRepository } from '../repositories/image-query.repository.js';
 import type { StoredItmStates } from '../repositories/image-file-store.js';
 
 export type { BlipEngine as Engine } from '../ml/blip-engine.js';
@@ -47,6 +48,21 @@ export type ImageRows = Pick<
   /** Bumped on every write: search result caches key on it. */
   | 'version'
 >;
+
+/** The rows SearchService reads: candidates' records by label, a stored image's embedding. */
+export type SearchRows = Pick<ImageRows, 'findById' | 'findReadyByLabels' | 'getEmbedding' | 'version'>;
+
+/** The rows ImageService reads and edits (src/services/image.service.ts). */
+export type StoredImageRows = Pick<
+  ImageRows,
+  'findById' | 'findVisibleById' | 'findVisibleBySha256s' | 'findReadyByLabels' | 'updateDetails' | 'updateCaption' | 'setStatus' | 'delete'
+>;
+
+/**
+ * Filtered listings and full-text matches (src/repositories/image-query.repository.ts): labels and
+ * counts only, records come from {@link ImageRows}.
+ */
+export type ImageQueries = Pick<ImageQueryRepository, 'count' | 'matchingLabels' | 'pageLabels' | 'keywordMatches'>;
 
 /** The rows IngestService reads and writes. */
 export type IngestRows = Pick<

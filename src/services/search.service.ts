@@ -7,14 +7,13 @@ import { filterKey, isEmptyFilter, type ImageFilter } from '../domain/image-filt
 import { decodeListCursor, encodeListCursor, requireFirst } from '../domain/pagination.js';
 import type { SearchHit, SearchMode, SearchPage } from '../domain/search.js';
 import type { BlipEngine } from '../ml/blip-engine.js';
-import type { ImageQueryRepository } from '../repositories/image-query.repository.js';
 import { HybridCandidates, KeywordCandidates, VectorCandidates, type Candidate, type CandidateSource } from './candidate-sources.js';
 import { readImageSource, type ImageSource } from './image-source.js';
 import { requireFilter, requireImageId, requireIntInRange, requireNumberInRange, requireText, type ImageFilterInput } from './input-rules.js';
 import type { ItmStateCache } from './itm-state-cache.js';
 import { keywordTerms } from './keyword-terms.js';
 import { RankedList, RankedListCache } from './ranked-list.js';
-import type { ImageRows, ImageVectors } from './ports.js';
+import type { ImageQueries, ImageVectors, SearchRows } from './ports.js';
 import { invariant } from '../lib/invariant.js';
 
 export interface SearchImagesQuery {
@@ -75,8 +74,8 @@ export class SearchService {
 
   constructor(
     private readonly engine: BlipEngine,
-    private readonly repo: ImageRows,
-    private readonly queries: ImageQueryRepository,
+    private readonly repo: SearchRows,
+    private readonly queries: ImageQueries,
     private readonly index: ImageVectors,
     private readonly itmStates: ItmStateCache,
     private readonly settings: SearchSettings,

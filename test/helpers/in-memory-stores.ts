@@ -2,10 +2,13 @@ import type { ImageRecord, ImageStatus } from '../../src/domain/image.js';
 import type { JobRecord } from '../../src/domain/job.js';
 import { OriginalMissingError } from '../../src/domain/errors.js';
 import { ExactVectorIndex } from '../../src/index/exact-vector-index.js';
-import type { NewImage, StoredEmbedding } from '../../src/repositories/image.repository.js';
+import type { ImageDetailsPatch, NewImage, StoredEmbedding } from '../../src/repositories/image.repository.js';
 import type { NewJob } from '../../src/repositories/job.repository.js';
 import type { StoredItmStates } from '../../src/repositories/image-file-store.js';
-import type { ImageBlobs, IndexRows, IngestJobs, IngestRows, RecoveryRows, StoredVectorIndex, VectorIndexStore } from '../../src/services/ports.js';
+import type { ImageFilter, JsonValue } from '../../src/domain/image-filter.js';
+import type { KeysetPosition } from '../../src/domain/pagination.js';
+import type { KeywordMatch } from '../../src/repositories/image-query.repository.js';
+import type { ImageBlobs, ImageQueries, IndexRows, IngestJobs, IngestRows, RecoveryRows, SearchRows, StoredImageRows, StoredVectorIndex, VectorIndexStore } from '../../src/services/ports.js';
 
 /** What the database does on a second row with the same sha256 (Prisma's P2002). */
 export class UniqueViolation extends Error {
@@ -18,11 +21,13 @@ export class UniqueViolation extends Error {
  * before an insert is checked: a test uses it to play another process that stores the same bytes
  * between the service's lookup and its insert.
  */
-export class InMemoryImageRows implements IngestRows, IndexRows, RecoveryRows {
+export class InMemoryImageRows implements IngestRows, IndexRows, RecoveryRows, SearchRows, StoredImageRows {
   readonly rows = new Map<number, ImageRecord>();
   readonly embeddings = new Map<number, Map<string, Float32Array>>();
   readonly jobs = new Map<string, JobRecord>();
   beforeInsert: ((sha256: string) => void) | undefined;
+  /** Bumped on every write, as the repository's (search lists key on it). */
+  version = 0;
   private nextLabel = 1;
 
   /** Stores a row directly (as another process would), READY with an embedding unless told otherwise. */
@@ -39,6 +44,7 @@ export class InMemoryImageRows implements IngestRows, IndexRows, RecoveryRows {
       createdAt: new Date(),
     };
     this.rows.set(record.label, record);
+    this.version++;
     if (embedding) this.embeddings.set(record.label, new Map([[embedding.modelId, Float32Array.from(embedding.vector)]]));
     return { ...record };
   }
@@ -62,11 +68,52 @@ export class InMemoryImageRows implements IngestRows, IndexRows, RecoveryRows {
   async delete(label: number): Promise<void> {
     this.rows.delete(label);
     this.embeddings.delete(label);
+    this.version++;
   }
 
   async setStatus(label: number, status: ImageStatus): Promise<void> {
     const row = this.rows.get(label);
     if (row) row.status = status;
+    this.version++;
+  }
+
+  async findReadyByLabels(labels: number[]): Promise<Map<number, ImageRecord>> {
+    const out = new Map<number, ImageRecord>();
+    for (const label of labels) {
+      const row = this.rows.get(label);
+      if (row?.status === 'READY') out.set(label, { ...row });
+    }
+    return out;
+  }
+
+  async findVisibleById(id: string): Promise<ImageRecord | null> {
+    for (const row of this.rows.values()) if (row.id === id && (row.status === 'READY' || row.status === 'PROCESSING')) return { ...row };
+    return null;
+  }
+
+  async findVisibleBySha256s(hashes: string[]): Promise<ImageRecord[]> {
+    return [...this.rows.values()].filter((r) => hashes.includes(r.sha256) && (r.status === 'READY' || r.status === 'PROCESSING')).map((r) => ({ ...r }));
+  }
+
+  /** READY rows only, as the repository's updates (a row being deleted is not written to). */
+  async updateDetails(label: number, patch: ImageDetailsPatch): Promise<ImageRecord> {
+    return this.updateReady(label, patch);
+  }
+
+  async updateCaption(label: number, caption: string, modelId: string, captionMatch: number | null): Promise<ImageRecord> {
+    return this.updateReady(label, { caption, captionModelId: modelId, captionMatch });
+  }
+
+  private updateReady(label: number, fields: Partial<ImageRecord>): ImageRecord {
+    const row = this.rows.get(label);
+    if (row?.status !== 'READY') throw new Error(`no READY image with label ${label} (Prisma's P2025)`);
+    Object.assign(row, fields);
+    this.version++;
+    return { ...row };
+  }
+
+  async getEmbedding(label: number, modelId: string): Promise<Float32Array | null> {
+    return this.embeddings.get(label)?.get(modelId) ?? null;
   }
 
   async createWithEmbedding(image: NewImage, embedding: { modelId: string; vector: Float32Array }): Promise<ImageRecord> {
@@ -112,6 +159,7 @@ export class InMemoryImageRows implements IngestRows, IndexRows, RecoveryRows {
     if (!row || row.status !== 'PROCESSING') throw new Error(`no PROCESSING image with label ${label}`);
     Object.assign(row, fields, { status: 'READY' });
     this.embeddings.set(label, new Map([[embedding.modelId, Float32Array.from(embedding.vector)]]));
+    this.version++;
     return { ...row };
   }
 
@@ -293,4 +341,65 @@ export function memoryIndexStore(dim: number): VectorIndexStore & { saved: Map<s
       return { status: 'loaded', index };
     },
   };
+}
+
+/** PostgreSQL's `@>` on JSON values: objects by key, arrays contain every given element. */
+function contains(stored: JsonValue | undefined, given: JsonValue): boolean {
+  if (Array.isArray(given)) return Array.isArray(stored) && given.every((g) => stored.some((s) => contains(s, g)));
+  if (given !== null && typeof given === 'object') {
+    return stored !== null && typeof stored === 'object' && !Array.isArray(stored) && Object.entries(given).every(([k, v]) => contains(stored[k], v));
+  }
+  return stored === given;
+}
+
+/**
+ * The filtered and full-text queries of src/repositories/image-query.repository.ts over
+ * InMemoryImageRows: READY rows only, every filter part, newest-first keyset pages, and keyword
+ * matches on whole lower-case words of caption and alt text (no stemming), relevance = terms found.
+ */
+export class InMemoryImageQueries implements ImageQueries {
+  constructor(private readonly images: InMemoryImageRows) {}
+
+  private passing(filter: ImageFilter): ImageRecord[] {
+    const inRange = (t: Date | null | undefined, after?: Date, before?: Date) =>
+      (after === undefined && before === undefined) || (!!t && (!after || t >= after) && (!before || t < before));
+    return [...this.images.rows.values()].filter(
+      (r) =>
+        r.status === 'READY' &&
+        (!filter.mimeTypes || filter.mimeTypes.includes(r.mimeType)) &&
+        (!filter.metadata || contains((r.metadata ?? undefined) as JsonValue | undefined, filter.metadata)) &&
+        inRange(r.createdAt, filter.createdAfter, filter.createdBefore) &&
+        inRange(r.takenAt, filter.takenAfter, filter.takenBefore),
+    );
+  }
+
+  async count(filter: ImageFilter): Promise<number> {
+    return this.passing(filter).length;
+  }
+
+  async matchingLabels(filter: ImageFilter, within?: readonly number[]): Promise<number[]> {
+    const allowed = within ? new Set(within) : null;
+    return this.passing(filter).map((r) => r.label).filter((l) => !allowed || allowed.has(l));
+  }
+
+  async pageLabels(filter: ImageFilter, after: KeysetPosition | null, limit: number): Promise<number[]> {
+    const key = (r: { createdAt: Date; id: string }) => [r.createdAt.getTime(), r.id] as const;
+    const before = (a: readonly [number, string], b: readonly [number, string]) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+    return this.passing(filter)
+      .filter((r) => !after || before(key(r), key(after)))
+      .sort((a, b) => (before(key(a), key(b)) ? 1 : -1))
+      .slice(0, limit)
+      .map((r) => r.label);
+  }
+
+  async keywordMatches(terms: readonly string[], match: 'all' | 'any', filter: ImageFilter, limit: number): Promise<KeywordMatch[]> {
+    return this.passing(filter)
+      .map((r) => {
+        const words = new Set(`${r.caption ?? ''} ${r.altText ?? ''}`.toLowerCase().split(/[^\p{L}\p{N}]+/u));
+        return { label: r.label, relevance: terms.filter((t) => words.has(t.toLowerCase())).length };
+      })
+      .filter((m) => (match === 'all' ? m.relevance === terms.length : m.relevance > 0))
+      .sort((a, b) => b.relevance - a.relevance || b.label - a.label)
+      .slice(0, limit);
+  }
 }
