@@ -5,8 +5,8 @@ import {
   ServiceUnavailableError,
   UnsupportedImageError,
 } from '../domain/errors.js';
-import type { BlipEngine } from '../ml/blip-engine.js';
 import type { VisualAnswerer } from '../ml/visual-answerer.js';
+import { EngineDecorator } from './engine-decorator.js';
 
 /**
  * Translates src/ml errors (by their stable `code`, see src/ml/errors.ts) into domain errors.
@@ -48,55 +48,16 @@ async function translated<T>(run: () => Promise<T>): Promise<T> {
  * engine services get (src/app.ts, outside RequestScopedEngine so that a cancelled request's
  * AbortError is translated too), so no call site translates.
  */
-export class DomainErrorEngine implements BlipEngine {
-  constructor(private readonly inner: BlipEngine) {}
-
-  get modelId() {
-    return this.inner.modelId;
+export class DomainErrorEngine extends EngineDecorator {
+  protected around<T>(call: () => Promise<T>): Promise<T> {
+    return translated(call);
   }
-  get embedDim() {
-    return this.inner.embedDim;
-  }
-  get itmStateDims() {
-    return this.inner.itmStateDims;
-  }
-  get defaultSearchCandidates() {
-    return this.inner.defaultSearchCandidates;
-  }
-  get inputSize() {
-    return this.inner.inputSize;
-  }
-
-  loadImage(...args: Parameters<BlipEngine['loadImage']>) {
-    return translated(() => this.inner.loadImage(...args));
-  }
-  embedImage(...args: Parameters<BlipEngine['embedImage']>) {
-    return translated(() => this.inner.embedImage(...args));
-  }
-  embedText(...args: Parameters<BlipEngine['embedText']>) {
-    return translated(() => this.inner.embedText(...args));
-  }
-  itmScores(...args: Parameters<BlipEngine['itmScores']>) {
-    return translated(() => this.inner.itmScores(...args));
-  }
-  caption(...args: Parameters<BlipEngine['caption']>) {
-    return translated(() => this.inner.caption(...args));
-  }
-  answer(...args: Parameters<BlipEngine['answer']>) {
-    return translated(() => this.inner.answer(...args));
-  }
-  queueDepth() {
-    return this.inner.queueDepth?.() ?? { interactive: 0, background: 0 };
-  }
-  countTokens(text: string) {
+  override countTokens(text: string) {
     try {
       return this.inner.countTokens(text);
     } catch (error) {
       throw toDomainError(error);
     }
-  }
-  close() {
-    return this.inner.close();
   }
 }
 

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { BlipEngine, InferenceOptions } from '../ml/blip-engine.js';
 import type { VisualAnswerer } from '../ml/visual-answerer.js';
+import { EngineDecorator } from './engine-decorator.js';
 import { WorkLimiter } from './work-limiter.js';
 
 interface Scope {
@@ -34,35 +35,17 @@ function withSignal<O extends InferenceOptions>(options: O | undefined): O | und
  * most N at once (WorkLimiter: a 50 MP decode holds hundreds of MB), and calls in flight are counted
  * with the age of the oldest, which /healthz reports as "degraded" when work backs up.
  */
-export class RequestScopedEngine implements BlipEngine {
+export class RequestScopedEngine extends EngineDecorator {
   private readonly started = new Map<number, number>();
   private nextId = 0;
   private readonly decodes: WorkLimiter;
 
-  constructor(
-    private readonly inner: BlipEngine,
-    limits: { maxConcurrentDecodes: number },
-  ) {
+  constructor(inner: BlipEngine, limits: { maxConcurrentDecodes: number }) {
+    super(inner);
     // Decodes wait rather than fail: a search after a model change decodes its candidates to
     // rebuild their ITM states (src/services/itm-state-cache.ts), hundreds at once. Refusing
     // overload quickly is the ingest limiter's job (src/services/ingest.service.ts).
     this.decodes = new WorkLimiter('image decodes', limits.maxConcurrentDecodes, Infinity);
-  }
-
-  get modelId() {
-    return this.inner.modelId;
-  }
-  get embedDim() {
-    return this.inner.embedDim;
-  }
-  get itmStateDims() {
-    return this.inner.itmStateDims;
-  }
-  get defaultSearchCandidates() {
-    return this.inner.defaultSearchCandidates;
-  }
-  get inputSize() {
-    return this.inner.inputSize;
   }
 
   /** Engine calls in flight and how long the oldest has waited (ms). */
@@ -72,7 +55,8 @@ export class RequestScopedEngine implements BlipEngine {
     return { pending: this.started.size, oldestMs: Math.round(now - oldest) };
   }
 
-  private async track<T>(call: () => Promise<T>): Promise<T> {
+  /** Counts the call in flight (backlog) while it runs. */
+  protected async around<T>(call: () => Promise<T>): Promise<T> {
     const id = this.nextId++;
     this.started.set(id, performance.now());
     try {
@@ -82,33 +66,14 @@ export class RequestScopedEngine implements BlipEngine {
     }
   }
 
-  loadImage(bytes: Uint8Array) {
+  protected override scoped<O extends InferenceOptions>(options: O | undefined): O | undefined {
+    return withSignal(options);
+  }
+
+  /** Decodes take a WorkLimiter slot, and a request that is gone never starts one. */
+  override loadImage(bytes: Uint8Array) {
     const signal = currentRequestSignal();
-    return this.track(() => this.decodes.run(() => (signal?.throwIfAborted(), this.inner.loadImage(bytes)), signal));
-  }
-  embedImage(...[image, options]: Parameters<BlipEngine['embedImage']>) {
-    return this.track(() => this.inner.embedImage(image, withSignal(options)));
-  }
-  embedText(...[text, options]: Parameters<BlipEngine['embedText']>) {
-    return this.track(() => this.inner.embedText(text, withSignal(options)));
-  }
-  itmScores(...[text, states, options]: Parameters<BlipEngine['itmScores']>) {
-    return this.track(() => this.inner.itmScores(text, states, withSignal(options)));
-  }
-  caption(...[image, options]: Parameters<BlipEngine['caption']>) {
-    return this.track(() => this.inner.caption(image, withSignal(options)));
-  }
-  answer(...[image, question, options]: Parameters<BlipEngine['answer']>) {
-    return this.track(() => this.inner.answer(image, question, withSignal(options)));
-  }
-  queueDepth() {
-    return this.inner.queueDepth?.() ?? { interactive: 0, background: 0 };
-  }
-  countTokens(text: string) {
-    return this.inner.countTokens(text);
-  }
-  close() {
-    return this.inner.close();
+    return this.around(() => this.decodes.run(() => (signal?.throwIfAborted(), this.inner.loadImage(bytes)), signal));
   }
 }
 

@@ -53,7 +53,7 @@ async function setup(settings: { defaultCandidates?: number } = {}) {
     n++;
     const sha = n.toString(16).padStart(64, '0');
     const image = rows.insert(
-      { id: `00000000-0000-4000-8000-${n.toString().padStart(12, '0')}`, sha256: sha, mimeType: options.mimeType ?? 'image/png', format: 'png', width: 8, height: 8, byteSize: 100, altText: null, metadata: null, takenAt: null, cameraMake: null, cameraModel: null, caption: options.caption ?? null },
+      { id: `00000000-0000-4000-8000-${n.toString().padStart(12, '0')}`, sha256: sha, mimeType: options.mimeType ?? 'image/png', format: 'png', width: 8, height: 8, byteSize: 100, altText: null, metadata: null, takenAt: null, cameraMake: null, cameraModel: null, ...(options.caption ? { caption: options.caption } : {}) },
       'READY',
       { modelId: engine.modelId, vector },
     );
