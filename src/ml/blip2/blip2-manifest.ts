@@ -3,7 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { ModelFormatError } from '../errors.js';
 import { LAYER_IO } from '../blip/blip-io-names.js';
-import { graphSchema, MODEL_FORMAT_VERSION } from '../manifest/model-manifest.js';
+import { graphSchema, imageSchema, MODEL_FORMAT_VERSION } from '../manifest/model-manifest.js';
 
 /** ONNX input and output names of the BLIP-2 graphs (docs/model-format.md, "BLIP-2 folders"). */
 export const BLIP2_IO = {
@@ -26,14 +26,7 @@ const blip2Schema = z.object({
   name: z.string().min(1),
   modelId: z.string().min(1),
   source: z.string().optional(),
-  image: z.object({
-    size: z.number().int().positive(),
-    mean: z.tuple([z.number(), z.number(), z.number()]),
-    std: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]),
-    rescaleFactor: z.number().positive().default(1 / 255),
-    resample: z.literal('bicubic').default('bicubic'),
-    alpha: z.literal('drop').default('drop'),
-  }),
+  image: imageSchema,
   text: z.object({
     tokenizer: z.string().min(1),
     vocabSize: z.number().int().positive(),

@@ -34,6 +34,19 @@ const generationSchema = z.object({
   prompt: z.string().default(''),
 });
 
+/**
+ * How an image becomes the model's input, as Hugging Face's image processors do it (BLIP's and
+ * BLIP-2's folders share it: src/ml/preprocess/).
+ */
+export const imageSchema = z.object({
+  size: z.number().int().positive(),
+  mean: z.tuple([z.number(), z.number(), z.number()]),
+  std: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]),
+  rescaleFactor: z.number().positive().default(1 / 255),
+  resample: z.literal('bicubic').default('bicubic'),
+  alpha: z.literal('drop').default('drop'),
+});
+
 /** The manifest format this runtime reads (docs/model-format.md). */
 export const MODEL_FORMAT_VERSION = 2;
 
@@ -45,14 +58,7 @@ const manifestSchema = z.object({
   name: z.string().min(1),
   modelId: z.string().min(1),
   source: z.string().optional(),
-  image: z.object({
-    size: z.number().int().positive(),
-    mean: z.tuple([z.number(), z.number(), z.number()]),
-    std: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]),
-    rescaleFactor: z.number().positive().default(1 / 255),
-    resample: z.literal('bicubic').default('bicubic'),
-    alpha: z.literal('drop').default('drop'),
-  }),
+  image: imageSchema,
   text: z.object({
     tokenizer: z.string().min(1),
     maxLength: z.number().int().min(2),
