@@ -25,14 +25,10 @@ RUN npm ci
 RUN npm run build && npm prune --omit=dev && npm cache clean --force
 
 FROM node:${NODE_VERSION}-bookworm-slim AS runtime
-# glibc keeps large freed blocks for reuse instead of unmapping them (docs/performance.md, "Memory
-# allocator"): the npm start scripts set the same two variables.
 ENV NODE_ENV=production \
     DATA_DIR=/data \
     PORT=4000 \
-    HOST=0.0.0.0 \
-    MALLOC_MMAP_THRESHOLD_=134217728 \
-    MALLOC_TRIM_THRESHOLD_=268435456
+    HOST=0.0.0.0
 WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
