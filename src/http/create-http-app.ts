@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ApolloServer } from '@apollo/server';
@@ -148,6 +149,10 @@ function hostCheck(allowed: ReadonlySet<string>): RequestHandler {
  */
 const requestScope: RequestHandler = (_req, res, next) => {
   const abort = new AbortController();
+  // Every model call the request makes listens to this signal (AbortSignal.any in
+  // src/services/request-scope.ts); their number is bounded by the request's work budget
+  // (src/graphql/work-budget-plugin.ts), not by Node's default warning threshold of 10.
+  setMaxListeners(0, abort.signal);
   res.on('close', () => {
     if (!res.writableFinished) abort.abort();
   });
