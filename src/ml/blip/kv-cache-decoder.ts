@@ -19,6 +19,8 @@ export class KvCacheDecoder implements StepModel {
   private readonly headDim: number;
   private readonly encLen: number;
   private readonly cache: KvCache;
+  /** All ones: every image token is visible. The same at every step, so built once. */
+  private readonly encoderMask: ReturnType<typeof intTensor>;
 
   /** Number of decoder runs so far (tests count them). */
   runs = 0;
@@ -46,6 +48,7 @@ export class KvCacheDecoder implements StepModel {
     this.encLen = encLen as number;
     this.headDim = headDim as number;
     this.cache = new KvCache({ layers: this.layers, heads: this.heads, headDim: this.headDim }, capacity, pool);
+    this.encoderMask = intTensor(new Array<number>(this.encLen).fill(1), [1, this.encLen]);
   }
 
   async step(sequences: readonly number[][], parents: readonly number[] | null): Promise<Float32Array[]> {
@@ -60,7 +63,7 @@ export class KvCacheDecoder implements StepModel {
       [IO.inputIds]: intTensor(sequences.flatMap((s) => s.slice(done)), [rows, fresh]),
       [IO.attentionMask]: intTensor(this.cache.mask(fresh), [rows, this.capacity + fresh]),
       [IO.pastLength]: intTensor([done], [1]),
-      [IO.encoderAttentionMask]: intTensor(new Array<number>(this.encLen).fill(1), [1, this.encLen]),
+      [IO.encoderAttentionMask]: this.encoderMask,
     };
     // One input per layer and key/value, each a view into the caches: nothing is copied.
     const crossBlock = this.heads * this.encLen * this.headDim;
