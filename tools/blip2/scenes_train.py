@@ -328,6 +328,29 @@ def fit(o: dict, stage: str, steps: int, t_stage: float, t_start: float, share: 
     return total
 
 
+def train_stage(o: dict, name: str, opt, lr: float, steps: int, share: float | None, t_start: float,
+                losses_of, names: tuple[str, ...] = ("loss",)) -> tuple[int, dict]:
+    """One stage's loop: `losses_of()` draws a batch and returns its losses (tensors, in `names`
+    order), whose sum is the step's loss. With a budget the step count is fitted at step 10
+    (fit). Returns the steps run and the mean of each loss over the last 50."""
+    t0, hist, total, step = time.time(), [], steps, 0
+    while step < total:
+        if step == 10 and o["minutes"] > 0:
+            total = fit(o, name, total, t0, t_start, share)
+        schedule(opt, lr, step, total)
+        parts = losses_of()
+        opt.zero_grad()
+        sum(parts).backward()
+        opt.step()
+        hist.append([float(v) for v in parts])
+        if step % o["log_every"] == 0 or step == total - 1:
+            m = np.mean(hist[-o["log_every"]:], axis=0)
+            shown = " ".join(f"{k} {v:.4f}" for k, v in zip(names, m))
+            print(f"{name} {step} {shown} ({time.time() - t0:.0f} s)", flush=True)
+        step += 1
+    return total, (dict(zip(names, np.mean(hist[-50:], axis=0).tolist())) if hist else {})
+
+
 def run(o: dict) -> dict:
     torch.manual_seed(o["seed"])
     torch.set_num_threads(o["threads"])
@@ -347,22 +370,13 @@ def run(o: dict) -> dict:
     if o["fixed_embeddings"]:
         lm.model.decoder.embed_tokens.weight.requires_grad_(False)
     opt = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad], lr=o["lm_lr"], weight_decay=0.01)
-    t0, losses, total = time.time(), [], o["lm_steps"]
-    step = 0
-    while step < total:
-        if step == 10 and o["minutes"] > 0:
-            total = fit(o, "lm", total, t0, t_start, o["lm_share"])
-        schedule(opt, o["lm_lr"], step, total)
+
+    def lm_losses():
         ids, mask, scored = texts.scored([lm_item(rng, o["lm_context"]) for _ in range(o["lm_batch"])])
-        loss = shifted_loss(lm(lm.embed(ids), mask), ids, scored)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
-        if step % o["log_every"] == 0 or step == total - 1:
-            print(f"lm {step} loss {np.mean(losses[-o['log_every']:]):.4f} ({time.time() - t0:.0f} s)", flush=True)
-        step += 1
-    log["steps"]["lm"], log["loss"]["lm"] = total, float(np.mean(losses[-50:]))
+        return [shifted_loss(lm(lm.embed(ids), mask), ids, scored)]
+
+    log["steps"]["lm"], lm_loss = train_stage(o, "lm", opt, o["lm_lr"], o["lm_steps"], o["lm_share"], t_start, lm_losses)
+    log["loss"]["lm"] = lm_loss.get("loss")
     for p in lm.parameters():
         p.requires_grad_(False)
     lm.eval()
@@ -382,39 +396,23 @@ def run(o: dict) -> dict:
     side = QFormerTextSide(model.config.qformer, vocab, o["max_positions"])
     q_params = [model.query_tokens, *model.qformer.parameters()]
     opt = torch.optim.AdamW(q_params + list(side.parameters()), lr=o["stage1_lr"], weight_decay=0.05)
-    t0, hist, total = time.time(), [], o["stage1_steps"]
-    step = 0
-    while step < total:
-        if step == 10 and o["minutes"] > 0:
-            total = fit(o, "stage1", total, t0, t_start, o["stage1_share"])
-        schedule(opt, o["stage1_lr"], step, total)
+
+    def stage1_batch():
         idx = rng.sample(range(len(pool)), o["stage1_batch"])
         caps = [scenes.caption(pool[i]) if rng.random() < 0.5 else scenes.caption_paraphrase(pool[i], rng) for i in idx]
         canon = [scenes.caption(pool[i]) for i in idx]
         same = torch.tensor([[a == b for b in canon] for a in canon])
         ids, mask = texts.batch(caps)
-        itc, itm, itg = stage1_losses(model, side, feats[idx], ids, mask, same)
-        loss = itc + itm + itg
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        hist.append([float(itc), float(itm), float(itg)])
-        if step % o["log_every"] == 0 or step == total - 1:
-            m = np.mean(hist[-o["log_every"]:], axis=0)
-            print(f"stage1 {step} itc {m[0]:.3f} itm {m[1]:.3f} itg {m[2]:.3f} ({time.time() - t0:.0f} s)", flush=True)
-        step += 1
-    log["steps"]["stage1"] = total
-    log["loss"]["stage1"] = dict(zip(["itc", "itm", "itg"], np.mean(hist[-50:], axis=0).tolist())) if hist else {}
+        return list(stage1_losses(model, side, feats[idx], ids, mask, same))
+
+    log["steps"]["stage1"], log["loss"]["stage1"] = train_stage(
+        o, "stage1", opt, o["stage1_lr"], o["stage1_steps"], o["stage1_share"], t_start, stage1_batch, ("itc", "itm", "itg"))
 
     # 4. Q-Former stage 2: generative, with the frozen language model
     params = q_params + list(model.language_projection.parameters())
     opt = torch.optim.AdamW(params, lr=o["stage2_lr"], weight_decay=0.05)
-    t0, losses, total = time.time(), [], o["stage2_steps"]
-    step = 0
-    while step < total:
-        if step == 10 and o["minutes"] > 0:
-            total = fit(o, "stage2", total, t0, t_start, None)
-        schedule(opt, o["stage2_lr"], step, total)
+
+    def stage2_batch():
         idx = rng.sample(range(len(pool)), o["stage2_batch"])
         rows, items = [], []
         for i in idx:
@@ -427,16 +425,10 @@ def run(o: dict) -> dict:
         nq = prefix.shape[1]
         embeds = torch.cat([prefix, lm.embed(ids)], dim=1)
         full_mask = torch.cat([torch.ones(len(rows), nq, dtype=torch.long), mask], dim=1)
-        logits = lm(embeds, full_mask)[:, nq:]
-        loss = shifted_loss(logits, ids, scored)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
-        if step % o["log_every"] == 0 or step == total - 1:
-            print(f"stage2 {step} loss {np.mean(losses[-o['log_every']:]):.4f} ({time.time() - t0:.0f} s)", flush=True)
-        step += 1
-    log["steps"]["stage2"], log["loss"]["stage2"] = total, float(np.mean(losses[-50:])) if losses else None
+        return [shifted_loss(lm(embeds, full_mask)[:, nq:], ids, scored)]
+
+    log["steps"]["stage2"], stage2_loss = train_stage(o, "stage2", opt, o["stage2_lr"], o["stage2_steps"], None, t_start, stage2_batch)
+    log["loss"]["stage2"] = stage2_loss.get("loss")
     log["minutes"] = round((time.time() - t_start) / 60, 1)
 
     steps = log["steps"]
