@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import hnswlib from 'hnswlib-node';
 import type { VectorIndex, VectorMatch } from './vector-index.js';
-import { readIndexManifest, writeIndexManifest } from './index-manifest.js';
+import { readIndexManifest, writeIndexManifest, type IndexManifest } from './index-manifest.js';
 
 export interface HnswOptions {
   m: number;
@@ -20,8 +20,10 @@ export type HnswOpenResult =
 /**
  * hnswlib-node behind VectorIndex: cosine space, doubles capacity when full, deletes by markDelete
  * (tracked here, since hnswlib-node cannot report them) and compacts by rebuilding from live points.
- * Persisted as `<dir>/hnsw.bin` plus a manifest naming the model and dimension that built it and
- * the file's size and sha256 (and, on PostgreSQL, the change-feed position it includes).
+ * Persisted as `<dir>/hnsw-<sha256 prefix>.bin` plus `hnsw.json`, the manifest naming that file,
+ * the model and dimension that built it, the file's size and sha256 (and, on PostgreSQL, the
+ * change-feed position it includes). The manifest's rename is the only commit point, so a crash at
+ * any moment of a save leaves the previous snapshot whole (src/index/index-manifest.ts).
  */
 export class HnswVectorIndex implements VectorIndex {
   private hnsw: hnswlib.HierarchicalNSW;
@@ -55,7 +57,7 @@ export class HnswVectorIndex implements VectorIndex {
     if (!manifest) return empty('no index manifest');
     if (manifest.modelId !== modelId) return empty(`index built by model ${manifest.modelId}`);
     if (manifest.dim !== dim) return empty(`index has dimension ${manifest.dim}, model has ${dim}`);
-    const file = path.join(dir, 'hnsw.bin');
+    const file = path.join(dir, snapshotFileOf(manifest));
     const raw = new hnswlib.HierarchicalNSW('cosine', dim);
     try {
       const { size } = await fs.stat(file);
@@ -140,12 +142,15 @@ export class HnswVectorIndex implements VectorIndex {
   }
 
   /**
-   * Index file first, then the manifest with the file's checksum; both fsynced, atomic renames. A
-   * crash between the two leaves a file that fails the old manifest's checksum: it is rebuilt.
+   * Writes a new snapshot file under a name of its own (its checksum), fsynced, then commits it by
+   * renaming the manifest that names it over the old one (writeFileAtomic), then removes the
+   * files no manifest names. A crash before the manifest's rename leaves the old manifest and its
+   * old file untouched: the restart loads the previous snapshot and catches up from the feed or the
+   * repair scan, never a full rebuild for a torn write.
    */
   async save(dir: string, feedPosition?: () => number): Promise<void> {
     await fs.mkdir(dir, { recursive: true });
-    const tmp = path.join(dir, `.hnsw.bin.${process.pid}.tmp`);
+    const tmp = path.join(dir, `${TMP_PREFIX}${process.pid}.tmp`);
     // Synchronous on purpose: the async writeIndex reads the graph on a libuv thread while
     // addPoint/markDelete may mutate it from the event loop; a torn snapshot would be saved.
     this.hnsw.writeIndexSync(tmp);
@@ -159,18 +164,42 @@ export class HnswVectorIndex implements VectorIndex {
       await handle.close();
     }
     const [{ size }, sha256] = await Promise.all([fs.stat(tmp), sha256Of(tmp)]);
-    await fs.rename(tmp, path.join(dir, 'hnsw.bin'));
+    const file = `hnsw-${sha256.slice(0, 16)}.bin`;
+    await fs.rename(tmp, path.join(dir, file));
     await writeIndexManifest(path.join(dir, 'hnsw.json'), {
-      formatVersion: 2,
+      formatVersion: 3,
       modelId: this.modelId,
       dim: this.dim,
+      file,
       deleted,
       savedAt: new Date().toISOString(),
       bytes: size,
       sha256,
       ...(position !== undefined ? { feedPosition: position } : {}),
     });
+    await removeUncommitted(dir, file);
   }
+}
+
+const TMP_PREFIX = '.hnsw.bin.';
+const SNAPSHOT_FILE = /^hnsw(-[0-9a-f]{16})?\.bin$/;
+
+/**
+ * Snapshot files and temporaries other than the committed one: older snapshots and what a killed
+ * save left. One process owns an index folder (INDEX_DIR is per replica, docs/scaling.md), so
+ * another process's temporary is a dead one's.
+ */
+async function removeUncommitted(dir: string, committed: string): Promise<void> {
+  const own = `${TMP_PREFIX}${process.pid}.tmp`;
+  for (const name of await fs.readdir(dir)) {
+    const stale = name !== committed && (SNAPSHOT_FILE.test(name) || (name.startsWith(TMP_PREFIX) && name.endsWith('.tmp') && name !== own));
+    if (stale) await fs.rm(path.join(dir, name), { force: true });
+  }
+}
+
+/** Format 3 names its file; formats 1 and 2 always wrote `hnsw.bin`. */
+export function snapshotFileOf(manifest: IndexManifest): string {
+  return manifest.file ?? 'hnsw.bin';
 }
 
 async function sha256Of(file: string): Promise<string> {

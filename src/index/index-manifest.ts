@@ -4,12 +4,17 @@ import { writeFileAtomic } from '../lib/write-file-atomic.js';
 
 /**
  * Sidecar of the HNSW file: what built it, which labels are marked deleted (hnswlib-node cannot
- * say), and, from format 2, the file's size and sha256 (a torn or foreign file is not loaded).
+ * say), from format 2 the file's size and sha256 (a torn or foreign file is not loaded), and from
+ * format 3 the file's name: each save writes a new file and this manifest's atomic rename commits
+ * it (src/index/hnsw-vector-index.ts), where formats 1-2 renamed over `hnsw.bin` first and a
+ * crash between the two renames cost a full rebuild.
  */
 const manifestSchema = z.object({
-  formatVersion: z.union([z.literal(1), z.literal(2)]),
+  formatVersion: z.union([z.literal(1), z.literal(2), z.literal(3)]),
   modelId: z.string(),
   dim: z.number().int().positive(),
+  /** The snapshot file in the same folder (format 3); formats 1-2 mean `hnsw.bin`. */
+  file: z.string().regex(/^hnsw-[0-9a-f]{16}\.bin$/).optional(),
   deleted: z.array(z.number().int()),
   savedAt: z.string(),
   bytes: z.number().int().nonnegative().optional(),

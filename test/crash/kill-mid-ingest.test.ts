@@ -122,7 +122,7 @@ describe.each(flavours)('crash safety: SIGKILL a real server process mid-ingest 
     expect(await exit).toBe(0);
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'index', 'hnsw.json'), 'utf8'));
     expect(manifest.modelId).toBe('fake-colour-v1');
-    expect(fs.statSync(path.join(dir, 'index', 'hnsw.bin')).size).toBeGreaterThan(100);
+    expect(fs.statSync(path.join(dir, 'index', manifest.file)).size).toBeGreaterThan(100);
     fs.rmSync(dir, { recursive: true, force: true });
     await schema?.drop();
   }, 90_000);

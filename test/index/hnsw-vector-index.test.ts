@@ -1,10 +1,23 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { l2Normalize } from '../../src/domain/embedding.js';
 import { ExactVectorIndex } from '../../src/index/exact-vector-index.js';
 import { HnswVectorIndex } from '../../src/index/hnsw-vector-index.js';
+
+/** Switch for a manifest write that dies (the process killed between the file and its commit). */
+const manifestWrites = vi.hoisted(() => ({ fail: false }));
+vi.mock('../../src/index/index-manifest.js', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../../src/index/index-manifest.js')>();
+  return {
+    ...original,
+    writeIndexManifest: async (...args: Parameters<typeof original.writeIndexManifest>) => {
+      if (manifestWrites.fail) throw new Error('killed before the manifest was written');
+      return original.writeIndexManifest(...args);
+    },
+  };
+});
 
 const OPTIONS = { m: 16, efConstruction: 100, efSearch: 64, initialCapacity: 64 };
 const DIM = 32;
@@ -17,6 +30,9 @@ function rng(seed: number) {
 }
 const random = rng(42);
 const vector = () => l2Normalize(Float32Array.from({ length: DIM }, random));
+
+/** The snapshot file the folder's manifest commits to. */
+const committedFile = (dir: string): string => JSON.parse(fs.readFileSync(path.join(dir, 'hnsw.json'), 'utf8')).file;
 
 describe('HnswVectorIndex', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blip-hnsw-'));
@@ -56,8 +72,49 @@ describe('HnswVectorIndex', () => {
     expect(opened.index.size).toBe(299);
     expect(await HnswVectorIndex.open(dir, 'm2', DIM, OPTIONS)).toMatchObject({ status: 'empty', reason: expect.stringMatching(/model m1/) });
     expect(await HnswVectorIndex.open(dir, 'm1', 16, OPTIONS)).toMatchObject({ status: 'empty' });
-    fs.writeFileSync(path.join(dir, 'hnsw.bin'), 'garbage');
+    fs.writeFileSync(path.join(dir, committedFile(dir)), 'garbage');
     expect((await HnswVectorIndex.open(dir, 'm1', DIM, OPTIONS)).status).toBe('empty');
+  });
+
+  it('a save that dies before its manifest commits leaves the previous snapshot loadable; the next save removes its leftovers', async () => {
+    const crashDir = path.join(dir, 'crash');
+    const a = HnswVectorIndex.create(DIM, 'm1', OPTIONS);
+    vectors.slice(0, 200).forEach((v, i) => a.add(i + 1, v));
+    await a.save(crashDir);
+    const before = committedFile(crashDir);
+    // The process dies between writing the new snapshot file and committing its manifest...
+    vectors.slice(200, 300).forEach((v, i) => a.add(i + 201, v));
+    manifestWrites.fail = true;
+    await expect(a.save(crashDir)).rejects.toThrow(/killed/);
+    manifestWrites.fail = false;
+    // ...and another save was killed mid-write.
+    fs.writeFileSync(path.join(crashDir, '.hnsw.bin.999999.tmp'), 'half a snapshot');
+    const opened = await HnswVectorIndex.open(crashDir, 'm1', DIM, OPTIONS);
+    expect(opened.status).toBe('loaded');
+    expect(opened.index.size).toBe(200);
+    expect(opened.index.has(250)).toBe(false);
+    expect(committedFile(crashDir)).toBe(before);
+    opened.index.add(201, vectors[200]!);
+    await opened.index.save(crashDir);
+    const after = committedFile(crashDir);
+    expect(after).not.toBe(before);
+    expect(fs.readdirSync(crashDir).sort()).toEqual([after, 'hnsw.json'].sort());
+  });
+
+  it('a format-2 folder (a fixed hnsw.bin) still loads, and its first save moves to a named file', async () => {
+    const oldDir = path.join(dir, 'format2');
+    const a = HnswVectorIndex.create(DIM, 'm1', OPTIONS);
+    vectors.slice(0, 50).forEach((v, i) => a.add(i + 1, v));
+    await a.save(oldDir);
+    const manifestPath = path.join(oldDir, 'hnsw.json');
+    const { file, ...manifest } = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
+    fs.renameSync(path.join(oldDir, file), path.join(oldDir, 'hnsw.bin'));
+    fs.writeFileSync(manifestPath, JSON.stringify({ ...manifest, formatVersion: 2 }));
+    const opened = await HnswVectorIndex.open(oldDir, 'm1', DIM, OPTIONS);
+    expect(opened.status).toBe('loaded');
+    expect(opened.index.size).toBe(50);
+    await opened.index.save(oldDir);
+    expect(fs.readdirSync(oldDir).sort()).toEqual([committedFile(oldDir), 'hnsw.json'].sort());
   });
 
   it('deleted labels are never returned, revive on re-add, and compaction drops them', () => {

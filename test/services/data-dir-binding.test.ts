@@ -140,7 +140,8 @@ describe('start-up recovery and the index file', () => {
 
   it('EXPECTED FAILURE - an index file that does not match its checksum is not loaded', async () => {
     const { server, red } = await populated('sqlite');
-    const file = path.join(server.dataDir, 'index', 'hnsw.bin');
+    const committed = JSON.parse(fs.readFileSync(path.join(server.dataDir, 'index', 'hnsw.json'), 'utf8')).file;
+    const file = path.join(server.dataDir, 'index', committed);
     const bytes = fs.readFileSync(file);
     bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
     fs.writeFileSync(file, bytes);
