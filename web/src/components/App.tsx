@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, onConnectivity, type ServiceInfo } from '../api';
-import { useRoute } from '../router';
-import { dismissToast, setLimits, useCollectionVersion, useToasts } from '../store';
+import { useRoute, type ListRoute } from '../router';
+import { dismissToast, getQueryImage, setLimits, useCollectionVersion, useToasts } from '../store';
 import { ImageView } from './ImageView';
 import { JobsIndicator } from './JobsIndicator';
 import { ListOptions } from './ListOptions';
@@ -106,7 +106,7 @@ export function App() {
         {route.name === 'image' ? (
           <ImageView id={route.id} canGoBack={inApp.current >= 1} />
         ) : (
-          <ResultsView route={route} onUpload={() => setUploadOpen(true)} />
+          <ResultsView key={listKey(route)} route={route} onUpload={() => setUploadOpen(true)} />
         )}
       </main>
       <Footer />
@@ -181,4 +181,13 @@ function Logo() {
       <path d="M8 26l4-7 4 7z" fill="#f5c542" />
     </svg>
   );
+}
+
+/**
+ * A new list is a new ResultsView: otherwise its first frame shows the previous list, marked not
+ * busy, under the new heading (its loading flag is set by an effect, after that frame). The query
+ * image counts: a second image dropped on an image search searches again at the same address.
+ */
+function listKey(route: ListRoute): string {
+  return JSON.stringify(route) + (route.name === 'image-search' ? (getQueryImage()?.previewUrl ?? '') : '');
 }
