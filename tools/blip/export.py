@@ -12,6 +12,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .absorbed import encode_absorbed
+from .static_shapes import rewrite_file
 from .model import (BlipConfig, BlipForConditionalGeneration, BlipForImageTextRetrieval,
                     BlipForQuestionAnswering, BlipVisionModel)
 
@@ -170,6 +171,7 @@ def export_folder(out: str | Path, *, name: str, config: BlipConfig, retrieval: 
     def add(gname, module, args, inputs, outputs):
         f = out / f"{gname}.onnx"
         _export(module, args, f, inputs, outputs)
+        rewrite_file(f)  # constant Reshape targets (tools/blip/static_shapes.py)
         graphs[gname] = {"file": f.name, "inputs": inputs, "outputs": outputs}
 
     # Vision encoders: one per distinct module (the bundled model shares one among all tasks).

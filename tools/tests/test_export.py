@@ -247,3 +247,33 @@ class Quantize(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class StaticReshapes(unittest.TestCase):
+    def test_exported_decoder_reshapes_take_constant_targets_that_copy_the_dynamic_dims(self):
+        """tools/blip/static_shapes.py: the traced Shape/Gather/Concat chains in front of Reshape are
+        replaced by constant targets ([0, 0, heads, head_dim] and the like), and the nodes that only
+        fed them are gone. Outputs are compared with PyTorch by test/ml/parity.test.ts on
+        test/fixtures/tiny-random, which tools.tiny_random exports this way."""
+        from tools.blip.static_shapes import make_static_reshapes
+        vocab = scenes_vocab(scenes.WORDS)
+        torch.manual_seed(3)
+        bundle = BlipBundle(tiny_config(len(vocab) + 2), share_vision=True)
+        with tempfile.TemporaryDirectory() as d:
+            m = export_tiny(d, bundle, tokenizer_json(vocab))
+            dec = onnx.load(str(Path(d) / m["graphs"]["caption_decoder"]["file"]))
+            inits = {i.name: i for i in dec.graph.initializer}
+            reshapes = [n for n in dec.graph.node if n.op_type == "Reshape"]
+            static = [n for n in reshapes if n.input[1] in inits]
+            self.assertGreaterEqual(len(static), 0.8 * len(reshapes))
+            heads, head_dim = m["dims"]["decoderHeads"], m["dims"]["decoderHeadDim"]
+            targets = [list(onnx.numpy_helper.to_array(inits[n.input[1]])) for n in static]
+            self.assertIn([0, 0, heads, head_dim], targets)
+            for t in targets:
+                self.assertLessEqual(t.count(-1), 1, t)
+            # Nothing is left to rewrite, and a second pass changes nothing.
+            self.assertEqual(make_static_reshapes(dec), 0)
+            onnx.checker.check_model(dec)
+            # Every node's output is used: the shape chains went with their Reshapes.
+            used = {i for n in dec.graph.node for i in n.input} | {o.name for o in dec.graph.output}
+            self.assertTrue(all(any(o in used for o in n.output) for n in dec.graph.node))
