@@ -53,7 +53,7 @@ OPTIONS = dict(
     pool=6000, lm_context=0.6, lm_steps=800, lm_batch=64, lm_lr=2e-3,
     stage1_steps=300, stage1_batch=48, stage1_lr=1e-3,
     stage2_steps=2000, stage2_batch=32, stage2_questions=3, stage2_lr=1e-3,
-    minutes=0.0, lm_share=0.15, stage1_share=0.15, max_new_tokens=32, log_every=50,
+    minutes=0.0, lm_share=0.15, stage1_share=0.15, max_new_tokens=32, log_every=50, lm_reading_min=0.0,
 )
 
 
@@ -382,6 +382,12 @@ def run(o: dict) -> dict:
     lm.eval()
     log["lm_reading"] = reading_probe(lm, texts, newline)
     print(f"lm reads its context: {log['lm_reading']}", flush=True)
+    if log["lm_reading"]["exact"] < o["lm_reading_min"]:
+        # Stage 2 reads no better than its frozen language model (docs/blip2.md): stop before the
+        # Q-Former stages spend the rest of the budget, and write nothing to the output folder.
+        raise SystemExit(f"the language model reads {log['lm_reading']['exact']} of the probe's answers from the "
+                         f"true description, under lm_reading_min {o['lm_reading_min']}: stopped before stage 1 "
+                         f"after {round((time.time() - t_start) / 60, 1)} min ({log['steps']['lm']} LM steps)")
 
     # 2. the frozen image encoder and its features for the pool
     load_vision(model, o["blip_dir"])

@@ -36,3 +36,5 @@ stage2_questions = 3
 stage2_lr = 1.5e-3
 lm_share = 0.3
 stage1_share = 0.08
+# Stop after the LM if it cannot read its context (reading_probe): stage 2 would not do better.
+lm_reading_min = 0.9

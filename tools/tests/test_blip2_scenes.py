@@ -81,7 +81,7 @@ class RecipeRunsEndToEnd(unittest.TestCase):
             subprocess.run([sys.executable, "-m", "tools.blip2.scenes_train", str(ROOT / "tools/recipes/blip2_scenes.py"),
                             "--out", str(out), "--lm-steps", "3", "--stage1-steps", "3", "--stage2-steps", "3",
                             "--pool", "16", "--lm-batch", "4", "--stage1-batch", "4", "--stage2-batch", "2",
-                            "--log-every", "1"], cwd=ROOT, check=True, capture_output=True, timeout=600)
+                            "--log-every", "1", "--lm-reading-min", "0"], cwd=ROOT, check=True, capture_output=True, timeout=600)
             manifest = json.loads((out / "manifest.json").read_text())
             self.assertEqual(manifest["family"], "blip2")
             self.assertEqual(set(manifest["graphs"]), {"vision_encoder", "qformer", "llm_decoder"})
@@ -91,6 +91,17 @@ class RecipeRunsEndToEnd(unittest.TestCase):
             self.assertEqual(training["steps"], {"lm": 3, "stage1": 3, "stage2": 3})
             self.assertTrue(all(v == v for v in [training["loss"]["lm"], training["loss"]["stage2"],
                                                  *training["loss"]["stage1"].values()]))
+
+    def test_a_language_model_under_the_reading_target_stops_the_run_before_stage_1(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "blip2"
+            run = subprocess.run([sys.executable, "-m", "tools.blip2.scenes_train", str(ROOT / "tools/recipes/blip2_scenes.py"),
+                                  "--out", str(out), "--lm-steps", "3", "--lm-batch", "4", "--pool", "16", "--log-every", "1"],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=600)
+            self.assertNotEqual(run.returncode, 0)
+            self.assertIn("under lm_reading_min 0.9: stopped before stage 1", run.stderr)
+            self.assertNotIn("stage1 0", run.stdout)
+            self.assertFalse(out.exists())
 
 
 if __name__ == "__main__":
