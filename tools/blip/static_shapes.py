@@ -41,9 +41,12 @@ def make_static_reshapes(model: onnx.ModelProto) -> int:
     total = 0
     hints_before = len(model.graph.value_info)
     while True:
-        rewritten = _one_pass(model)
+        inferred = shape_inference.infer_shapes(model, data_prop=True)
+        infos = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+        consts = _constants(model.graph)
+        rewritten = _constant_targets(model.graph, infos, consts)
         total += rewritten
-        if not rewritten and not _hint_slices(model):
+        if not _hint_slices(model.graph, infos, consts) and not rewritten:
             break
     # The hints served the inference here only; the file keeps what the exporter wrote.
     del model.graph.value_info[hints_before:]
@@ -51,18 +54,22 @@ def make_static_reshapes(model: onnx.ModelProto) -> int:
     return total
 
 
-def _hint_slices(model: onnx.ModelProto) -> int:
-    """ONNX's inference gives a Slice with a computed end no shape at all (the decoder's
-    `probs[..., :past]`), and nothing after it gets one. Its rank and unsliced dims are the
-    input's: added as a value_info hint with fresh names for the sliced axes. Returns how many."""
-    g = model.graph
-    inferred = shape_inference.infer_shapes(model, data_prop=True)
-    infos = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.input)}
-    known = {name for name, vi in infos.items() if vi.type.tensor_type.HasField("shape")}
+def _constants(g: onnx.GraphProto) -> dict:
+    """Initializers and Constant nodes' values, by tensor name."""
     consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     for n in g.node:
         if n.op_type == "Constant":
-            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+            for a in n.attribute:
+                if a.name == "value":
+                    consts[n.output[0]] = numpy_helper.to_array(a.t)
+    return consts
+
+
+def _hint_slices(g: onnx.GraphProto, infos: dict, consts: dict) -> int:
+    """ONNX's inference gives a Slice with a computed end no shape at all (the decoder's
+    `probs[..., :past]`), and nothing after it gets one. Its rank and unsliced dims are the
+    input's: added as a value_info hint with fresh names for the sliced axes. Returns how many."""
+    known = {name for name, vi in infos.items() if vi.type.tensor_type.HasField("shape")}
     added = 0
     for n in g.node:
         if n.op_type != "Slice" or n.output[0] in known or n.input[0] not in known or len(n.input) < 4:
@@ -79,17 +86,10 @@ def _hint_slices(model: onnx.ModelProto) -> int:
     return added
 
 
-def _one_pass(model: onnx.ModelProto) -> int:
-    g = model.graph
-    inferred = shape_inference.infer_shapes(model, data_prop=True)
-    shapes = {vi.name: _dims(vi) for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+def _constant_targets(g: onnx.GraphProto, infos: dict, consts: dict) -> int:
+    """Gives each Reshape whose target it can prove a constant one; returns how many."""
+    shapes = {name: _dims(vi) for name, vi in infos.items()}
     producer = {o: n for n in g.node for o in n.output}
-    consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    for n in g.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value":
-                    consts[n.output[0]] = numpy_helper.to_array(a.t)
 
     def dim_source(name: str):
         """A Concat input: ('const', [ints]), ('dim', tensor, index) for shape(tensor)[index], or
@@ -114,12 +114,12 @@ def _one_pass(model: onnx.ModelProto) -> int:
         if n.op_type != "Reshape" or n.input[1] in consts:
             continue
         concat = producer.get(n.input[1])
-        data = shapes.get(n.input[0]) or []
         if concat is None or concat.op_type != "Concat":
             continue
         sources = [dim_source(i) for i in concat.input]
         if any(s is None for s in sources):
             continue
+        data = shapes.get(n.input[0]) or []
         target: list[int] = []
         unknown = 0
         for s in sources:
