@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import hnswlib from 'hnswlib-node';
 import type { VectorIndex, VectorMatch } from './vector-index.js';
-import { readIndexManifest, writeIndexManifest, type IndexManifest } from './index-manifest.js';
+import { isSnapshotFile, readIndexManifest, snapshotFileFor, snapshotFileOf, writeIndexManifest } from './index-manifest.js';
 
 export interface HnswOptions {
   m: number;
@@ -150,7 +150,7 @@ export class HnswVectorIndex implements VectorIndex {
    */
   async save(dir: string, feedPosition?: () => number): Promise<void> {
     await fs.mkdir(dir, { recursive: true });
-    const tmp = path.join(dir, `${TMP_PREFIX}${process.pid}.tmp`);
+    const tmp = path.join(dir, ownTemporary());
     // Synchronous on purpose: the async writeIndex reads the graph on a libuv thread while
     // addPoint/markDelete may mutate it from the event loop; a torn snapshot would be saved.
     this.hnsw.writeIndexSync(tmp);
@@ -164,7 +164,7 @@ export class HnswVectorIndex implements VectorIndex {
       await handle.close();
     }
     const [{ size }, sha256] = await Promise.all([fs.stat(tmp), sha256Of(tmp)]);
-    const file = `hnsw-${sha256.slice(0, 16)}.bin`;
+    const file = snapshotFileFor(sha256);
     await fs.rename(tmp, path.join(dir, file));
     await writeIndexManifest(path.join(dir, 'hnsw.json'), {
       formatVersion: 3,
@@ -182,7 +182,7 @@ export class HnswVectorIndex implements VectorIndex {
 }
 
 const TMP_PREFIX = '.hnsw.bin.';
-const SNAPSHOT_FILE = /^hnsw(-[0-9a-f]{16})?\.bin$/;
+const ownTemporary = () => `${TMP_PREFIX}${process.pid}.tmp`;
 
 /**
  * Snapshot files and temporaries other than the committed one: older snapshots and what a killed
@@ -190,16 +190,10 @@ const SNAPSHOT_FILE = /^hnsw(-[0-9a-f]{16})?\.bin$/;
  * another process's temporary is a dead one's.
  */
 async function removeUncommitted(dir: string, committed: string): Promise<void> {
-  const own = `${TMP_PREFIX}${process.pid}.tmp`;
   for (const name of await fs.readdir(dir)) {
-    const stale = name !== committed && (SNAPSHOT_FILE.test(name) || (name.startsWith(TMP_PREFIX) && name.endsWith('.tmp') && name !== own));
-    if (stale) await fs.rm(path.join(dir, name), { force: true });
+    const temporary = name.startsWith(TMP_PREFIX) && name.endsWith('.tmp') && name !== ownTemporary();
+    if (name !== committed && (isSnapshotFile(name) || temporary)) await fs.rm(path.join(dir, name), { force: true });
   }
-}
-
-/** Format 3 names its file; formats 1 and 2 always wrote `hnsw.bin`. */
-export function snapshotFileOf(manifest: IndexManifest): string {
-  return manifest.file ?? 'hnsw.bin';
 }
 
 async function sha256Of(file: string): Promise<string> {

@@ -9,12 +9,16 @@ import { writeFileAtomic } from '../lib/write-file-atomic.js';
  * it (src/index/hnsw-vector-index.ts), where formats 1-2 renamed over `hnsw.bin` first and a
  * crash between the two renames cost a full rebuild.
  */
+const SNAPSHOT_FILE = /^hnsw-[0-9a-f]{16}\.bin$/;
+/** What formats 1-2 always wrote. */
+const LEGACY_SNAPSHOT_FILE = 'hnsw.bin';
+
 const manifestSchema = z.object({
   formatVersion: z.union([z.literal(1), z.literal(2), z.literal(3)]),
   modelId: z.string(),
   dim: z.number().int().positive(),
   /** The snapshot file in the same folder (format 3); formats 1-2 mean `hnsw.bin`. */
-  file: z.string().regex(/^hnsw-[0-9a-f]{16}\.bin$/).optional(),
+  file: z.string().regex(SNAPSHOT_FILE).optional(),
   deleted: z.array(z.number().int()),
   savedAt: z.string(),
   bytes: z.number().int().nonnegative().optional(),
@@ -35,4 +39,19 @@ export async function readIndexManifest(file: string): Promise<IndexManifest | n
 
 export async function writeIndexManifest(file: string, manifest: IndexManifest): Promise<void> {
   await writeFileAtomic(file, new TextEncoder().encode(JSON.stringify(manifest)));
+}
+
+/** A snapshot file's name, from its sha256: a save never writes over the committed one. */
+export function snapshotFileFor(sha256: string): string {
+  return `hnsw-${sha256.slice(0, 16)}.bin`;
+}
+
+/** The snapshot file a manifest commits (format 3 names it; formats 1-2 wrote `hnsw.bin`). */
+export function snapshotFileOf(manifest: IndexManifest): string {
+  return manifest.file ?? LEGACY_SNAPSHOT_FILE;
+}
+
+/** Whether a file in an index folder is a snapshot of any format. */
+export function isSnapshotFile(name: string): boolean {
+  return name === LEGACY_SNAPSHOT_FILE || SNAPSHOT_FILE.test(name);
 }
