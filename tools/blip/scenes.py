@@ -217,10 +217,15 @@ def obj_phrase(o: Obj) -> str:
     return f"a {o.size} {o.color} {o.shape}"
 
 
+def join_phrases(parts: list[str]) -> str:
+    """"a", "a and b", "a, b and c": how captions list their objects."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def caption(scene: Scene) -> str:
     """Canonical caption: objects left to right, every size, colour and shape, and the background."""
     parts = [obj_phrase(o) for o in scene.sorted_objects()]
-    body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    body = join_phrases(parts)
     return f"{body} on a {scene.background} background"
 
 
@@ -229,7 +234,7 @@ def caption_paraphrase(scene: Scene, rng: random.Random) -> str:
     parts = [obj_phrase(o) for o in objs]
     if rng.random() < 0.5:
         rng.shuffle(parts)
-    body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    body = join_phrases(parts)
     n = len(objs)
     form = rng.randrange(4)
     if form == 0:

@@ -39,8 +39,7 @@ def positional_description(scene: scenes.Scene) -> str:
     before a question in its pretraining (tools/blip2/scenes_train.py), so that every question
     type, "where" and "left or right" included, can be answered from text."""
     parts = [f"{scenes.obj_phrase(o)} {where_answer(o)}" for o in scene.sorted_objects()]
-    body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"{body} on a {scene.background} background"
+    return f"{scenes.join_phrases(parts)} on a {scene.background} background"
 
 
 def all_questions(scene: scenes.Scene, rng: random.Random, train: bool) -> list[tuple[str, str, str]]:
