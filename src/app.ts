@@ -34,6 +34,7 @@ import { CaptureInfoBackfill } from './services/capture-info-backfill.service.js
 import { bindDataDir, describeDatabase } from './services/data-dir-binding.service.js';
 import { ImageIndexService } from './services/image-index.service.js';
 import { IndexFeedFollower } from './services/index-feed-follower.js';
+import { IndexFeedRetention } from './services/index-feed-retention.js';
 import { ModelRetirement } from './services/model-retirement.service.js';
 import { ImageService } from './services/image.service.js';
 import { IngestService } from './services/ingest.service.js';
@@ -211,10 +212,12 @@ export async function startApplication(
   // PostgreSQL: every process with an index follows the change feed, so that what another process
   // (a worker, another replica) commits reaches this index within a NOTIFY's time.
   const feed = config.db.provider === 'postgresql' ? new IndexFeedRepository(db, config.db) : null;
-  if (feed) index.feedHead = () => feed.head();
+  if (feed) index.feed = feed;
   await recovery.recover({ shared: role !== 'all' });
   const follower = feed ? new IndexFeedFollower(feed, index, engine.modelId, { pollMs: config.index.feedPollMs }, log.child({ module: 'index-feed' })) : null;
   await follower?.start();
+  const retention = feed ? new IndexFeedRetention(feed, { retentionMs: config.index.feedRetentionMs }, log.child({ module: 'index-feed' })) : null;
+  await retention?.start();
   metrics.observeFeedLag = () => {
     const status = follower?.status();
     return status ? { positions: status.lagPositions, seconds: status.lagSeconds } : null;
@@ -333,6 +336,7 @@ export async function startApplication(
       await apollo.stop(); // drains the HTTP server and the WebSocket server
       await background;
       await follower?.stop();
+      await retention?.stop();
       await retirement?.stop();
       await index.flush();
       blobs?.close?.();

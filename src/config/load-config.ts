@@ -17,6 +17,8 @@ const envSchema = z.object({
   INDEX_DIR: z.string().min(1).optional(),
   // PostgreSQL: how often an API replica reads the index change feed without a NOTIFY (a safety net).
   INDEX_FEED_POLL_MS: int(50, 600_000).default(1000),
+  // PostgreSQL: change-feed entries older than this are deleted (a replica whose snapshot is older scans once).
+  INDEX_FEED_RETENTION_HOURS: int(1, 87_600).default(168),
   // Roles: embeddings of a model no replica or worker has served for this long are removed.
   MODEL_RETIRE_AFTER_MS: int(1000, 86_400_000).default(120_000),
   // Where originals live: DATA_DIR (local), the database (postgres) or an S3-compatible bucket.
@@ -200,6 +202,8 @@ export interface AppConfig {
     dir: string;
     /** INDEX_FEED_POLL_MS: the change feed's catch-up poll (PostgreSQL). */
     feedPollMs: number;
+    /** INDEX_FEED_RETENTION_HOURS in ms: how long change-feed entries are kept (PostgreSQL). */
+    feedRetentionMs: number;
   };
   thumbnailSize: number;
   /** Background jobs (src/services/job-queue.service.ts). */
@@ -362,6 +366,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<AppConfig> {
       compactRatio: e.INDEX_COMPACT_RATIO,
       dir: e.INDEX_DIR === undefined ? path.join(dataDir, 'index') : path.resolve(e.INDEX_DIR),
       feedPollMs: e.INDEX_FEED_POLL_MS,
+      feedRetentionMs: e.INDEX_FEED_RETENTION_HOURS * 3_600_000,
     },
     thumbnailSize: e.THUMBNAIL_SIZE,
     jobs: { concurrency: e.JOB_CONCURRENCY, leaseMs: e.JOB_LEASE_MS, pollMs: e.JOB_POLL_MS, maxAttempts: e.JOB_MAX_ATTEMPTS },

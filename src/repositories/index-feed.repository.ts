@@ -13,6 +13,8 @@ export interface FeedEntry {
 
 /** The NOTIFY channel of the feed's trigger (prisma/postgresql/migrations/*_index_feed). */
 const CHANNEL = 'blip_index_feed';
+/** The Setting row that holds the last position trim() deleted (0 or absent: nothing deleted). */
+export const TRIMMED_TO_KEY = 'indexFeedTrimmedTo';
 
 /**
  * The IndexFeed table (PostgreSQL): rows appended by a trigger on ImageEmbedding in the same
@@ -29,6 +31,33 @@ export class IndexFeedRepository {
   async head(): Promise<number> {
     const rows = await this.db.$queryRaw<Array<{ head: bigint | number | null }>>(Prisma.sql`SELECT MAX("position") AS "head" FROM "IndexFeed"`);
     return Number(rows[0]?.head ?? 0);
+  }
+
+  /** Every entry at or below this position may be gone (trim): an index behind it cannot catch up from the feed. */
+  async trimmedTo(): Promise<number> {
+    const rows = await this.db.$queryRaw<Array<{ value: string }>>(Prisma.sql`SELECT "value" FROM "Setting" WHERE "key" = ${TRIMMED_TO_KEY}`);
+    return Number(rows[0]?.value ?? 0);
+  }
+
+  /**
+   * Deletes the entries written before `before`, except the newest (head() stays the feed's real
+   * head), and raises the TRIMMED_TO_KEY setting to the last deleted position in the same
+   * transaction: a reader sees both or neither. Returns how many entries went.
+   */
+  async trim(before: Date): Promise<number> {
+    return this.db.$transaction(async (tx) => {
+      const cut = await tx.$queryRaw<Array<{ p: bigint | number | null }>>(
+        Prisma.sql`SELECT MAX("position") AS "p" FROM "IndexFeed"
+          WHERE "createdAt" < ${before} AND "position" < (SELECT MAX("position") FROM "IndexFeed")`,
+      );
+      const p = cut[0]?.p;
+      if (p === null || p === undefined) return 0;
+      await tx.$executeRaw(
+        Prisma.sql`INSERT INTO "Setting" ("key", "value", "updatedAt") VALUES (${TRIMMED_TO_KEY}, ${String(p)}, now())
+          ON CONFLICT ("key") DO UPDATE SET "value" = GREATEST("Setting"."value"::bigint, EXCLUDED."value"::bigint)::text, "updatedAt" = now()`,
+      );
+      return tx.$executeRaw(Prisma.sql`DELETE FROM "IndexFeed" WHERE "position" <= ${BigInt(p)}`);
+    });
   }
 
   /** Entries of one model after `position`, in order. */

@@ -1,7 +1,7 @@
 import { dot } from '../domain/embedding.js';
 import type { Logger } from '../lib/logger.js';
 import type { VectorMatch } from '../index/vector-index.js';
-import type { IndexRows, StoredVectorIndex, VectorIndexStore } from './ports.js';
+import type { FeedBounds, IndexRows, StoredVectorIndex, VectorIndexStore } from './ports.js';
 
 export interface ImageIndexOptions {
   dir: string;
@@ -30,8 +30,8 @@ export class ImageIndexService {
   feedPosition: number | undefined;
   /** How open() found the index: a snapshot caught up from the feed, or repaired by a full scan. */
   openedFrom: 'snapshot+feed' | 'full-scan' = 'full-scan';
-  /** Set before open() on PostgreSQL: the feed's current head. */
-  feedHead: (() => Promise<number>) | undefined;
+  /** Set before open() on PostgreSQL: the change feed's head and trimmed part. */
+  feed: FeedBounds | undefined;
 
   constructor(
     private readonly repo: IndexRows,
@@ -59,13 +59,14 @@ export class ImageIndexService {
       this.index = this.store.create();
       trusted = false;
     }
-    if (this.feedHead) {
-      const head = await this.feedHead();
+    if (this.feed) {
+      const head = await this.feed.head();
       const saved = opened.status === 'loaded' ? opened.feedPosition : undefined;
       // A snapshot that says where in the feed it stands needs only the feed after that (the
       // follower applies it before the replica answers): no scan of every embedding. One ahead of
-      // the feed belongs to another database (or a restored backup): scanned like any other.
-      if (trusted && saved !== undefined && saved <= head) {
+      // the feed belongs to another database (or a restored backup), one older than the feed's
+      // retention (its entries may be trimmed): scanned like any other.
+      if (trusted && saved !== undefined && saved <= head && saved >= (await this.feed.trimmedTo())) {
         this.feedPosition = saved;
         this.openedFrom = 'snapshot+feed';
         this.log.info({ size: this.index.size, feedPosition: saved, feedHead: head }, 'vector index loaded; catching up from the change feed');

@@ -105,7 +105,8 @@ export class IndexFeedFollower {
   async catchUp(): Promise<void> {
     const head = await this.feed.head();
     this.head = Math.max(this.head, head);
-    let position = this.index.feedPosition ?? 0;
+    const start = this.index.feedPosition ?? 0;
+    let position = start;
     if (position < head) this.behindSince ??= Date.now();
     const batchSize = this.options.batchSize ?? 1000;
     for (;;) {
@@ -123,6 +124,16 @@ export class IndexFeedFollower {
     // Positions up to the head read first are all committed (the trigger's lock makes commit order
     // position order), so other models' entries up to it are passed over too.
     if (head > position) this.index.applyFeed([], new Map(), head);
+    // Read after the entries, so that a trim running meanwhile is seen: entries at or below it may
+    // have gone before this replica read them (IndexFeedRetention), so the feed cannot say what
+    // changed. The database can: a full scan, as open() does without a usable snapshot.
+    const trimmedTo = await this.feed.trimmedTo();
+    if (start < trimmedTo) {
+      this.log.warn({ appliedPosition: start, trimmedTo }, 'index feed trimmed past this replica: rebuilding the index from the database');
+      const { added, removed } = await this.index.repair();
+      this.index.applyFeed([], new Map(), Math.max(head, trimmedTo));
+      this.log.info({ added, removed, size: this.index.size }, 'vector index rebuilt after the feed trim');
+    }
     if ((this.index.feedPosition ?? 0) >= this.head) this.behindSince = null;
   }
 }

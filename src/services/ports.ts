@@ -11,6 +11,7 @@ import { HnswVectorIndex } from '../index/hnsw-vector-index.js';
 import type { VectorIndex, VectorMatch } from '../index/vector-index.js';
 import type { PrismaImageRepository } from '../repositories/image.repository.js';
 import type { ImageQueryRepository } from '../repositories/image-query.repository.js';
+import type { IndexFeedRepository } from '../repositories/index-feed.repository.js';
 import type { StoredItmStates } from '../repositories/image-file-store.js';
 
 export type { BlipEngine as Engine } from '../ml/blip-engine.js';
@@ -78,6 +79,9 @@ export type RecoveryRows = Pick<
 
 /** The rows ImageIndexService reads to build and check its index. */
 export type IndexRows = Pick<ImageRows, 'findEmbeddings' | 'streamEmbeddings'>;
+
+/** What ImageIndexService needs of the PostgreSQL change feed to trust a snapshot's position. */
+export type FeedBounds = Pick<IndexFeedRepository, 'head' | 'trimmedTo'>;
 
 /**
  * Files kept per image, content-addressed by sha256: the original (source of truth for pixels) and

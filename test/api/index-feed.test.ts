@@ -1,6 +1,9 @@
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/load-config.js';
+import { createPrismaClient } from '../../src/repositories/database.js';
+import { IndexFeedRepository } from '../../src/repositories/index-feed.repository.js';
 import { startTestServer, type TestServer } from '../helpers/test-server.js';
 
 const INGEST = `mutation($input: IngestImageInput!) { ingestImage(input: $input) { created image { id status } } }`;
@@ -60,6 +63,38 @@ describe.skipIf(process.env.BLIP_TEST_PG === 'off')('the index change feed (Post
       const found = (await b.gql(SEARCH, { text: 'green' })).data.searchImages.edges.map((e: { node: { id: string } }) => e.node.id);
       expect(found.sort()).toEqual([...greenAndBlue].sort());
     } finally {
+      await b.stop();
+      await a.dispose();
+    }
+  }, 60_000);
+
+  it('a replica whose snapshot is older than the trimmed feed scans once and misses nothing', async () => {
+    const a = await startTestServer({ db: 'postgresql' });
+    const bEnv = { ...a.env, ROLE: 'api', INDEX_DIR: path.join(a.dataDir, 'index-b') };
+    let b = await startTestServer({ reuse: { dataDir: a.dataDir, env: bEnv } });
+    const config = loadConfig(a.env);
+    const db = createPrismaClient(config.db);
+    const feed = new IndexFeedRepository(db, config.db);
+    try {
+      await a.gql(INGEST, { input: { base64: (await solidPng(230, 20, 20)).toString('base64') } });
+      await expect.poll(() => indexed(b), { timeout: 2000, interval: 25 }).toBe(1);
+      await b.stop(); // its snapshot includes the red image's entry
+      for (const [r, g, bl] of [[20, 200, 20], [20, 20, 220]] as const) {
+        await a.gql(INGEST, { input: { base64: (await solidPng(r, g, bl)).toString('base64') } });
+      }
+      // As INDEX_FEED_RETENTION_HOURS would once they are old: every entry but the newest goes,
+      // the green image's among them. Catching up from the feed alone would miss it.
+      const head = await feed.head();
+      expect(await feed.trim(new Date(Date.now() + 60_000))).toBe(2);
+      expect(await feed.trimmedTo()).toBe(head - 1);
+      expect(await feed.head()).toBe(head);
+      expect(await feed.trim(new Date(Date.now() + 60_000))).toBe(0);
+
+      b = await startTestServer({ reuse: { dataDir: a.dataDir, env: bEnv } });
+      expect((await health(b)).indexFeed).toMatchObject({ openedFrom: 'full-scan', appliedPosition: head, lagPositions: 0 });
+      expect(await indexed(b)).toBe(3);
+    } finally {
+      await db.$disconnect();
       await b.stop();
       await a.dispose();
     }
