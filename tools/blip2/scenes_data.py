@@ -34,14 +34,6 @@ def new_questions(scene: scenes.Scene, rng: random.Random) -> list[tuple[str, st
     return out
 
 
-def positional_description(scene: scenes.Scene) -> str:
-    """The canonical caption with each object's third of the canvas: what the language model reads
-    before a question in its pretraining (tools/blip2/scenes_train.py), so that every question
-    type, "where" and "left or right" included, can be answered from text."""
-    parts = [f"{scenes.obj_phrase(o)} {where_answer(o)}" for o in scene.sorted_objects()]
-    return f"{scenes.join_phrases(parts)} on a {scene.background} background"
-
-
 def all_questions(scene: scenes.Scene, rng: random.Random, train: bool) -> list[tuple[str, str, str]]:
     return scenes.questions(scene, rng, train=train) + new_questions(scene, rng)
 

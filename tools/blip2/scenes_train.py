@@ -49,8 +49,8 @@ from .tokenizer import ByteLevelBpe, small_bpe_tokenizer
 OPTIONS = dict(
     blip_dir="models/blip-scenes", out="models/blip2-scenes", name="blip2-scenes", seed=42, threads=2,
     llm_hidden=128, llm_layers=3, llm_heads=4, llm_ffn=512, max_positions=96,
-    sinusoidal_positions=True, fixed_embeddings=True, qformer_hidden=128, qformer_layers=2, qformer_heads=4, qformer_ffn=512, queries=16, cross_frequency=1,
-    pool=6000, lm_context=0.6, lm_steps=800, lm_batch=64, lm_lr=2e-3,
+    sinusoidal_positions=True, fixed_embeddings=True, qformer_hidden=128, qformer_layers=2, qformer_heads=4, qformer_ffn=512, queries=32, cross_frequency=1,
+    pool=6000, window=8, lm_steps=800, lm_batch=64, lm_lr=2e-3,
     stage1_steps=300, stage1_batch=48, stage1_lr=1e-3,
     stage2_steps=2000, stage2_batch=32, stage2_questions=3, stage2_lr=1e-3,
     minutes=0.0, lm_share=0.15, stage1_share=0.15, max_new_tokens=32, log_every=50, lm_reading_min=0.0,
@@ -100,22 +100,50 @@ class Texts:
         return self.scored([(scenes_data.prompt(q), " " + a) for q, a in items])
 
 
-def lm_item(rng: random.Random, context: float) -> tuple[str, str]:
-    """One pretraining text for the language model as (context, target); the loss is on the target.
-    With probability `context`: a scene's description (its positional caption, or a paraphrase)
-    followed by `Question: {q} Answer:` as the context and the answer as the target, so that the
-    model learns to answer from what precedes the prompt, the place where stage 2 puts the image's
-    queries; otherwise a caption or paraphrase, all of it the target (scene language).
+# At most 3 objects in a scene (tools/blip/scenes.py sample_scene): a window for each and one for the background.
+WINDOWS = 4
+
+
+def windows(scene: scenes.Scene, texts: Texts, width: int) -> list[int]:
+    """The scene's description as the language model reads it in pretraining, laid out as stage 2
+    lays out the image's queries: WINDOWS windows of `width` tokens, one per object left to right
+    (`a small red circle on the left`) then the background's (`on a black background`), each padded
+    with the pad token, so that [BOS] always stands at position WINDOWS * width, as it stands after
+    the queries. The layout is what lets this small OPT learn to read: OPT's positions are learnt
+    absolute embeddings, and with a free-running description every scene size, phrase length and
+    question template moved the positions it learnt its lookups for; its reading stopped near 0.70
+    (docs/history/training.md)."""
+    objs = scene.sorted_objects()
+    phrases = [f"{scenes.obj_phrase(o)} {scenes_data.where_answer(o)}" for o in objs]
+    phrases += [""] * (WINDOWS - 1 - len(objs)) + [f"on a {scene.background} background"]
+    out: list[int] = []
+    for phrase in phrases:
+        ids = texts.bpe.encode(phrase) if phrase else []
+        if len(ids) > width:
+            raise ValueError(f"{phrase!r} is {len(ids)} tokens, over the window of {width}")
+        out += ids + [texts.pad] * (width - len(ids))
+    return out
+
+
+def lm_batch(rng: random.Random, texts: Texts, n: int, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """n pretraining items for the language model: a training scene's windows (the context), then
+    `[BOS] Question: {q} Answer:` and the answer with EOS, which alone are scored (LAVIS's VQA loss),
+    so that the model learns to answer from what precedes the prompt, where stage 2 puts the
+    image's queries. Every question form is drawn, "describe the picture" (the caption) included.
 
     Scoring every token of `{caption}. Question: {q} Answer: {a}` instead left the answers a few
-    percent of the loss: the model learnt the answers' prior and not to read them from the text
-    (exact match 0.52 with the true caption as context), and stage 2 could not do better than that."""
-    s = scenes.sample_scene(rng, train=True)
-    if rng.random() >= context:
-        return "", (scenes.caption(s) if rng.random() < 0.5 else scenes.caption_paraphrase(s, rng))
-    described = scenes_data.positional_description(s) if rng.random() < 0.7 else scenes.caption_paraphrase(s, rng)
-    _t, q, a = rng.choice(scenes_data.all_questions(s, rng, train=True))
-    return f"{described}. {scenes_data.prompt(q)}", " " + a
+    percent of the loss: the model learnt the answers' prior and not to read them (exact match 0.52
+    with the true caption as context), and stage 2 could not do better than that."""
+    shown, items = [], []
+    for _ in range(n):
+        s = scenes.sample_scene(rng, train=True)
+        _t, q, a = rng.choice(scenes_data.all_questions(s, rng, train=True))
+        shown.append(windows(s, texts, width))
+        items.append((q, a))
+    ids, mask, scored = texts.qa(items)
+    context = torch.tensor(shown)
+    return (torch.cat([context, ids], 1), torch.cat([torch.ones_like(context), mask], 1),
+            torch.cat([torch.zeros_like(context, dtype=torch.bool), scored], 1))
 
 
 def shifted_loss(logits: torch.Tensor, ids: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
@@ -124,20 +152,21 @@ def shifted_loss(logits: torch.Tensor, ids: torch.Tensor, scored: torch.Tensor) 
     return F.cross_entropy(lg[keep], tg[keep])
 
 
-def reading_probe(lm, texts: Texts, newline: int, seed: int = 7, scenes_n: int = 100) -> dict:
-    """Exact match of the language model's greedy answers with the scene's positional description
-    as the context, per question type (held-out combinations allowed): what stage 2 can reach at
-    best, since its queries stand where the description stands. Run after pretraining."""
+def reading_probe(lm, texts: Texts, newline: int, width: int, seed: int = 7, scenes_n: int = 100) -> dict:
+    """Exact match of the language model's greedy answers with the scene's true description
+    (windows) as the context, per question type ("describe" aside; held-out combinations allowed):
+    what stage 2 can reach at best, since its queries stand where the windows stand. Run after
+    pretraining."""
     rng = random.Random(seed)
     hits: dict[str, list[int]] = {}
     with torch.no_grad():
         for _ in range(scenes_n):
             s = scenes.sample_scene(rng, train=False)
-            context = f"{scenes_data.positional_description(s)}. "
+            context = windows(s, texts, width)
             for t, q, a in rng.sample(scenes_data.all_questions(s, rng, train=False), 3):
                 if t == "describe":
                     continue
-                ids = [texts.bos] + texts.bpe.encode(context + scenes_data.prompt(q))
+                ids = context + [texts.bos] + texts.bpe.encode(scenes_data.prompt(q))
                 out: list[int] = []
                 for _step in range(8):
                     x = torch.tensor([ids + out])
@@ -352,6 +381,9 @@ def train_stage(o: dict, name: str, opt, lr: float, steps: int, share: float | N
 
 
 def run(o: dict) -> dict:
+    if o["queries"] != WINDOWS * o["window"]:
+        raise SystemExit(f"queries ({o['queries']}) must fill the description windows the language model learnt to read "
+                         f"({WINDOWS} x window {o['window']})")
     torch.manual_seed(o["seed"])
     torch.set_num_threads(o["threads"])
     rng = random.Random(o["seed"])
@@ -372,7 +404,7 @@ def run(o: dict) -> dict:
     opt = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad], lr=o["lm_lr"], weight_decay=0.01)
 
     def lm_losses():
-        ids, mask, scored = texts.scored([lm_item(rng, o["lm_context"]) for _ in range(o["lm_batch"])])
+        ids, mask, scored = lm_batch(rng, texts, o["lm_batch"], o["window"])
         return [shifted_loss(lm(lm.embed(ids), mask), ids, scored)]
 
     log["steps"]["lm"], lm_loss = train_stage(o, "lm", opt, o["lm_lr"], o["lm_steps"], o["lm_share"], t_start, lm_losses)
@@ -380,7 +412,7 @@ def run(o: dict) -> dict:
     for p in lm.parameters():
         p.requires_grad_(False)
     lm.eval()
-    log["lm_reading"] = reading_probe(lm, texts, newline)
+    log["lm_reading"] = reading_probe(lm, texts, newline, o["window"])
     print(f"lm reads its context: {log['lm_reading']}", flush=True)
     if log["lm_reading"]["exact"] < o["lm_reading_min"]:
         # Stage 2 reads no better than its frozen language model (docs/blip2.md): stop before the

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from tools.blip2 import scenes_data
-from tools.blip2.scenes_train import OPTIONS, QFormerTextSide, build, joint_forward
+from tools.blip2.scenes_train import OPTIONS, WINDOWS, QFormerTextSide, Texts, build, joint_forward, lm_batch, windows
 from tools.blip2.tokenizer import ByteLevelBpe, small_bpe_tokenizer
 from tools.tests.helpers import ROOT
 
@@ -44,6 +44,33 @@ class SceneVocabulary(unittest.TestCase):
         self.assertEqual(qs[0][2], scenes.caption(s))
         self.assertIn(("where", "where is the red circle?", "on the left"), qs)
         self.assertIn(("where", "where is the blue star?", "in the middle"), qs)
+
+
+class DescriptionWindows(unittest.TestCase):
+    def setUp(self):
+        tok, _ = small_bpe_tokenizer(scenes_data.vocabulary_words(0, 200))
+        self.texts = Texts(tok, bos=2, eos=2, pad=1)
+
+    def test_each_object_and_the_background_has_its_window_so_bos_stands_where_it_will_after_the_queries(self):
+        from tools.blip import scenes
+        from tools.tests.helpers import obj
+        s = scenes.Scene("white", (245, 245, 245), [obj("star", "blue", cx=0.5), obj("circle", "red", cx=0.1)])
+        w = windows(s, self.texts, 8)
+        self.assertEqual(len(w), WINDOWS * 8)
+        read = [self.texts.bpe.decode([t for t in w[i:i + 8] if t != 1]) for i in range(0, len(w), 8)]
+        self.assertEqual(read, ["a small red circle on the left", "a small blue star in the middle", "", "on a white background"])
+        rng = random.Random(0)
+        for _ in range(300):  # every scene fits: no phrase is cut
+            self.assertEqual(len(windows(scenes.sample_scene(rng, train=False), self.texts, 8)), 32)
+        with self.assertRaises(ValueError):
+            windows(s, self.texts, 6)
+
+    def test_pretraining_scores_only_the_answer_after_the_windows(self):
+        ids, mask, scored = lm_batch(random.Random(0), self.texts, 6, 8)
+        self.assertTrue(bool((ids[:, 32] == 2).all()))  # [BOS] right after the windows
+        self.assertFalse(bool(scored[:, :33].any()))
+        self.assertTrue(bool((scored.sum(1) >= 2).all()))  # an answer token and EOS at least
+        self.assertTrue(bool((mask[:, :32] == 1).all()))
 
 
 class StageOneMasks(unittest.TestCase):
