@@ -49,6 +49,15 @@ export class InMemoryImageRows implements IngestRows, IndexRows, RecoveryRows, S
     return { ...record };
   }
 
+  /** A READY 1x1 PNG row numbered n (id-n, sha-n) with `vector` as its embedding for `modelId`. */
+  insertReady(n: number, modelId: string, vector: Float32Array): ImageRecord {
+    return this.insert(
+      { id: `id-${n}`, sha256: `sha-${n}`, mimeType: 'image/png', format: 'png', width: 1, height: 1, byteSize: 1, altText: null, metadata: null, takenAt: null, cameraMake: null, cameraModel: null },
+      'READY',
+      { modelId, vector },
+    );
+  }
+
   async findBySha256(sha256: string): Promise<ImageRecord | null> {
     for (const row of this.rows.values()) if (row.sha256 === sha256) return { ...row };
     return null;

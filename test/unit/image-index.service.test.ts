@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { l2Normalize } from '../../src/domain/embedding.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { ImageIndexService } from '../../src/services/image-index.service.js';
 import { InMemoryImageRows, memoryIndexStore } from '../helpers/in-memory-stores.js';
@@ -6,24 +7,14 @@ import { InMemoryImageRows, memoryIndexStore } from '../helpers/in-memory-stores
 const DIM = 4;
 const MODEL = 'model-a';
 const options = { dir: 'index', saveDelayMs: 60_000, compactRatio: 0.2 };
-const unit = (...v: number[]) => {
-  const n = Math.hypot(...v);
-  return Float32Array.from(v, (x) => x / n);
-};
+const unit = (...v: number[]) => l2Normalize(Float32Array.from(v));
 
-function storeRow(rows: InMemoryImageRows, n: number, vector: Float32Array) {
-  return rows.insert(
-    { id: `id-${n}`, sha256: `sha-${n}`, mimeType: 'image/png', format: 'png', width: 1, height: 1, byteSize: 1, altText: null, metadata: null, takenAt: null, cameraMake: null, cameraModel: null },
-    'READY',
-    { modelId: MODEL, vector },
-  );
-}
 
 describe('ImageIndexService over the exact index and in-memory rows', () => {
   it('builds its index from the rows when nothing was saved, and saves it', async () => {
     const rows = new InMemoryImageRows();
-    const a = storeRow(rows, 1, unit(1, 0, 0, 0));
-    const b = storeRow(rows, 2, unit(0, 1, 0, 0));
+    const a = rows.insertReady(1, MODEL, unit(1, 0, 0, 0));
+    const b = rows.insertReady(2, MODEL, unit(0, 1, 0, 0));
     const store = memoryIndexStore(DIM);
     const index = new ImageIndexService(rows, store, MODEL, DIM, options, createLogger('silent'));
     await index.open();
@@ -34,11 +25,11 @@ describe('ImageIndexService over the exact index and in-memory rows', () => {
 
   it('repairs a saved index against the rows: adds what a crash left out, drops what was deleted', async () => {
     const rows = new InMemoryImageRows();
-    const a = storeRow(rows, 1, unit(1, 0, 0, 0));
+    const a = rows.insertReady(1, MODEL, unit(1, 0, 0, 0));
     const store = memoryIndexStore(DIM);
     const first = new ImageIndexService(rows, store, MODEL, DIM, options, createLogger('silent'));
     await first.open();
-    const b = storeRow(rows, 2, unit(0, 0, 1, 0)); // stored, never saved in the index
+    const b = rows.insertReady(2, MODEL, unit(0, 0, 1, 0)); // stored, never saved in the index
     await rows.delete(a.label);
 
     const reopened = new ImageIndexService(rows, store, MODEL, DIM, options, createLogger('silent'));
@@ -48,7 +39,7 @@ describe('ImageIndexService over the exact index and in-memory rows', () => {
 
   it('rebuilds a saved index whose vectors differ from the rows (another installation\'s file)', async () => {
     const rows = new InMemoryImageRows();
-    const a = storeRow(rows, 1, unit(1, 0, 0, 0));
+    const a = rows.insertReady(1, MODEL, unit(1, 0, 0, 0));
     const store = memoryIndexStore(DIM);
     store.saved.set('index', new Map([[a.label, unit(0, 0, 0, 1)]]));
     const index = new ImageIndexService(rows, store, MODEL, DIM, options, createLogger('silent'));

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { l2Normalize } from '../../src/domain/embedding.js';
 import { createLogger } from '../../src/lib/logger.js';
 import type { FeedEntry, IndexFeedRepository } from '../../src/repositories/index-feed.repository.js';
 import { IndexFeedFollower } from '../../src/services/index-feed-follower.js';
@@ -7,16 +8,7 @@ import { InMemoryImageRows, memoryIndexStore } from '../helpers/in-memory-stores
 
 const DIM = 4;
 const MODEL = 'model-a';
-const unit = (...v: number[]) => {
-  const n = Math.hypot(...v);
-  return Float32Array.from(v, (x) => x / n);
-};
-const row = (rows: InMemoryImageRows, n: number, vector: Float32Array) =>
-  rows.insert(
-    { id: `id-${n}`, sha256: `sha-${n}`, mimeType: 'image/png', format: 'png', width: 1, height: 1, byteSize: 1, altText: null, metadata: null, takenAt: null, cameraMake: null, cameraModel: null },
-    'READY',
-    { modelId: MODEL, vector },
-  );
+const unit = (...v: number[]) => l2Normalize(Float32Array.from(v));
 
 /** The feed as PostgreSQL would hold it after a trim: `entries` are what is left, `trimmedTo` what went. */
 function fakeFeed(rows: InMemoryImageRows, entries: FeedEntry[], trimmedTo: number) {
@@ -31,13 +23,13 @@ function fakeFeed(rows: InMemoryImageRows, entries: FeedEntry[], trimmedTo: numb
 /** An index that applied the feed up to position 5 and holds image a; since then a was deleted and b, c added (positions 6-9). */
 async function behindReplica() {
   const rows = new InMemoryImageRows();
-  const a = row(rows, 1, unit(1, 0, 0, 0));
+  const a = rows.insertReady(1, MODEL, unit(1, 0, 0, 0));
   const index = new ImageIndexService(rows, memoryIndexStore(DIM), MODEL, DIM, { dir: 'index', saveDelayMs: 60_000, compactRatio: 0.2 }, createLogger('silent'));
   await index.open();
   index.applyFeed([], new Map(), 5);
   await rows.delete(a.label);
-  const b = row(rows, 2, unit(0, 1, 0, 0));
-  const c = row(rows, 3, unit(0, 0, 1, 0));
+  const b = rows.insertReady(2, MODEL, unit(0, 1, 0, 0));
+  const c = rows.insertReady(3, MODEL, unit(0, 0, 1, 0));
   const entry = (position: number, imageLabel: number, op: FeedEntry['op']): FeedEntry => ({ position, imageLabel, op, createdAt: new Date() });
   const all = [entry(6, a.label, 'remove'), entry(7, b.label, 'add'), entry(9, c.label, 'add')];
   return { rows, index, a, b, c, all };
