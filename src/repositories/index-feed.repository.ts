@@ -14,7 +14,7 @@ export interface FeedEntry {
 /** The NOTIFY channel of the feed's trigger (prisma/postgresql/migrations/*_index_feed). */
 const CHANNEL = 'blip_index_feed';
 /** The Setting row that holds the last position trim() deleted (0 or absent: nothing deleted). */
-export const TRIMMED_TO_KEY = 'indexFeedTrimmedTo';
+const TRIMMED_TO_KEY = 'indexFeedTrimmedTo';
 
 /**
  * The IndexFeed table (PostgreSQL): rows appended by a trigger on ImageEmbedding in the same

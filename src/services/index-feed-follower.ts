@@ -126,8 +126,10 @@ export class IndexFeedFollower {
     if (head > position) this.index.applyFeed([], new Map(), head);
     // Read after the entries, so that a trim running meanwhile is seen: entries at or below it may
     // have gone before this replica read them (IndexFeedRetention), so the feed cannot say what
-    // changed. The database can: a full scan, as open() does without a usable snapshot.
-    const trimmedTo = await this.feed.trimmedTo();
+    // changed. The database can: a full scan, as open() does without a usable snapshot. A replica
+    // that was at the head it read (every idle poll) skips the query: what came after that head is
+    // seconds old, and a trim takes only entries older than the retention (an hour at least).
+    const trimmedTo = start < head ? await this.feed.trimmedTo() : 0;
     if (start < trimmedTo) {
       this.log.warn({ appliedPosition: start, trimmedTo }, 'index feed trimmed past this replica: rebuilding the index from the database');
       const { added, removed } = await this.index.repair();
