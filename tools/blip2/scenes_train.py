@@ -49,7 +49,7 @@ from .tokenizer import ByteLevelBpe, small_bpe_tokenizer
 OPTIONS = dict(
     blip_dir="models/blip-scenes", out="models/blip2-scenes", name="blip2-scenes", seed=42, threads=2,
     llm_hidden=128, llm_layers=3, llm_heads=4, llm_ffn=512, max_positions=96,
-    sinusoidal_positions=True, fixed_embeddings=True, qformer_hidden=128, qformer_layers=2, qformer_heads=4, qformer_ffn=512, queries=32, cross_frequency=1,
+    sinusoidal_positions=True, fixed_embeddings=True, qformer_hidden=128, qformer_layers=2, qformer_heads=4, qformer_ffn=512, cross_frequency=1,
     pool=6000, window=8, lm_steps=800, lm_batch=64, lm_lr=2e-3,
     stage1_steps=300, stage1_batch=48, stage1_lr=1e-3,
     stage2_steps=2000, stage2_batch=32, stage2_questions=3, stage2_lr=1e-3,
@@ -308,7 +308,7 @@ def build(o: dict, vision: dict, vocab: int) -> Blip2ForConditionalGeneration:
                     OptConfig(vocab_size=vocab, hidden_size=o["llm_hidden"], ffn_dim=o["llm_ffn"],
                               num_hidden_layers=o["llm_layers"], num_attention_heads=o["llm_heads"],
                               max_position_embeddings=o["max_positions"], word_embed_proj_dim=o["llm_hidden"]),
-                    num_query_tokens=o["queries"])
+                    num_query_tokens=WINDOWS * o["window"])  # a query for each position of the description windows
     m = Blip2ForConditionalGeneration(c)
     init_weights(m, std=0.02, seed=o["seed"])
     with torch.no_grad():  # LayerNorms start as identities, biases at zero, for training
@@ -381,9 +381,6 @@ def train_stage(o: dict, name: str, opt, lr: float, steps: int, share: float | N
 
 
 def run(o: dict) -> dict:
-    if o["queries"] != WINDOWS * o["window"]:
-        raise SystemExit(f"queries ({o['queries']}) must fill the description windows the language model learnt to read "
-                         f"({WINDOWS} x window {o['window']})")
     torch.manual_seed(o["seed"])
     torch.set_num_threads(o["threads"])
     rng = random.Random(o["seed"])

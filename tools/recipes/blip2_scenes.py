@@ -20,8 +20,7 @@ qformer_hidden = 128
 qformer_layers = 2
 qformer_heads = 4
 qformer_ffn = 512
-# 4 description windows of 8 tokens (scenes_train.windows): the queries take their places.
-queries = 32
+# 4 description windows of 8 tokens (scenes_train.windows): 32 queries take their places.
 window = 8
 cross_frequency = 1
 pool = 4000

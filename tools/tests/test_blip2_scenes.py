@@ -76,7 +76,7 @@ class DescriptionWindows(unittest.TestCase):
 class StageOneMasks(unittest.TestCase):
     def setUp(self):
         torch.manual_seed(0)
-        o = dict(OPTIONS, qformer_hidden=16, qformer_ffn=32, qformer_layers=2, qformer_heads=2, queries=4,
+        o = dict(OPTIONS, qformer_hidden=16, qformer_ffn=32, qformer_layers=2, qformer_heads=2, window=1,
                  llm_hidden=16, llm_ffn=32, llm_layers=1, llm_heads=2)
         self.model = build(o, VISION, 40)
         self.side = QFormerTextSide(self.model.config.qformer, 40, 20)
