@@ -72,6 +72,13 @@ class DescriptionWindows(unittest.TestCase):
         self.assertTrue(bool((scored.sum(1) >= 2).all()))  # an answer token and EOS at least
         self.assertTrue(bool((mask[:, :32] == 1).all()))
 
+    def test_type_weights_pick_the_questions_drawn(self):
+        def asked(weights):
+            ids, _mask, _scored = lm_batch(random.Random(0), self.texts, 40, 8, weights)
+            return [self.texts.bpe.decode([t for t in row[33:].tolist() if t > 3]) for row in ids]
+        self.assertTrue(all("background" in q for q in asked({"background": 1e9})))
+        self.assertLess(sum("background" in q for q in asked(None)), 20)
+
 
 class StageOneMasks(unittest.TestCase):
     def setUp(self):
