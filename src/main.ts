@@ -8,7 +8,7 @@ import { readModelFamily } from './ml/blip2/blip2-manifest.js';
 import { createBlip2Engine } from './ml/blip2/onnx-blip2-engine.js';
 import { DataDirMismatchError } from './services/data-dir-binding.service.js';
 
-/** Where a bundled BLIP-2 model would live (issue 42, item 5); VQA_MODEL_DIR overrides it. */
+/** The bundled scene BLIP-2 (docs/blip2.md), the default answerer; VQA_MODEL_DIR overrides it. */
 const BUNDLED_BLIP2 = path.resolve('models/blip2-scenes');
 
 /** Composition root: config -> engine -> application; SIGTERM/SIGINT stop it gracefully. */
@@ -40,7 +40,7 @@ async function main(): Promise<void> {
       // VQA_MODEL_DIR: a BLIP-2 folder answers askImage by default; BLIP (MODEL_DIR) still embeds,
       // captions, re-ranks, and answers when a question names it.
       answerers: async () => {
-        // Unset: a bundled BLIP-2 folder when one is there (none is bundled yet).
+        // Unset: the bundled BLIP-2 when its folder is there. Set to MODEL_DIR: BLIP answers.
         const vqaDir = models.vqaModelDir ?? (existsSync(path.join(BUNDLED_BLIP2, 'manifest.json')) ? BUNDLED_BLIP2 : null);
         if (vqaDir === null || vqaDir === models.modelDir) return [];
         const family = await readModelFamily(vqaDir);
