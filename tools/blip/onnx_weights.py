@@ -36,15 +36,10 @@ def _shares_vision(manifest: dict) -> bool:
 
 def _probe(config: BlipConfig, share_vision: bool) -> BlipBundle:
     """A bundle whose parameters are all distinct: no two of them (nor a transpose) are equal."""
-    bundle = BlipBundle(config, share_vision=share_vision)
-    gen = torch.Generator().manual_seed(12345)
-    with torch.no_grad():
-        for p in bundle.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen))
-    return bundle.eval()
+    return distinct_parameters(BlipBundle(config, share_vision=share_vision))
 
 
-def _locate(probe: BlipBundle) -> dict[bytes, tuple[str, bool, tuple[int, ...]]]:
+def _locate(probe: torch.nn.Module) -> dict[bytes, tuple[str, bool, tuple[int, ...]]]:
     """Parameter name, whether transposed and its shape, keyed by the bytes of the value the
     exporter writes (a weight used reshaped, as tools/blip/absorbed.py does, has the same bytes)."""
     index: dict[bytes, tuple[str, bool, tuple[int, ...]]] = {}
@@ -54,6 +49,44 @@ def _locate(probe: BlipBundle) -> dict[bytes, tuple[str, bool, tuple[int, ...]]]
         if a.ndim == 2:
             index.setdefault(np.ascontiguousarray(a.T).tobytes(), (name, True, a.shape))
     return index
+
+
+def distinct_parameters(module: torch.nn.Module) -> torch.nn.Module:
+    """Fills every parameter with distinct random values (no two of them, nor a transpose, are
+    equal), so that each initializer of its export is exactly one parameter."""
+    gen = torch.Generator().manual_seed(12345)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    return module.eval()
+
+
+def read_parameters(probe: torch.nn.Module, probe_dir: Path, trained_dir: Path, graphs: dict[str, dict]) -> dict[str, torch.Tensor]:
+    """The trained value of every parameter of `probe` (see distinct_parameters) that one of the
+    `graphs` (a manifest's) holds, by the probe's export in `probe_dir` and the trained folder's
+    graphs of the same names in `trained_dir`.
+
+    @raises ValueError when a graph holds a value the probe cannot place, or two graphs disagree on
+      one parameter: the trained folder was not exported from this architecture by this exporter.
+    """
+    index = _locate(probe)
+    found: dict[str, torch.Tensor] = {}
+    for gname, g in graphs.items():
+        trained = _initializers(trained_dir / g["file"])
+        for init_name, value in _initializers(probe_dir / g["file"]).items():
+            if value.dtype != np.float32 or value.size < 2:
+                continue  # shapes, axes and scalar constants, not weights
+            hit = index.get(np.ascontiguousarray(value).tobytes())
+            if hit is None:
+                raise ValueError(f"{gname}: initializer {init_name} {value.shape} matches no parameter")
+            if init_name not in trained or trained[init_name].shape != value.shape:
+                raise ValueError(f"{gname}: the trained graph lacks initializer {init_name} {value.shape}")
+            pname, transposed, shape = hit
+            w = torch.from_numpy(np.array(trained[init_name].T if transposed else trained[init_name])).reshape(shape)
+            if pname in found and not torch.equal(found[pname], w):
+                raise ValueError(f"graphs disagree on {pname}")
+            found[pname] = w
+    return found
 
 
 def state_dict_from_folder(folder: str | Path, tokenizer: dict) -> tuple[BlipConfig, dict[str, torch.Tensor], list[str]]:
@@ -71,26 +104,10 @@ def state_dict_from_folder(folder: str | Path, tokenizer: dict) -> tuple[BlipCon
     config = BlipConfig.from_dict(manifest["config"])
     share = _shares_vision(manifest)
     probe = _probe(config, share)
-    index = _locate(probe)
-    found: dict[str, torch.Tensor] = {}
     with tempfile.TemporaryDirectory() as tmp:
         export_folder(tmp, name="probe", config=config, retrieval=probe.retrieval, caption=probe.caption,
                       vqa=probe.vqa, tokenizer=tokenizer, source="probe", text_max_length=manifest["text"]["maxLength"])
-        for gname, g in manifest["graphs"].items():
-            trained = _initializers(folder / g["file"])
-            for init_name, value in _initializers(Path(tmp) / g["file"]).items():
-                if value.dtype != np.float32 or value.size < 2:
-                    continue  # shapes, axes and scalar constants, not weights
-                hit = index.get(np.ascontiguousarray(value).tobytes())
-                if hit is None:
-                    raise ValueError(f"{gname}: initializer {init_name} {value.shape} matches no parameter")
-                if init_name not in trained or trained[init_name].shape != value.shape:
-                    raise ValueError(f"{gname}: the trained graph lacks initializer {init_name} {value.shape}")
-                pname, transposed, shape = hit
-                w = torch.from_numpy(np.array(trained[init_name].T if transposed else trained[init_name])).reshape(shape)
-                if pname in found and not torch.equal(found[pname], w):
-                    raise ValueError(f"graphs disagree on {pname}")
-                found[pname] = w
+        found = read_parameters(probe, Path(tmp), folder, manifest["graphs"])
     state = BlipBundle(config, share_vision=share).state_dict()
     # state_dict() lists shared modules under every alias; fill each alias from the one found.
     aliases = {n: n for n in found}

@@ -42,6 +42,7 @@ from tools.blip import scenes
 
 from . import scenes_data
 from .export import export_folder, folder_bytes
+from .onnx_weights import parameters_from_folder
 from .model import (Blip2Config, Blip2ForConditionalGeneration, OptConfig, QFormerConfig, VisionConfig, _heads,
                     _merge, init_weights)
 from .tokenizer import ByteLevelBpe, small_bpe_tokenizer
@@ -54,7 +55,7 @@ OPTIONS = dict(
     stage1_steps=300, stage1_batch=48, stage1_lr=1e-3,
     stage2_steps=2000, stage2_batch=32, stage2_questions=3, stage2_lr=1e-3,
     minutes=0.0, lm_share=0.15, stage1_share=0.15, max_new_tokens=32, log_every=50, lm_reading_min=0.0,
-    lm_type_weights={},
+    lm_type_weights={}, lm_from="",
 )
 
 
@@ -295,6 +296,25 @@ def load_vision(model: Blip2ForConditionalGeneration, blip_dir: str) -> None:
     model.vision_model.load_state_dict(vs, strict=True)
 
 
+def load_language_model(model: Blip2ForConditionalGeneration, folder: str, tokenizer: dict) -> None:
+    """The frozen OPT of an exported scene BLIP-2 (tools/blip2/onnx_weights.py), so that the Q-Former
+    stages can be trained again without pretraining it anew (most of the recipe's time). Its
+    tokenizer and LM options must be this run's."""
+    if json.loads((Path(folder) / "tokenizer.json").read_text()) != json.loads(json.dumps(tokenizer)):
+        raise SystemExit(f"lm_from {folder}: its tokenizer is not this run's (another seed or vocabulary)")
+    config, found = parameters_from_folder(folder)
+    if config.text != model.config.text:
+        raise SystemExit(f"lm_from {folder}: its language model is {config.text}, this run's {model.config.text}")
+    lm = model.language_model
+    theirs = {k[len("language_model."):]: v for k, v in found.items() if k.startswith("language_model.")}
+    missing, unexpected = lm.load_state_dict(theirs, strict=False)
+    loaded = {id(p) for n, p in lm.named_parameters() if n in theirs}
+    # a key may be missing only as the alias of a tied parameter that was loaded (the LM head)
+    own = lm.state_dict(keep_vars=True)
+    if unexpected or any(id(own[k]) not in loaded for k in missing):
+        raise SystemExit(f"lm_from {folder}: parameters missing {missing} or unexpected {unexpected}")
+
+
 def make_pool(model, n: int, rng: random.Random, size: int) -> tuple[list, torch.Tensor]:
     """n training scenes (never a held-out combination), rendered by the augmenting renderer, and
     their frozen image features [n, N, Dv]."""
@@ -405,17 +425,21 @@ def run(o: dict) -> dict:
     lm = model.language_model
     log = {"steps": {}, "loss": {}}
 
-    # 1. the language model on scene language
-    if o["fixed_embeddings"]:
-        lm.model.decoder.embed_tokens.weight.requires_grad_(False)
-    opt = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad], lr=o["lm_lr"], weight_decay=0.01)
+    # 1. the language model on scene language, or an exported model's (lm_from)
+    if o["lm_from"]:
+        load_language_model(model, o["lm_from"], tokenizer)
+        log["steps"]["lm"], log["lm_from"] = 0, o["lm_from"]
+    else:
+        if o["fixed_embeddings"]:
+            lm.model.decoder.embed_tokens.weight.requires_grad_(False)
+        opt = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad], lr=o["lm_lr"], weight_decay=0.01)
 
-    def lm_losses():
-        ids, mask, scored = lm_batch(rng, texts, o["lm_batch"], o["window"], o["lm_type_weights"])
-        return [shifted_loss(lm(lm.embed(ids), mask), ids, scored)]
+        def lm_losses():
+            ids, mask, scored = lm_batch(rng, texts, o["lm_batch"], o["window"], o["lm_type_weights"])
+            return [shifted_loss(lm(lm.embed(ids), mask), ids, scored)]
 
-    log["steps"]["lm"], lm_loss = train_stage(o, "lm", opt, o["lm_lr"], o["lm_steps"], o["lm_share"], t_start, lm_losses)
-    log["loss"]["lm"] = lm_loss.get("loss")
+        log["steps"]["lm"], lm_loss = train_stage(o, "lm", opt, o["lm_lr"], o["lm_steps"], o["lm_share"], t_start, lm_losses)
+        log["loss"]["lm"] = lm_loss.get("loss")
     for p in lm.parameters():
         p.requires_grad_(False)
     lm.eval()

@@ -14,7 +14,9 @@ from pathlib import Path
 import torch
 
 from tools.blip2 import scenes_data
-from tools.blip2.scenes_train import OPTIONS, WINDOWS, QFormerTextSide, Texts, build, joint_forward, lm_batch, windows
+from tools.blip2.export import export_folder
+from tools.blip2.scenes_train import (OPTIONS, WINDOWS, QFormerTextSide, Texts, build, joint_forward, lm_batch,
+                                      load_language_model, windows)
 from tools.blip2.tokenizer import ByteLevelBpe, small_bpe_tokenizer
 from tools.tests.helpers import ROOT
 
@@ -78,6 +80,29 @@ class DescriptionWindows(unittest.TestCase):
             return [self.texts.bpe.decode([t for t in row[33:].tolist() if t > 3]) for row in ids]
         self.assertTrue(all("background" in q for q in asked({"background": 1e9})))
         self.assertLess(sum("background" in q for q in asked(None)), 20)
+
+
+class LanguageModelFromFolder(unittest.TestCase):
+    def test_an_exported_models_language_model_is_read_back_exactly(self):
+        o = dict(OPTIONS, qformer_hidden=16, qformer_ffn=32, qformer_layers=1, qformer_heads=2, window=1,
+                 llm_hidden=16, llm_ffn=32, llm_layers=2, llm_heads=2)
+        tok, newline = small_bpe_tokenizer(scenes_data.vocabulary_words(0, 50))
+        vocab = (len(tok["model"]["vocab"]) + 7) // 8 * 8
+        trained = build(o, VISION, vocab)
+        with torch.no_grad():  # as after training: no two parameters equal (the exporter merges equal ones)
+            for p in trained.parameters():
+                p.add_(torch.randn_like(p))
+        fresh = build(dict(o, seed=7), VISION, vocab)
+        with tempfile.TemporaryDirectory() as tmp:
+            export_folder(tmp, name="t", model=trained, tokenizer=tok, newline_id=newline, source="test", decoder_external=False)
+            load_language_model(fresh, tmp, tok)
+            for (name, a), (_n, b) in zip(trained.language_model.state_dict().items(), fresh.language_model.state_dict().items()):
+                torch.testing.assert_close(b, a, rtol=0, atol=0, msg=name)
+            self.assertFalse(torch.equal(trained.query_tokens, fresh.query_tokens))  # only the LM is taken
+            other = json.loads(json.dumps(tok))
+            other["model"]["merges"] = other["model"]["merges"][:-1]  # another vocabulary
+            with self.assertRaises(SystemExit):
+                load_language_model(fresh, tmp, other)
 
 
 class StageOneMasks(unittest.TestCase):
