@@ -92,6 +92,12 @@ class Blip2Config:
         return {"vision": asdict(self.vision), "qformer": asdict(self.qformer), "text": asdict(self.text),
                 "num_query_tokens": self.num_query_tokens}
 
+    @staticmethod
+    def from_dict(d: dict) -> "Blip2Config":
+        """The inverse of to_dict (a model folder's manifest `config`)."""
+        return Blip2Config(VisionConfig(**d["vision"]), QFormerConfig(**d["qformer"]), OptConfig(**d["text"]),
+                           num_query_tokens=d["num_query_tokens"])
+
 
 def opt_2_7b_config(layers: int | None = None) -> Blip2Config:
     """Salesforce/blip2-opt-2.7b's dimensions; `layers` cuts every stack to that depth (the random

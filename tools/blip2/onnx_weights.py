@@ -13,13 +13,7 @@ import torch
 from tools.blip.onnx_weights import distinct_parameters, read_parameters
 
 from .export import export_folder
-from .model import Blip2Config, Blip2ForConditionalGeneration, OptConfig, QFormerConfig, VisionConfig
-
-
-def config_of(manifest: dict) -> Blip2Config:
-    c = manifest["config"]
-    return Blip2Config(VisionConfig(**c["vision"]), QFormerConfig(**c["qformer"]), OptConfig(**c["text"]),
-                       num_query_tokens=c["num_query_tokens"])
+from .model import Blip2Config, Blip2ForConditionalGeneration
 
 
 def parameters_from_folder(folder: str | Path) -> tuple[Blip2Config, dict[str, torch.Tensor]]:
@@ -28,7 +22,7 @@ def parameters_from_folder(folder: str | Path) -> tuple[Blip2Config, dict[str, t
     @raises ValueError when a graph holds a value the probe cannot place (see read_parameters)."""
     folder = Path(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
-    config = config_of(manifest)
+    config = Blip2Config.from_dict(manifest["config"])
     probe = distinct_parameters(Blip2ForConditionalGeneration(config))
     tokenizer = json.loads((folder / manifest["text"]["tokenizer"]).read_text())
     with tempfile.TemporaryDirectory() as tmp:
