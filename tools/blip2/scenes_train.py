@@ -55,7 +55,7 @@ OPTIONS = dict(
     stage1_steps=300, stage1_batch=48, stage1_lr=1e-3,
     stage2_steps=2000, stage2_batch=32, stage2_questions=3, stage2_lr=1e-3,
     minutes=0.0, lm_share=0.15, stage1_share=0.15, max_new_tokens=32, log_every=50, lm_reading_min=0.0,
-    lm_type_weights={}, lm_from="",
+    lm_type_weights={}, lm_from="", qformer_from="",
 )
 
 
@@ -315,6 +315,21 @@ def load_language_model(model: Blip2ForConditionalGeneration, folder: str, token
         raise SystemExit(f"lm_from {folder}: parameters missing {missing} or unexpected {unexpected}")
 
 
+def load_qformer(model: Blip2ForConditionalGeneration, folder: str) -> None:
+    """The query path of an exported scene BLIP-2 (query tokens, Q-Former, language projection: all
+    of the Q-Former that its graph holds, as the text side lives in QFormerTextSide), so that
+    stage 2 can go on from it (`qformer_from`)."""
+    config, found = parameters_from_folder(folder)
+    if config.qformer != model.config.qformer or config.num_query_tokens != model.config.num_query_tokens:
+        raise SystemExit(f"qformer_from {folder}: its Q-Former is {config.qformer}, this run's {model.config.qformer}")
+    with torch.no_grad():
+        model.query_tokens.copy_(found["query_tokens"])
+    for prefix, module in (("qformer.", model.qformer), ("language_projection.", model.language_projection)):
+        missing, unexpected = module.load_state_dict({k[len(prefix):]: v for k, v in found.items() if k.startswith(prefix)}, strict=False)
+        if missing or unexpected:
+            raise SystemExit(f"qformer_from {folder}: {prefix} parameters missing {missing} or unexpected {unexpected}")
+
+
 def make_pool(model, n: int, rng: random.Random, size: int) -> tuple[list, torch.Tensor]:
     """n training scenes (never a held-out combination), rendered by the augmenting renderer, and
     their frozen image features [n, N, Dv]."""
@@ -425,10 +440,11 @@ def run(o: dict) -> dict:
     lm = model.language_model
     log = {"steps": {}, "loss": {}}
 
-    # 1. the language model on scene language, or an exported model's (lm_from)
-    if o["lm_from"]:
-        load_language_model(model, o["lm_from"], tokenizer)
-        log["steps"]["lm"], log["lm_from"] = 0, o["lm_from"]
+    # 1. the language model on scene language, or an exported model's (lm_from; qformer_from's by default)
+    lm_from = o["lm_from"] or o["qformer_from"]
+    if lm_from:
+        load_language_model(model, lm_from, tokenizer)
+        log["steps"]["lm"], log["lm_from"] = 0, lm_from
     else:
         if o["fixed_embeddings"]:
             lm.model.decoder.embed_tokens.weight.requires_grad_(False)
@@ -474,8 +490,16 @@ def run(o: dict) -> dict:
         ids, mask = texts.batch(caps)
         return list(stage1_losses(model, side, feats[idx], ids, mask, same))
 
-    log["steps"]["stage1"], log["loss"]["stage1"] = train_stage(
-        o, "stage1", opt, o["stage1_lr"], o["stage1_steps"], o["stage1_share"], t_start, stage1_batch, ("itc", "itm", "itg"))
+    if o["qformer_from"]:
+        # Stage 2 goes on from an exported model's queries; stage 1's text side is not exported.
+        load_qformer(model, o["qformer_from"])
+        log["steps"]["stage1"], log["qformer_from"] = 0, o["qformer_from"]
+        earlier = Path(o["qformer_from"]) / "training.json"
+        if earlier.exists():  # how the model it goes on from was trained, kept with this one
+            log["continues"] = {k: v for k, v in json.loads(earlier.read_text()).items() if k in ("options", "steps", "continues")}
+    else:
+        log["steps"]["stage1"], log["loss"]["stage1"] = train_stage(
+            o, "stage1", opt, o["stage1_lr"], o["stage1_steps"], o["stage1_share"], t_start, stage1_batch, ("itc", "itm", "itg"))
 
     # 4. Q-Former stage 2: generative, with the frozen language model
     params = q_params + list(model.language_projection.parameters())
@@ -501,9 +525,10 @@ def run(o: dict) -> dict:
     log["minutes"] = round((time.time() - t_start) / 60, 1)
 
     steps = log["steps"]
-    source = (f"tools/blip2/scenes_train.py: OPT pretrained on scene language ({steps['lm']} steps) then frozen, "
-              f"the bundled BLIP ViT frozen, Q-Former stage 1 ITC+ITM+ITG ({steps['stage1']} steps), stage 2 "
-              f"generative ({steps['stage2']} steps)")
+    first = log.get("continues", {}).get("steps", steps)
+    source = (f"tools/blip2/scenes_train.py: OPT pretrained on scene language ({first['lm']} steps) then frozen, "
+              f"the bundled BLIP ViT frozen, Q-Former stage 1 ITC+ITM+ITG ({first['stage1']} steps), stage 2 "
+              f"generative ({first['stage2']} steps" + (f", then {steps['stage2']} more" if "continues" in log else "") + ")")
     manifest = export_folder(o["out"], name=o["name"], model=model, tokenizer=tokenizer, newline_id=newline, source=source,
                              generation={"vqa": {"maxNewTokens": o["max_new_tokens"], "minNewTokens": 0, "numBeams": 1,
                                                  "repetitionPenalty": 1.0}}, decoder_external=False)

@@ -16,7 +16,7 @@ import torch
 from tools.blip2 import scenes_data
 from tools.blip2.export import export_folder
 from tools.blip2.scenes_train import (OPTIONS, WINDOWS, QFormerTextSide, Texts, build, joint_forward, lm_batch,
-                                      load_language_model, windows)
+                                      load_language_model, load_qformer, windows)
 from tools.blip2.tokenizer import ByteLevelBpe, small_bpe_tokenizer
 from tools.tests.helpers import ROOT
 
@@ -105,6 +105,29 @@ class LanguageModelFromFolder(unittest.TestCase):
                 load_language_model(fresh, tmp, other)
 
 
+class QFormerFromFolder(unittest.TestCase):
+    def test_an_exported_models_queries_are_read_back_exactly(self):
+        o = dict(OPTIONS, qformer_hidden=16, qformer_ffn=32, qformer_layers=1, qformer_heads=2, window=1,
+                 llm_hidden=16, llm_ffn=32, llm_layers=2, llm_heads=2)
+        tok, newline = small_bpe_tokenizer(scenes_data.vocabulary_words(0, 50))
+        vocab = (len(tok["model"]["vocab"]) + 7) // 8 * 8
+        trained = build(o, VISION, vocab)
+        with torch.no_grad():
+            for p in trained.parameters():
+                p.add_(torch.randn_like(p))
+        fresh = build(dict(o, seed=7), VISION, vocab)
+        img = torch.randn(2, 5, 16)
+        self.assertFalse(torch.equal(fresh.query_embeds(img), trained.query_embeds(img)))
+        with tempfile.TemporaryDirectory() as tmp:
+            export_folder(tmp, name="t", model=trained, tokenizer=tok, newline_id=newline, source="test", decoder_external=False)
+            load_qformer(fresh, tmp)
+            # the prefix stage 2 trains: query tokens through the Q-Former and the projection
+            torch.testing.assert_close(fresh.query_embeds(img), trained.query_embeds(img), rtol=0, atol=0)
+            wider = build(dict(o, qformer_ffn=64), VISION, vocab)
+            with self.assertRaises(SystemExit):
+                load_qformer(wider, tmp)
+
+
 class StageOneMasks(unittest.TestCase):
     def setUp(self):
         torch.manual_seed(0)
@@ -150,6 +173,16 @@ class RecipeRunsEndToEnd(unittest.TestCase):
             self.assertEqual(training["steps"], {"lm": 3, "stage1": 3, "stage2": 3})
             self.assertTrue(all(v == v for v in [training["loss"]["lm"], training["loss"]["stage2"],
                                                  *training["loss"]["stage1"].values()]))
+            # stage 2 goes on from that folder: nothing pretrained again, its history kept
+            more = Path(tmp) / "more"
+            subprocess.run([sys.executable, "-m", "tools.blip2.scenes_train", str(ROOT / "tools/recipes/blip2_scenes.py"),
+                            "--out", str(more), "--qformer-from", str(out), "--stage2-steps", "2", "--pool", "16",
+                            "--stage2-batch", "2", "--log-every", "1", "--lm-reading-min", "0"], cwd=ROOT, check=True,
+                           capture_output=True, timeout=600)
+            training = json.loads((more / "training.json").read_text())
+            self.assertEqual(training["steps"], {"lm": 0, "stage1": 0, "stage2": 2})
+            self.assertEqual(training["continues"]["steps"], {"lm": 3, "stage1": 3, "stage2": 3})
+            self.assertIn("stage 2 generative (3 steps, then 2 more)", json.loads((more / "manifest.json").read_text())["source"])
 
     def test_a_language_model_under_the_reading_target_stops_the_run_before_stage_1(self):
         with tempfile.TemporaryDirectory() as tmp:
