@@ -7,7 +7,11 @@ generative). On 2 shared cores:
 
 --minutes fits each stage into its share of the budget from its measured speed (lm_share,
 stage1_share, the rest to stage 2); the steps each stage got are in models/blip2-scenes/training.json
-and can be given here as *_steps without --minutes to reproduce the schedule.
+("continues") and can be given here as *_steps without --minutes to reproduce the schedule. The
+bundled folder then had a second stage-2 leg, chosen on a validation set (docs/blip2.md):
+
+    nice -n 19 /usr/bin/python3 -m tools.blip2.scenes_train tools/recipes/blip2_scenes.py \
+        --qformer-from FIRST_LEG --seed 48 --stage2-steps 2500 --stage2-lr 3e-4
 """
 out = "models/blip2-scenes"
 seed = 42
