@@ -296,13 +296,18 @@ def load_vision(model: Blip2ForConditionalGeneration, blip_dir: str) -> None:
     model.vision_model.load_state_dict(vs, strict=True)
 
 
-def load_language_model(model: Blip2ForConditionalGeneration, folder: str, tokenizer: dict) -> None:
+Exported = tuple[Blip2Config, dict[str, torch.Tensor]]
+
+
+def load_language_model(model: Blip2ForConditionalGeneration, folder: str, tokenizer: dict,
+                        exported: Exported | None = None) -> None:
     """The frozen OPT of an exported scene BLIP-2 (tools/blip2/onnx_weights.py), so that the Q-Former
     stages can be trained again without pretraining it anew (most of the recipe's time). Its
-    tokenizer and LM options must be this run's."""
+    tokenizer and LM options must be this run's. `exported`: the folder's parameters_from_folder,
+    when the caller has read them already."""
     if json.loads((Path(folder) / "tokenizer.json").read_text()) != json.loads(json.dumps(tokenizer)):
         raise SystemExit(f"lm_from {folder}: its tokenizer is not this run's (another seed or vocabulary)")
-    config, found = parameters_from_folder(folder)
+    config, found = exported or parameters_from_folder(folder)
     if config.text != model.config.text:
         raise SystemExit(f"lm_from {folder}: its language model is {config.text}, this run's {model.config.text}")
     lm = model.language_model
@@ -315,11 +320,11 @@ def load_language_model(model: Blip2ForConditionalGeneration, folder: str, token
         raise SystemExit(f"lm_from {folder}: parameters missing {missing} or unexpected {unexpected}")
 
 
-def load_qformer(model: Blip2ForConditionalGeneration, folder: str) -> None:
+def load_qformer(model: Blip2ForConditionalGeneration, folder: str, exported: Exported | None = None) -> None:
     """The query path of an exported scene BLIP-2 (query tokens, Q-Former, language projection: all
     of the Q-Former that its graph holds, as the text side lives in QFormerTextSide), so that
-    stage 2 can go on from it (`qformer_from`)."""
-    config, found = parameters_from_folder(folder)
+    stage 2 can go on from it (`qformer_from`). `exported` as for load_language_model."""
+    config, found = exported or parameters_from_folder(folder)
     if config.qformer != model.config.qformer or config.num_query_tokens != model.config.num_query_tokens:
         raise SystemExit(f"qformer_from {folder}: its Q-Former is {config.qformer}, this run's {model.config.qformer}")
     with torch.no_grad():
@@ -442,8 +447,10 @@ def run(o: dict) -> dict:
 
     # 1. the language model on scene language, or an exported model's (lm_from; qformer_from's by default)
     lm_from = o["lm_from"] or o["qformer_from"]
+    # each folder read once (a probe export and a pass over its graphs), the LM and the queries from it
+    exported = {f: parameters_from_folder(f) for f in {lm_from, o["qformer_from"]} if f}
     if lm_from:
-        load_language_model(model, lm_from, tokenizer)
+        load_language_model(model, lm_from, tokenizer, exported[lm_from])
         log["steps"]["lm"], log["lm_from"] = 0, lm_from
     else:
         if o["fixed_embeddings"]:
@@ -477,27 +484,28 @@ def run(o: dict) -> dict:
     pool, feats = make_pool(model, o["pool"], rng, model.config.vision.image_size)
     print(f"pool of {len(pool)} images in {time.time() - t0:.0f} s", flush=True)
 
-    # 3. Q-Former stage 1: ITC, ITM, ITG on captions
-    side = QFormerTextSide(model.config.qformer, vocab, o["max_positions"])
+    # 3. Q-Former stage 1: ITC, ITM, ITG on captions, or an exported model's queries (qformer_from).
+    # Stage 2 draws nothing from torch's generator, so skipping stage 1's set-up leaves it as it was.
     q_params = [model.query_tokens, *model.qformer.parameters()]
-    opt = torch.optim.AdamW(q_params + list(side.parameters()), lr=o["stage1_lr"], weight_decay=0.05)
-
-    def stage1_batch():
-        idx = rng.sample(range(len(pool)), o["stage1_batch"])
-        caps = [scenes.caption(pool[i]) if rng.random() < 0.5 else scenes.caption_paraphrase(pool[i], rng) for i in idx]
-        canon = [scenes.caption(pool[i]) for i in idx]
-        same = torch.tensor([[a == b for b in canon] for a in canon])
-        ids, mask = texts.batch(caps)
-        return list(stage1_losses(model, side, feats[idx], ids, mask, same))
-
     if o["qformer_from"]:
-        # Stage 2 goes on from an exported model's queries; stage 1's text side is not exported.
-        load_qformer(model, o["qformer_from"])
+        # stage 1's text side is not exported: stage 2 goes on from the exported queries
+        load_qformer(model, o["qformer_from"], exported[o["qformer_from"]])
         log["steps"]["stage1"], log["qformer_from"] = 0, o["qformer_from"]
         earlier = Path(o["qformer_from"]) / "training.json"
         if earlier.exists():  # how the model it goes on from was trained, kept with this one
             log["continues"] = {k: v for k, v in json.loads(earlier.read_text()).items() if k in ("options", "steps", "continues")}
     else:
+        side = QFormerTextSide(model.config.qformer, vocab, o["max_positions"])
+        opt = torch.optim.AdamW(q_params + list(side.parameters()), lr=o["stage1_lr"], weight_decay=0.05)
+
+        def stage1_batch():
+            idx = rng.sample(range(len(pool)), o["stage1_batch"])
+            caps = [scenes.caption(pool[i]) if rng.random() < 0.5 else scenes.caption_paraphrase(pool[i], rng) for i in idx]
+            canon = [scenes.caption(pool[i]) for i in idx]
+            same = torch.tensor([[a == b for b in canon] for a in canon])
+            ids, mask = texts.batch(caps)
+            return list(stage1_losses(model, side, feats[idx], ids, mask, same))
+
         log["steps"]["stage1"], log["loss"]["stage1"] = train_stage(
             o, "stage1", opt, o["stage1_lr"], o["stage1_steps"], o["stage1_share"], t_start, stage1_batch, ("itc", "itm", "itg"))
 

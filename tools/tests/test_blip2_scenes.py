@@ -82,17 +82,25 @@ class DescriptionWindows(unittest.TestCase):
         self.assertLess(sum("background" in q for q in asked(None)), 20)
 
 
+SMALL = dict(OPTIONS, qformer_hidden=16, qformer_ffn=32, qformer_layers=1, qformer_heads=2, window=1,
+             llm_hidden=16, llm_ffn=32, llm_layers=2, llm_heads=2)
+
+
+def exported_pair() -> tuple[dict, int, torch.nn.Module, torch.nn.Module]:
+    """A tokenizer and its newline id, a SMALL BLIP-2 as after training (no two parameters equal: the
+    exporter merges equal ones) and a fresh one of the same options and another seed."""
+    tok, newline = small_bpe_tokenizer(scenes_data.vocabulary_words(0, 50))
+    vocab = (len(tok["model"]["vocab"]) + 7) // 8 * 8
+    trained = build(SMALL, VISION, vocab)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(torch.randn_like(p))
+    return tok, newline, trained, build(dict(SMALL, seed=7), VISION, vocab)
+
+
 class LanguageModelFromFolder(unittest.TestCase):
     def test_an_exported_models_language_model_is_read_back_exactly(self):
-        o = dict(OPTIONS, qformer_hidden=16, qformer_ffn=32, qformer_layers=1, qformer_heads=2, window=1,
-                 llm_hidden=16, llm_ffn=32, llm_layers=2, llm_heads=2)
-        tok, newline = small_bpe_tokenizer(scenes_data.vocabulary_words(0, 50))
-        vocab = (len(tok["model"]["vocab"]) + 7) // 8 * 8
-        trained = build(o, VISION, vocab)
-        with torch.no_grad():  # as after training: no two parameters equal (the exporter merges equal ones)
-            for p in trained.parameters():
-                p.add_(torch.randn_like(p))
-        fresh = build(dict(o, seed=7), VISION, vocab)
+        tok, newline, trained, fresh = exported_pair()
         with tempfile.TemporaryDirectory() as tmp:
             export_folder(tmp, name="t", model=trained, tokenizer=tok, newline_id=newline, source="test", decoder_external=False)
             load_language_model(fresh, tmp, tok)
@@ -107,15 +115,7 @@ class LanguageModelFromFolder(unittest.TestCase):
 
 class QFormerFromFolder(unittest.TestCase):
     def test_an_exported_models_queries_are_read_back_exactly(self):
-        o = dict(OPTIONS, qformer_hidden=16, qformer_ffn=32, qformer_layers=1, qformer_heads=2, window=1,
-                 llm_hidden=16, llm_ffn=32, llm_layers=2, llm_heads=2)
-        tok, newline = small_bpe_tokenizer(scenes_data.vocabulary_words(0, 50))
-        vocab = (len(tok["model"]["vocab"]) + 7) // 8 * 8
-        trained = build(o, VISION, vocab)
-        with torch.no_grad():
-            for p in trained.parameters():
-                p.add_(torch.randn_like(p))
-        fresh = build(dict(o, seed=7), VISION, vocab)
+        tok, newline, trained, fresh = exported_pair()
         img = torch.randn(2, 5, 16)
         self.assertFalse(torch.equal(fresh.query_embeds(img), trained.query_embeds(img)))
         with tempfile.TemporaryDirectory() as tmp:
@@ -123,7 +123,7 @@ class QFormerFromFolder(unittest.TestCase):
             load_qformer(fresh, tmp)
             # the prefix stage 2 trains: query tokens through the Q-Former and the projection
             torch.testing.assert_close(fresh.query_embeds(img), trained.query_embeds(img), rtol=0, atol=0)
-            wider = build(dict(o, qformer_ffn=64), VISION, vocab)
+            wider = build(dict(SMALL, qformer_ffn=64), VISION, trained.config.text.vocab_size)
             with self.assertRaises(SystemExit):
                 load_qformer(wider, tmp)
 
