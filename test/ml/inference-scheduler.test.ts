@@ -11,14 +11,14 @@ class FakeExecutor implements JobExecutor {
   async execute<J extends InferenceJob>(job: J): Promise<JobResult<J>> {
     return (await this.executeAny(job)) as JobResult<J>;
   }
-  private async executeAny(job: InferenceJob): Promise<TensorMap | number[] | Float32Array> {
+  private async executeAny(job: InferenceJob): Promise<TensorMap | TensorMap[] | number[] | Float32Array> {
     const start = performance.now();
     await sleep(this.delayMs(job));
     this.log.push({ job, start, end: performance.now() });
     if (job.kind === 'generate' || job.kind === 'lmGenerate') return [1, 2, 3];
     if (job.kind === 'itm') return new Float32Array(job.states.length * 2);
-    const x = job.feeds.x!;
-    return { y: floatTensor(Float32Array.from(x.data as Float32Array, (v) => v * 2), [...x.dims]) };
+    const double = (feeds: TensorMap): TensorMap => ({ y: floatTensor(Float32Array.from(feeds.x!.data as Float32Array, (v) => v * 2), [...feeds.x!.dims]) });
+    return job.kind === 'runMerged' ? job.parts.map(double) : double(job.feeds);
   }
   async close(): Promise<void> {}
 }
@@ -33,6 +33,10 @@ describe('InferenceScheduler batching', () => {
     expect(outs.map((o) => Array.from(o.y!.data as Float32Array))).toEqual([1, 2, 3, 4, 5, 6].map((v) => [2 * v, 2 * v]));
     expect(s.stats.runs.map((r) => r.rows)).toEqual([4, 2]);
     expect(exec.log).toHaveLength(2);
+    // The executor gets each caller's feeds as they are: the scheduler copies no rows.
+    expect(exec.log.map((l) => l.job.kind)).toEqual(['runMerged', 'runMerged']);
+    const first = exec.log[0]!.job as Extract<InferenceJob, { kind: 'runMerged' }>;
+    expect(first.parts.map((p) => Array.from(p.x!.data as Float32Array))).toEqual([[1, 1], [2, 2], [3, 3], [4, 4]]);
   });
   it('does not merge graphs that are not batchable, nor different shapes', async () => {
     const exec = new FakeExecutor(() => 5);

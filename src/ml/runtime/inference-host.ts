@@ -6,11 +6,11 @@ import { greedySearch } from '../generation/greedy-search.js';
 import type { GraphManifest } from '../manifest/model-manifest.js';
 import { OptKvDecoder } from '../blip2/opt-kv-decoder.js';
 import { BufferPool } from './buffer-pool.js';
-import type { GenerateJob, InferenceJob, ItmJob, JobExecutor, JobResult, LmGenerateJob, Priority } from './inference-job.js';
+import type { GenerateJob, InferenceJob, ItmJob, JobExecutor, JobResult, LmGenerateJob, MergedRunJob, Priority } from './inference-job.js';
 import { OnnxSession, type SessionOptions } from './onnx-session.js';
 import { RunGate } from './run-gate.js';
-import { isShared } from './shared-memory.js';
-import type { FloatTensor, TensorMap } from './tensor.js';
+import { isShared, SHARE_ABOVE_BYTES } from './shared-memory.js';
+import { concat, sliceBatch, type FloatTensor, type TensorData, type TensorMap } from './tensor.js';
 
 /** Options of {@link InferenceHost.open}. */
 export interface InferenceHostOptions extends SessionOptions {
@@ -87,12 +87,32 @@ export class InferenceHost implements JobExecutor {
   async execute<J extends InferenceJob>(job: J, priority: Priority = 'interactive', signal?: AbortSignal): Promise<JobResult<J>> {
     const result = job.kind === 'run'
       ? await this.run(job.graph, job.feeds, job.outputs, priority, signal)
-      : job.kind === 'generate'
+      : job.kind === 'runMerged'
+        ? await this.runMerged(job, priority, signal)
+        : job.kind === 'generate'
         ? await this.generate(job, priority, signal)
         : job.kind === 'lmGenerate'
           ? await this.lmGenerate(job, priority, signal)
           : await this.itm(job, priority, signal);
     return result as JobResult<J>;
+  }
+
+  /**
+   * One run over the parts' feeds joined along axis 0, its outputs split back into parts, here on
+   * the inference thread: the event loop would otherwise copy every row twice (join, split).
+   */
+  private async runMerged(job: MergedRunJob, priority: Priority, signal?: AbortSignal): Promise<TensorMap[]> {
+    const feeds: TensorMap = {};
+    for (const name of Object.keys(job.parts[0] ?? {})) feeds[name] = concat(job.parts.map((p) => p[name] as TensorData), 0);
+    const out = await this.run(job.graph, feeds, job.outputs, priority, signal);
+    let start = 0;
+    return job.parts.map((part) => {
+      const rows = Object.values(part)[0]?.dims[0] ?? 1;
+      const own: TensorMap = {};
+      for (const [name, t] of Object.entries(out)) own[name] = sliceBatch(t, start, start + rows, (t.data.byteLength / (t.dims[0] ?? 1)) * rows > SHARE_ABOVE_BYTES);
+      start += rows;
+      return own;
+    });
   }
 
   private async generate(job: GenerateJob, priority: Priority, signal?: AbortSignal): Promise<number[]> {

@@ -8,11 +8,20 @@ export interface RunJob {
   feeds: TensorMap;
   /** Outputs to return (default: every declared output). */
   outputs?: string[];
-  /**
-   * The feeds' buffers belong to this job alone (the scheduler built them by merging requests),
-   * so a worker executor may move them to its thread instead of copying them on the event loop.
-   */
-  ownsFeeds?: boolean;
+}
+
+/**
+ * Several callers' runs of one batchable graph, merged by the scheduler into one run along axis 0.
+ * The executor joins the feeds and splits the outputs where the sessions live, so the event loop
+ * copies no tensors: each part's outputs come back in buffers of their own (shared memory when
+ * large, see shared-memory.ts), not as views that would keep the whole batch alive.
+ */
+export interface MergedRunJob {
+  kind: 'runMerged';
+  graph: string;
+  /** Each caller's feeds, in order; same names and inner dims. */
+  parts: TensorMap[];
+  outputs?: string[];
 }
 
 /**
@@ -67,10 +76,19 @@ export interface ItmJob {
 }
 
 /** Work for an inference executor. */
-export type InferenceJob = RunJob | GenerateJob | LmGenerateJob | ItmJob;
+export type InferenceJob = RunJob | MergedRunJob | GenerateJob | LmGenerateJob | ItmJob;
 
-/** `run` -> the graph's outputs; `generate`, `lmGenerate` -> the token ids (prefix included); `itm` -> logits [n, 2], flattened. */
-export type JobResult<J extends InferenceJob> = J extends RunJob ? TensorMap : J extends GenerateJob | LmGenerateJob ? number[] : Float32Array;
+/**
+ * `run` -> the graph's outputs; `runMerged` -> each part's outputs; `generate`, `lmGenerate` -> the
+ * token ids (prefix included); `itm` -> logits [n, 2], flattened.
+ */
+export type JobResult<J extends InferenceJob> = J extends RunJob
+  ? TensorMap
+  : J extends MergedRunJob
+    ? TensorMap[]
+    : J extends GenerateJob | LmGenerateJob
+      ? number[]
+      : Float32Array;
 
 /** Interactive work (search, ITM re-ranking, VQA) goes before background work (ingest). */
 export type Priority = 'interactive' | 'background';

@@ -1,6 +1,9 @@
 import { EngineClosedError, InferenceAbortedError } from '../errors.js';
-import type { GenerateJob, InferenceJob, ItmJob, JobExecutor, JobResult, LmGenerateJob, Priority } from './inference-job.js';
-import { concat, sliceBatch, type TensorData, type TensorMap } from './tensor.js';
+import type { GenerateJob, InferenceJob, ItmJob, JobExecutor, JobResult, LmGenerateJob, MergedRunJob, Priority } from './inference-job.js';
+import type { TensorMap } from './tensor.js';
+
+/** What callers queue; the scheduler itself makes the merged runs. */
+type QueuedJob = Exclude<InferenceJob, MergedRunJob>;
 
 export type { Priority } from './inference-job.js';
 
@@ -32,7 +35,7 @@ export interface SchedulerOptions {
 }
 
 interface Item {
-  job: InferenceJob;
+  job: QueuedJob;
   priority: Priority;
   signal: AbortSignal | undefined;
   key: string | null;
@@ -118,7 +121,7 @@ export class InferenceScheduler {
     return this.enqueue(job, priority, signal) as Promise<Float32Array>;
   }
 
-  private enqueue(job: InferenceJob, priority: Priority, signal?: AbortSignal): Promise<TensorMap | number[] | Float32Array> {
+  private enqueue(job: QueuedJob, priority: Priority, signal?: AbortSignal): Promise<TensorMap | number[] | Float32Array> {
     if (this.closed) return Promise.reject(new EngineClosedError());
     if (signal?.aborted) return Promise.reject(new InferenceAbortedError());
     return new Promise((outerResolve, outerReject) => {
@@ -233,34 +236,26 @@ export class InferenceScheduler {
         this.stats.itmJobs++;
         this.stats.itmRows += first.job.states.length;
       }
-      (slot.executor.execute(first.job, priority, first.signal) as Promise<JobResult<InferenceJob>>).then(first.resolve, first.reject).finally(done);
+      (slot.executor.execute(first.job, priority, first.signal) as Promise<JobResult<QueuedJob>>).then(first.resolve, first.reject).finally(done);
       return;
     }
-    const { graph, outputs } = first.job;
-    const jobs = group.map((g) => g.job as { feeds: TensorMap });
-    const feeds: TensorMap = {};
-    for (const name of Object.keys(jobs[0]?.feeds ?? {})) feeds[name] = group.length === 1 ? (jobs[0]?.feeds[name] as TensorData) : concat(jobs.map((j) => j.feeds[name] as TensorData), 0);
+    const { graph, outputs, feeds } = first.job;
     const totalRows = group.reduce((s, g) => s + g.rows, 0);
     this.stats.runs.push({ graph, rows: group.length === 1 ? first.rows : totalRows, requests: group.length, priority });
     if (this.stats.runs.length > RECENT_RUNS_KEPT) this.stats.runs.shift();
     this.stats.runsByGraph[graph] = (this.stats.runsByGraph[graph] ?? 0) + 1;
+    const opt = outputs ? { outputs } : {};
+    if (group.length === 1) {
+      slot.executor.execute({ kind: 'run', graph, feeds, ...opt }, priority, first.signal).then(first.resolve, first.reject).finally(done);
+      return;
+    }
+    // A merged run serves several callers: it is not cancelled for one of them. The executor
+    // joins and splits the rows (inference-job.ts, MergedRunJob).
+    const parts = group.map((g) => (g.job as { feeds: TensorMap }).feeds);
     slot.executor
-      // A merged run serves several callers: it is not cancelled for one of them.
-      .execute({ kind: 'run', graph, feeds, ...(outputs ? { outputs } : {}), ownsFeeds: group.length > 1 }, priority, group.length === 1 ? first.signal : undefined)
+      .execute({ kind: 'runMerged', graph, parts, ...opt }, priority)
       .then(
-        (out) => {
-          if (group.length === 1) {
-            first.resolve(out);
-            return;
-          }
-          let start = 0;
-          for (const g of group) {
-            const part: TensorMap = {};
-            for (const [name, t] of Object.entries(out)) part[name] = sliceBatch(t, start, start + g.rows);
-            start += g.rows;
-            g.resolve(part);
-          }
-        },
+        (outs) => group.forEach((g, i) => g.resolve(outs[i] as TensorMap)),
         (err: unknown) => group.forEach((g) => g.reject(err)),
       )
       .finally(done);

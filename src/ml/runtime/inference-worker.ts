@@ -6,15 +6,12 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { InferenceHost } from './inference-host.js';
-import { isShared, toShared } from './shared-memory.js';
-import type { CancelMessage, JobMessage, ReplyMessage, WireError, WorkerInit } from './worker-protocol.js';
+import { isShared, SHARE_ABOVE_BYTES, toShared } from './shared-memory.js';
+import type { CancelMessage, JobMessage, ReplyMessage, ReplyResult, WireError, WorkerInit } from './worker-protocol.js';
 import type { TensorMap } from './tensor.js';
 
 const port = parentPort;
 if (!port) throw new Error('inference-worker must run as a worker thread');
-
-/** Outputs larger than this come back in shared memory (see shared-memory.ts); smaller ones are moved. */
-const SHARED_OUTPUT_BYTES = 64 * 1024;
 
 function toWire(err: unknown): WireError {
   const e = err as { name?: string; code?: string; message?: string };
@@ -26,12 +23,13 @@ function toWire(err: unknown): WireError {
  * and may send them back (vision states to a caption job, ITM states to re-ranking), which is
  * free for shared memory and a copy on the event loop otherwise.
  */
-function prepare(result: TensorMap | number[] | Float32Array): { result: TensorMap | number[] | Float32Array; transfer: ArrayBuffer[] } {
-  if (Array.isArray(result)) return { result, transfer: [] };
+function prepare(result: ReplyResult): { result: ReplyResult; transfer: ArrayBuffer[] } {
   if (result instanceof Float32Array) return { result, transfer: isShared(result) ? [] : [result.buffer as ArrayBuffer] };
+  // Token ids (numbers), or a merged run's parts (tensor maps, already split on this thread).
+  const maps = Array.isArray(result) ? result.filter((r): r is TensorMap => typeof r === 'object') : [result];
   const transfer: ArrayBuffer[] = [];
-  for (const t of Object.values(result)) {
-    if (t.data.byteLength > SHARED_OUTPUT_BYTES) t.data = toShared(t.data as Float32Array) as typeof t.data;
+  for (const t of maps.flatMap((m) => Object.values(m))) {
+    if (t.data.byteLength > SHARE_ABOVE_BYTES) t.data = toShared(t.data as Float32Array) as typeof t.data;
     else if (!isShared(t.data)) transfer.push(t.data.buffer as ArrayBuffer);
   }
   return { result, transfer };

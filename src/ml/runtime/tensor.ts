@@ -2,6 +2,7 @@
  * Plain tensors that cross worker boundaries (structured-clone / transferable) and that the
  * generation code manipulates without knowing onnxruntime. Row-major, like ORT.
  */
+import { sharedArray } from './shared-memory.js';
 
 /** Element types the BLIP graphs use. */
 export type TensorDtype = 'float32' | 'int64' | 'int8';
@@ -117,9 +118,14 @@ export function gather<T extends TensorData>(t: T, indices: readonly number[], a
   return { dtype: t.dtype, dims, data: out } as T;
 }
 
-/** Rows [start, end) of axis 0 as a copy (a copy so each request owns a transferable buffer). */
-export function sliceBatch<T extends TensorData>(t: T, start: number, end: number): T {
+/**
+ * Rows [start, end) of axis 0 as a copy, so that each caller of a merged run owns its buffer;
+ * in shared memory when `shared` (shared-memory.ts: posting it between threads is then free).
+ */
+export function sliceBatch<T extends TensorData>(t: T, start: number, end: number, shared = false): T {
   const inner = sizeOf(t.dims.slice(1));
-  const data = t.data.slice(start * inner, end * inner) as T['data'];
+  const rows = t.data.subarray(start * inner, end * inner) as T['data'];
+  const data = shared ? sharedArray(t.data.constructor as Parameters<typeof sharedArray>[0], rows.length) : rows.slice();
+  if (shared) (data as Float32Array).set(rows as Float32Array);
   return { dtype: t.dtype, dims: [end - start, ...t.dims.slice(1)], data } as T;
 }

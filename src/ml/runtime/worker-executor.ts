@@ -3,9 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { EngineClosedError, InferenceAbortedError, InferenceError, InvalidFeedsError, MlError, ModelFormatError } from '../errors.js';
 import type { InferenceJob, JobExecutor, JobResult, Priority } from './inference-job.js';
-import { isShared } from './shared-memory.js';
-import type { TensorMap } from './tensor.js';
-import type { CancelMessage, JobMessage, ReplyMessage, WireError, WorkerInit } from './worker-protocol.js';
+import type { CancelMessage, JobMessage, ReplyMessage, ReplyResult, WireError, WorkerInit } from './worker-protocol.js';
 
 function fromWire(e: WireError): Error {
   switch (e.code) {
@@ -42,7 +40,7 @@ function spawnWorker(init: WorkerInit): Worker {
  */
 export class WorkerExecutor implements JobExecutor {
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (r: TensorMap | number[] | Float32Array) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (r: ReplyResult) => void; reject: (e: Error) => void }>();
   private closed = false;
 
   private constructor(private readonly worker: Worker) {
@@ -96,18 +94,16 @@ export class WorkerExecutor implements JobExecutor {
       this.pending.set(id, {
         resolve: (r) => {
           done();
-          (resolve as (r: TensorMap | number[] | Float32Array) => void)(r);
+          (resolve as (r: ReplyResult) => void)(r);
         },
         reject: (e) => {
           done();
           reject(e);
         },
       });
-      // Shared memory is posted as it is; only feeds built for this job alone are moved.
-      const transfer = job.kind === 'run' && job.ownsFeeds
-        ? [...new Set(Object.values(job.feeds).filter((t) => !isShared(t.data)).map((t) => t.data.buffer as ArrayBuffer))]
-        : [];
-      this.worker.postMessage({ id, job, priority } satisfies JobMessage, transfer);
+      // Feeds stay their callers': shared memory is posted as it is, anything else is cloned
+      // (small: token ids, masks; large inputs live in shared memory, shared-memory.ts).
+      this.worker.postMessage({ id, job, priority } satisfies JobMessage);
     });
   }
 

@@ -29,7 +29,10 @@ export interface WireError {
   message: string;
 }
 
+/** What a job returns across the thread boundary (inference-job.ts, JobResult). */
+export type ReplyResult = TensorMap | TensorMap[] | number[] | Float32Array;
+
 /** Worker -> main. `id` 0 announces readiness (or a failed start). */
 export type ReplyMessage =
-  | { id: number; ok: true; result: TensorMap | number[] | Float32Array }
+  | { id: number; ok: true; result: ReplyResult }
   | { id: number; ok: false; error: WireError };
