@@ -47,4 +47,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=120s \
 # Exec form: node is PID 1 and receives SIGTERM itself (no shell, no npm in between); src/main.ts
 # drains requests, hands running jobs back to the queue, saves the index and exits.
 STOPSIGNAL SIGTERM
-CMD ["node", "dist/main.js"]
+CMD ["node", "--no-memory-reducer", "dist/main.js"]

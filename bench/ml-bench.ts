@@ -364,6 +364,10 @@ if (process.env.BLIP_BENCH_ONE) {
 const measure = () => ({ fp32: measurePeak('fp32', cores), int8: measurePeak('int8', cores) });
 const before = measure();
 console.log(`peaks before: fp32 ${before.fp32.gops.toFixed(1)} GFLOP/s (${before.fp32.isa}), int8 ${before.int8.gops.toFixed(1)} GOP/s (${before.int8.isa}), ${cores} cores`);
+// The service's own node flags come from `npm run bench` (package.json, checked against the start
+// scripts by test/tooling/container.test.ts); each model's child process inherits them.
+const nodeFlags = process.execArgv.filter((a, i, all) => /^--[a-z-]+$/.test(a) && !['--require', '--import'].includes(a) && !['--require', '--import'].includes(all[i - 1] ?? ''));
+console.log(`node flags: ${nodeFlags.join(' ') || '(none: run it as npm run bench, which starts node as the service does)'}`);
 const dirs = [readFileSync('models/blip-scenes/manifest.json') ? 'models/blip-scenes' : 'test/fixtures/tiny-random', ...(process.env.BLIP_BENCH_FULLSIZE_DIR ?? '').split(path.delimiter).filter(Boolean)];
 const results: unknown[] = [];
 for (const dir of dirs) {
@@ -382,4 +386,4 @@ else console.log('(set BLIP2_BENCH_DIR to BLIP-2 folders, e.g. .cache/blip2-full
 const after = measure();
 console.log(`\npeaks after: fp32 ${after.fp32.gops.toFixed(1)} GFLOP/s, int8 ${after.int8.gops.toFixed(1)} GOP/s (limits use the peaks before)`);
 if (!process.env.BLIP_BENCH_FULLSIZE_DIR) console.log('(set BLIP_BENCH_FULLSIZE_DIR to full-size export folders to bench them too)');
-if (args.json) writeFileSync(args.json, JSON.stringify({ machine: { cores, peaksBefore: before, peaksAfter: after }, results }, null, 2));
+if (args.json) writeFileSync(args.json, JSON.stringify({ machine: { cores, peaksBefore: before, peaksAfter: after }, nodeFlags, results }, null, 2));

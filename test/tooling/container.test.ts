@@ -39,13 +39,31 @@ describe('container', () => {
     const stages = dockerfile.split(/^FROM /m).slice(1);
     expect(stages).toHaveLength(2);
     const runtime = stages[1]!;
-    expect(runtime.match(/^CMD (.+)$/m)?.[1]).toBe('["node", "dist/main.js"]');
+    expect(runtime.match(/^CMD (.+)$/m)?.[1]).toBe('["node", "--no-memory-reducer", "dist/main.js"]');
     expect(runtime).not.toMatch(/^ENTRYPOINT/m);
     expect(runtime).toMatch(/^VOLUME \["\/data"\]$/m);
     expect(runtime).toMatch(/DATA_DIR=\/data/);
     expect(runtime).toMatch(/^COPY models \.\/models$/m);
     expect(stages[0]).toMatch(/npm prune --omit=dev/);
     expect(runtime).not.toMatch(/npm (ci|install)/);
+  });
+
+  it('every way of starting the service gives node the same flags, and the bench measures with them', () => {
+    // V8's memory reducer paused the event loop for 70-120 ms while the models ran (docs/performance.md,
+    // "Event-loop stalls"): the service's node runs without it, however it is started.
+    const scripts = (JSON.parse(fs.readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> }).scripts;
+    const flagsBefore = (command: string, entry: string) => {
+      const words = command.split(/\s+/);
+      const runner = words.findIndex((w) => w === 'node' || w === 'tsx');
+      expect(words.indexOf(entry), command).toBeGreaterThan(runner);
+      return words.slice(runner + 1, words.indexOf(entry));
+    };
+    const cmd = JSON.parse(fs.readFileSync('Dockerfile', 'utf8').match(/^CMD (\[.+\])$/m)![1]!) as string[];
+    const expected = ['--no-memory-reducer'];
+    expect(cmd.slice(1, -1)).toEqual(expected);
+    for (const [name, entry] of [['start', 'src/main.ts'], ['worker', 'src/main.ts'], ['start:prod', 'dist/main.js'], ['worker:prod', 'dist/main.js'], ['bench', 'bench/ml-bench.ts']] as const) {
+      expect(flagsBefore(scripts[name]!, entry), name).toEqual(expected);
+    }
   });
 
   it('compose.yaml parses, and wires the service to PostgreSQL with volumes', () => {
