@@ -6,10 +6,10 @@
  */
 
 type Typed = Float32Array | Int8Array | BigInt64Array;
+type Ctor<T extends Typed> = { new (buffer: SharedArrayBuffer, byteOffset?: number, length?: number): T; BYTES_PER_ELEMENT: number };
 
 /** Results larger than this cross threads in shared memory; smaller ones are moved or cloned. */
 export const SHARE_ABOVE_BYTES = 64 * 1024;
-type Ctor<T extends Typed> = { new (buffer: SharedArrayBuffer, byteOffset?: number, length?: number): T; BYTES_PER_ELEMENT: number };
 
 /** A zeroed shared array of `length` elements (pages are touched by whoever writes them first). */
 export function sharedArray<T extends Typed>(ctor: Ctor<T>, length: number): T {

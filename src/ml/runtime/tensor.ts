@@ -125,7 +125,9 @@ export function gather<T extends TensorData>(t: T, indices: readonly number[], a
 export function sliceBatch<T extends TensorData>(t: T, start: number, end: number, shared = false): T {
   const inner = sizeOf(t.dims.slice(1));
   const rows = t.data.subarray(start * inner, end * inner) as T['data'];
-  const data = shared ? sharedArray(t.data.constructor as Parameters<typeof sharedArray>[0], rows.length) : rows.slice();
-  if (shared) (data as Float32Array).set(rows as Float32Array);
-  return { dtype: t.dtype, dims: [end - start, ...t.dims.slice(1)], data } as T;
+  const dims = [end - start, ...t.dims.slice(1)];
+  if (!shared) return { dtype: t.dtype, dims, data: rows.slice() } as T;
+  const data = sharedArray(t.data.constructor as Parameters<typeof sharedArray>[0], rows.length);
+  (data as Float32Array).set(rows as Float32Array);
+  return { dtype: t.dtype, dims, data } as T;
 }
