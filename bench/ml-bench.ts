@@ -405,7 +405,7 @@ const before = measure();
 console.log(`peaks before: fp32 ${before.fp32.gops.toFixed(1)} GFLOP/s (${before.fp32.isa}), int8 ${before.int8.gops.toFixed(1)} GOP/s (${before.int8.isa}), ${cores} cores`);
 // The service's own node flags come from `npm run bench` (package.json, checked against the start
 // scripts by test/tooling/container.test.ts); each model's child process inherits them.
-const nodeFlags = process.execArgv.filter((a, i, all) => /^--[a-z-]+$/.test(a) && !['--require', '--import'].includes(a) && !['--require', '--import'].includes(all[i - 1] ?? ''));
+const nodeFlags = process.execArgv.filter((a) => /^--[a-z-]+$/.test(a) && a !== '--require' && a !== '--import');
 console.log(`node flags: ${nodeFlags.join(' ') || '(none: run it as npm run bench, which starts node as the service does)'}`);
 const dirs = [readFileSync('models/blip-scenes/manifest.json') ? 'models/blip-scenes' : 'test/fixtures/tiny-random', ...(process.env.BLIP_BENCH_FULLSIZE_DIR ?? '').split(path.delimiter).filter(Boolean)];
 const results: unknown[] = [];
