@@ -90,7 +90,7 @@ class CrossKvGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """One decoder step for `batch` rows (beams) of one input.
+    """One decoder step for `batch` rows: the beams of one or more inputs.
 
     Keys and values come one input per layer (`past_key_values.{l}.key` ...): slicing one stacked
     input would copy it at every step (42.5 MB of cross-attention keys and values at base size).
@@ -98,7 +98,9 @@ class DecoderGraph(nn.Module):
     past_length and beyond are hidden by attention_mask ([B, capacity + new]). The graph returns
     only the new tokens' keys and values (new_kv), so a step copies kilobytes out of onnxruntime,
     not the cache (onnxruntime-node copies every output into a fresh buffer). Cross-attention keys
-    and values have batch 1 and are broadcast to every row: beams share them, nothing is tiled."""
+    and values come once per input (`inputs` <= batch): the rows are that many equal groups, the
+    beams of each input in turn, and each group shares its input's keys and values (nothing is
+    tiled), so several captions can share one run's weight reads."""
 
     def __init__(self, decoder):
         super().__init__()
@@ -205,10 +207,12 @@ def export_folder(out: str | Path, *, name: str, config: BlipConfig, retrieval: 
         add(f"{prefix}_cross_kv", CrossKvGraph(m.text_decoder), (enc,),
             [_io("encoder_hidden_states", "float32", ["batch", "enc_seq", enc_dim])],
             [_io("cross_kv", "float32", [L, 2, "batch", H, "enc_seq", Dh])])
-        dec_ids = torch.tensor([[5, 6], [7, 8]], dtype=torch.long).clamp(max=V - 1)
-        dec_mask = torch.tensor([[1, 1, 1, 0, 1, 1], [1, 1, 1, 0, 1, 1]], dtype=torch.long)
-        past = [torch.randn(2, H, 4, Dh) for _ in range(2 * L)]
-        cross = [torch.randn(1, H, 5, Dh) for _ in range(2 * L)]
+        # Traced with two inputs of two beams each, so that the fold of rows into inputs
+        # (model.py, BlipTextSelfAttention.attend) reads the input count from the keys' shape.
+        dec_ids = torch.tensor([[5, 6], [7, 8], [6, 5], [8, 7]], dtype=torch.long).clamp(max=V - 1)
+        dec_mask = torch.tensor([[1, 1, 1, 0, 1, 1]] * 4, dtype=torch.long)
+        past = [torch.randn(4, H, 4, Dh) for _ in range(2 * L)]
+        cross = [torch.randn(2, H, 5, Dh) for _ in range(2 * L)]
         add(f"{prefix}_decoder", DecoderGraph(m.text_decoder),
             (dec_ids, dec_mask, torch.tensor([3]), torch.ones(1, 5, dtype=torch.long), *past, *cross),
             [_io("input_ids", "int64", ["batch", "new"]),
@@ -216,7 +220,7 @@ def export_folder(out: str | Path, *, name: str, config: BlipConfig, retrieval: 
              _io("past_length", "int64", [1]),
              _io("encoder_attention_mask", "int64", [1, "enc_seq"])]
             + [_io(n, "float32", ["batch", H, "capacity", Dh]) for n in layer_kv_names("past_key_values", L)]
-            + [_io(n, "float32", [1, H, "enc_seq", Dh]) for n in layer_kv_names("cross_key_values", L)],
+            + [_io(n, "float32", ["inputs", H, "enc_seq", Dh]) for n in layer_kv_names("cross_key_values", L)],
             [_io("logits", "float32", ["batch", "new", V]),
              _io("new_kv", "float32", [L, 2, "batch", H, "new", Dh])])
 

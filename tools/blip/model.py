@@ -209,14 +209,16 @@ class BlipTextSelfAttention(nn.Module):
     def attend(self, hidden: torch.Tensor, k: torch.Tensor, v: torch.Tensor, additive_mask) -> torch.Tensor:
         q = self.heads(self.query(hidden))
         b, h, t, d = q.shape
-        if k.shape[0] == 1 and b > 1:
-            # Keys and values shared by every row (a decoder's beams on one image): fold the rows
-            # into the query length, one product per head instead of one per row and head.
-            qf = q.transpose(0, 1).reshape(1, h, b * t, d)
+        n = k.shape[0]
+        if n < b:
+            # Keys and values shared by groups of rows (a decoder's beams: rows n*beams, grouped by
+            # input, over n inputs' keys and values): fold each group's rows into the query length,
+            # one product per input and head instead of one per row and head.
+            qf = q.reshape(n, b // n, h, t, d).transpose(1, 2).reshape(n, h, (b // n) * t, d)
             scores = (qf @ k.transpose(-1, -2)) / math.sqrt(d)
             if additive_mask is not None:
                 scores = scores + additive_mask
-            ctx = (torch.softmax(scores, dim=-1) @ v).reshape(h, b, t, d).transpose(0, 1)
+            ctx = (torch.softmax(scores, dim=-1) @ v).reshape(n, h, b // n, t, d).transpose(1, 2).reshape(b, h, t, d)
         else:
             scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
             if additive_mask is not None:

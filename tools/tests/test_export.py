@@ -154,6 +154,24 @@ class Rearranged(unittest.TestCase):
             copies = sa.attend(hidden, k.expand(3, -1, -1, -1), v.expand(3, -1, -1, -1), mask)
         self.assertLess(float((shared - copies).abs().max()), 1e-10)
 
+    def test_rows_grouped_by_input_attend_to_their_own_inputs_keys(self):
+        """Several captions in one decoder run: rows are the beams of each input in turn, keys and
+        values come once per input; each row must see only its own input's, as if run alone."""
+        torch.manual_seed(4)
+        m = BlipForConditionalGeneration(tiny_config())
+        init_weights(m, std=0.3)
+        sa = m.text_decoder.bert.encoder.layer[0].crossattention.self
+        inputs, beams = 3, 2
+        hidden = torch.randn(inputs * beams, 2, sa.num_heads * sa.head_dim)
+        k, v = torch.randn(inputs, sa.num_heads, 5, sa.head_dim), torch.randn(inputs, sa.num_heads, 5, sa.head_dim)
+        mask = torch.zeros(1, 1, 1, 5)
+        mask[..., 4] = -10000.0
+        with torch.no_grad():
+            grouped = sa.attend(hidden, k, v, mask)
+            alone = torch.cat([sa.attend(hidden[i * beams:(i + 1) * beams], k[i:i + 1], v[i:i + 1], mask)
+                               for i in range(inputs)])
+        self.assertLess(float((grouped - alone).abs().max()), 1e-6)
+
     def test_itm_states_round_to_within_half_a_step_per_token(self):
         x = torch.randn(2, 7, 16)
         x[0, 3] *= 50  # an outlier token must not coarsen the others
@@ -265,8 +283,12 @@ class StaticReshapes(unittest.TestCase):
             inits = {i.name: i for i in dec.graph.initializer}
             reshapes = [n for n in dec.graph.node if n.op_type == "Reshape"]
             static = [n for n in reshapes if n.input[1] in inits]
-            self.assertGreaterEqual(len(static), 0.8 * len(reshapes))
             heads, head_dim = m["dims"]["decoderHeads"], m["dims"]["decoderHeadDim"]
+            # Left dynamic: per layer, the four reshapes of cross-attention's fold of rows into
+            # inputs, whose input count comes from the keys' shape (model.py, attend).
+            layers = m["dims"]["decoderLayers"]
+            self.assertLessEqual(len(reshapes) - len(static), 4 * layers)
+            self.assertGreater(len(static), 0)
             targets = [list(onnx.numpy_helper.to_array(inits[n.input[1]])) for n in static]
             self.assertIn([0, 0, heads, head_dim], targets)
             for t in targets:
