@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { OnnxBlipEngine } from './blip/onnx-blip-engine.js';
-import { loadModelManifest } from './manifest/model-manifest.js';
+import { decodersTakingSeveralInputs, loadModelManifest } from './manifest/model-manifest.js';
 import { DEFAULT_IMAGE_LIMITS, type ImageLimits, type ResizeKernel } from './preprocess/image-decoder.js';
 import { InferenceHost } from './runtime/inference-host.js';
 import type { JobExecutor } from './runtime/inference-job.js';
@@ -29,8 +29,11 @@ export interface CreateBlipEngineOptions {
   itmBatchSize?: number;
   /** Byte and pixel limits of loadImage. */
   limits?: Partial<ImageLimits>;
-  /** Request merging: rows per run and how long a request may wait for companions. */
-  batching?: { maxBatchSize?: number; maxWaitMs?: number };
+  /**
+   * Request merging: rows per run, how long a request may wait for companions, and how many
+   * queued generations may run as one (decoders that take several inputs only).
+   */
+  batching?: { maxBatchSize?: number; maxWaitMs?: number; maxGenerateBatch?: number };
   /** Graph file verification at load. Default 'sha256'. */
   verify?: VerifyMode;
   /** Run every graph once at start. Default true. */
@@ -75,6 +78,8 @@ export async function createBlipEngine(options: CreateBlipEngineOptions): Promis
     maxWaitMs: options.batching?.maxWaitMs,
     reservedInteractive: options.reservedInteractive,
     batchableGraphs: [t.retrieval.vision, t.caption.vision, t.vqa.vision, t.retrieval.textFeature, t.vqa.questionEncoder],
+    batchableDecoders: decodersTakingSeveralInputs(manifest),
+    maxGenerateBatch: options.batching?.maxGenerateBatch,
     onJobDone: options.onJobDone,
   });
   return new OnnxBlipEngine(manifest, tokenizer, scheduler, { ...DEFAULT_IMAGE_LIMITS, ...options.limits }, options.resizeKernel, {

@@ -1,21 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import type { InferenceJob, JobExecutor, JobResult } from '../../src/ml/runtime/inference-job.js';
+import { InferenceAbortedError } from '../../src/ml/errors.js';
+import type { GenerateJob, InferenceJob, JobExecutor, JobResult } from '../../src/ml/runtime/inference-job.js';
 import { InferenceScheduler, RECENT_RUNS_KEPT } from '../../src/ml/runtime/inference-scheduler.js';
 import { floatTensor, type TensorMap } from '../../src/ml/runtime/tensor.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 class FakeExecutor implements JobExecutor {
-  log: Array<{ job: InferenceJob; start: number; end: number }> = [];
+  log: Array<{ job: InferenceJob; start: number; end: number; signal?: AbortSignal }> = [];
   constructor(private readonly delayMs: (job: InferenceJob) => number) {}
-  async execute<J extends InferenceJob>(job: J): Promise<JobResult<J>> {
-    return (await this.executeAny(job)) as JobResult<J>;
+  async execute<J extends InferenceJob>(job: J, _priority?: string, signal?: AbortSignal): Promise<JobResult<J>> {
+    return (await this.executeAny(job, signal)) as JobResult<J>;
   }
-  private async executeAny(job: InferenceJob): Promise<TensorMap | TensorMap[] | number[] | Float32Array> {
+  private async executeAny(job: InferenceJob, signal?: AbortSignal): Promise<TensorMap | TensorMap[] | number[] | number[][] | Float32Array> {
     const start = performance.now();
     await sleep(this.delayMs(job));
-    this.log.push({ job, start, end: performance.now() });
+    this.log.push({ job, start, end: performance.now(), ...(signal ? { signal } : {}) });
     if (job.kind === 'generate' || job.kind === 'lmGenerate') return [1, 2, 3];
+    // each merged generation answers with its encoder state's first value, to show who got what
+    if (job.kind === 'generateMerged') return job.parts.map((p) => [1, p.data[0] as number]);
     if (job.kind === 'itm') return new Float32Array(job.states.length * 2);
     const double = (feeds: TensorMap): TensorMap => ({ y: floatTensor(Float32Array.from(feeds.x!.data as Float32Array, (v) => v * 2), [...feeds.x!.dims]) });
     return job.kind === 'runMerged' ? job.parts.map(double) : double(job.feeds);
@@ -64,6 +67,77 @@ describe('InferenceScheduler batching', () => {
     // Loose on purpose: timers fire late on a loaded CI core; a scheduler that waited for a full
     // batch would never return at all.
     expect(dt).toBeLessThan(250);
+  });
+});
+
+describe('InferenceScheduler generations', () => {
+  const config = { maxLength: 5, minLength: 0, numBeams: 3, repetitionPenalty: 1, eosTokenId: 2 };
+  const caption = (v: number, over: Partial<GenerateJob> = {}): GenerateJob => ({
+    kind: 'generate', crossKvGraph: 'c', decoderGraph: 'd', encoderStates: floatTensor(Float32Array.from([v, v]), [1, 1, 2]), prefix: [1], config, ...over,
+  });
+
+  it('merges the generations queued together on a batchable decoder, up to maxGenerateBatch, and answers each its own', async () => {
+    const exec = new FakeExecutor(() => 30);
+    const s = new InferenceScheduler([exec], { batchableDecoders: ['d'], maxGenerateBatch: 3 });
+    // the first starts alone (nothing queued with it); the next four queue behind it
+    const all = [1, 2, 3, 4, 5].map((v) => s.generate(caption(v), 'background'));
+    // (a lone generation is a plain job: the fake answers it [1, 2, 3])
+    expect(await Promise.all(all)).toEqual([[1, 2, 3], [1, 2], [1, 3], [1, 4], [1, 2, 3]]);
+    expect(exec.log.map((l) => (l.job.kind === 'generateMerged' ? l.job.parts.length : l.job.kind))).toEqual(['generate', 3, 'generate']);
+    expect(s.stats.generations).toBe(5);
+    expect(s.stats.generationJobs).toBe(3);
+  });
+
+  it('a caller of a merged generation that gives up is rejected at once; the generation stops when all have', async () => {
+    const exec = new FakeExecutor(() => 60);
+    const s = new InferenceScheduler([exec], { batchableDecoders: ['d'] });
+    const first = s.generate(caption(0), 'background');
+    const [a, b, c] = [new AbortController(), new AbortController(), new AbortController()];
+    const pa = s.generate(caption(1), 'background', a.signal);
+    const pb = s.generate(caption(2), 'background', b.signal);
+    await first;
+    await sleep(5); // the merged generation of 1 and 2 is running
+    const t0 = performance.now();
+    a.abort();
+    await expect(pa).rejects.toBeInstanceOf(InferenceAbortedError);
+    expect(performance.now() - t0).toBeLessThan(40);
+    expect(await pb).toEqual([1, 2]);
+    const merged = exec.log.find((l) => l.job.kind === 'generateMerged');
+    expect(merged?.signal?.aborted).toBe(false);
+    // both callers of the next merged generation give up while it runs: its signal is aborted
+    const blocker = s.generate(caption(5, { decoderGraph: 'x' }), 'background');
+    const pc = s.generate(caption(3), 'background', c.signal);
+    const pd = s.generate(caption(4), 'background', c.signal);
+    await blocker;
+    await sleep(5);
+    c.abort();
+    await expect(pc).rejects.toBeInstanceOf(InferenceAbortedError);
+    await expect(pd).rejects.toBeInstanceOf(InferenceAbortedError);
+    await sleep(80);
+    const last = exec.log.at(-1);
+    expect(last?.job.kind).toBe('generateMerged');
+    expect(last?.signal?.aborted).toBe(true);
+  });
+
+  it('does not merge generations on other decoders, with other prefixes or settings, or of other shapes', async () => {
+    const exec = new FakeExecutor(() => 20);
+    const s = new InferenceScheduler([exec], { batchableDecoders: ['d'] });
+    const first = s.generate(caption(0), 'background');
+    const others = [
+      caption(1, { decoderGraph: 'e' }),
+      caption(2, { prefix: [1, 7] }),
+      caption(3, { config: { ...config, numBeams: 1 } }),
+      caption(4, { encoderStates: floatTensor(new Float32Array(3), [1, 1, 3]) }),
+    ].map((j) => s.generate(j, 'background'));
+    await Promise.all([first, ...others]);
+    expect(exec.log.map((l) => l.job.kind)).toEqual(['generate', 'generate', 'generate', 'generate', 'generate']);
+  });
+
+  it('merges no generations when no decoder is declared batchable', async () => {
+    const exec = new FakeExecutor(() => 20);
+    const s = new InferenceScheduler([exec]);
+    await Promise.all([1, 2, 3].map((v) => s.generate(caption(v), 'background')));
+    expect(exec.log.map((l) => l.job.kind)).toEqual(['generate', 'generate', 'generate']);
   });
 });
 

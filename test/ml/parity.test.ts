@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoadedImage } from '../../src/ml/blip-engine.js';
 import type { OnnxBlipEngine } from '../../src/ml/blip/onnx-blip-engine.js';
 import { createBlipEngine } from '../../src/ml/create-blip-engine.js';
+import { decodersTakingSeveralInputs } from '../../src/ml/manifest/model-manifest.js';
 
 interface GoldenImage {
   file: string;
@@ -114,5 +115,18 @@ for (const { name, golden } of goldens) {
         });
       });
     }
+
+    it('concurrent beam-3 captions of every image equal the goldens, run as fewer generations where the decoder takes several inputs', async () => {
+      const withPixels = golden.images.filter((im) => im.pixels.length === 3 * engine.inputSize * engine.inputSize);
+      const g = golden.captionSettings.beam;
+      const options = { numBeams: 3, maxLength: g.max_length, minLength: g.min_length, repetitionPenalty: g.repetition_penalty };
+      const before = { ...engine.scheduler.stats };
+      const ids = await Promise.all(withPixels.map((im) => engine.captionIds(goldenPixels(im), options)));
+      expect(ids.map((r) => r.ids)).toEqual(withPixels.map((im) => im.caption_beam3_ids));
+      const jobs = engine.scheduler.stats.generationJobs - before.generationJobs;
+      expect(engine.scheduler.stats.generations - before.generations).toBe(withPixels.length);
+      if (decodersTakingSeveralInputs(engine.manifest).includes(engine.manifest.tasks.caption.decoder) && withPixels.length > 1) expect(jobs).toBeLessThan(withPixels.length);
+      else expect(jobs).toBe(withPixels.length);
+    });
   });
 }

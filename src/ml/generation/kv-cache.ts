@@ -37,10 +37,18 @@ export class KvCache {
     return this.filled;
   }
 
-  /** Takes the memory for `rows` on first use; a later step must keep the same rows. */
+  /** Rows the cache holds now. */
+  get rows(): number {
+    return this.rowCount;
+  }
+
+  /**
+   * Takes the memory for `rows` on first use; a later step must keep the rows it has (after
+   * {@link reorder}, which may drop some).
+   */
   ensure(rows: number): void {
     if (this.cache) {
-      if (rows !== this.rowCount) throw new RangeError(`decoder started with ${this.rowCount} rows, got ${rows}`);
+      if (rows !== this.rowCount) throw new RangeError(`decoder cache holds ${this.rowCount} rows, got ${rows}`);
       return;
     }
     this.rowCount = rows;
@@ -86,21 +94,35 @@ export class KvCache {
     this.filled += fresh;
   }
 
-  /** Row r takes row parents[r]'s filled positions (nothing to do when every row keeps its own). */
+  /**
+   * Row r takes row parents[r]'s filled positions (nothing to do when every row keeps its own).
+   * `parents` may be shorter than the rows held: the rows no one takes are dropped (a finished
+   * input of a batched generation, src/ml/generation/run-searches.ts), and the cache holds
+   * `parents.length` rows from then on.
+   */
   reorder(parents: readonly number[]): void {
-    if (this.filled === 0 || parents.every((p, i) => p === i)) return;
+    const rows = parents.length;
+    if (rows > this.rowCount || parents.some((p) => !Number.isInteger(p) || p < 0 || p >= this.rowCount)) {
+      throw new RangeError(`cannot reorder ${this.rowCount} cached rows by [${parents.join(',')}]`);
+    }
+    if (this.filled === 0) {
+      this.rowCount = rows;
+      return;
+    }
+    if (rows === this.rowCount && parents.every((p, i) => p === i)) return;
     const src = this.cache as Float32Array;
     const dst = this.spare as Float32Array;
     const block = this.capacity * this.layout.headDim;
     const used = this.filled * this.layout.headDim;
     const perRow = this.layout.heads * block;
     for (let lk = 0; lk < this.layout.layers * 2; lk++) {
-      for (let r = 0; r < this.rowCount; r++) {
+      for (let r = 0; r < rows; r++) {
         const from = (lk * this.rowCount + (parents[r] as number)) * perRow;
-        const to = (lk * this.rowCount + r) * perRow;
+        const to = (lk * rows + r) * perRow;
         for (let h = 0; h < this.layout.heads; h++) dst.set(src.subarray(from + h * block, from + h * block + used), to + h * block);
       }
     }
+    this.rowCount = rows;
     this.cache = dst;
     this.spare = src;
   }

@@ -176,6 +176,19 @@ export function parseModelManifest(json: unknown, where = 'manifest.json'): Mode
   return m;
 }
 
+/**
+ * The manifest's decoder graphs that take cross-attention keys and values per input (a dynamic
+ * first dimension, `inputs`), so that several inputs' generations can share one run per step.
+ * Graphs exported before that take one input's ([1,H,S,Dh]) and run one generation at a time.
+ */
+export function decodersTakingSeveralInputs(m: ModelManifest): string[] {
+  const decoders = [...new Set([m.tasks.caption.decoder, m.tasks.vqa.decoder])];
+  return decoders.filter((name) => {
+    const cross = m.graphs[name]?.inputs.find((io) => io.name === LAYER_IO.cross(0, 'key'));
+    return typeof cross?.shape[0] === 'string';
+  });
+}
+
 /** What the runtime feeds and fetches per task graph (docs/model-format.md, "Graphs"). */
 const REQUIRED_IO: Array<{ task: keyof ModelManifest['tasks']; role: string; side: 'inputs' | 'outputs'; names: string[] }> = [
   { task: 'retrieval', role: 'vision', side: 'outputs', names: [IO.imageFeat, IO.itmStates, IO.itmScales] },

@@ -1,12 +1,13 @@
 import { KvCacheDecoder } from '../blip/kv-cache-decoder.js';
 import { IO } from '../blip/blip-io-names.js';
 import { InferenceAbortedError, ModelFormatError } from '../errors.js';
-import { beamSearch } from '../generation/beam-search.js';
-import { greedySearch } from '../generation/greedy-search.js';
+import { BeamSearch, beamSearch } from '../generation/beam-search.js';
+import { GreedySearch, greedySearch } from '../generation/greedy-search.js';
+import { runSearches } from '../generation/run-searches.js';
 import type { GraphManifest } from '../manifest/model-manifest.js';
 import { OptKvDecoder } from '../blip2/opt-kv-decoder.js';
 import { BufferPool } from './buffer-pool.js';
-import type { GenerateJob, InferenceJob, ItmJob, JobExecutor, JobResult, LmGenerateJob, MergedRunJob, Priority } from './inference-job.js';
+import type { InferenceJob, ItmJob, JobExecutor, JobResult, LmGenerateJob, MergedGenerateJob, MergedRunJob, Priority } from './inference-job.js';
 import { OnnxSession, type SessionOptions } from './onnx-session.js';
 import { RunGate } from './run-gate.js';
 import { isShared, SHARE_ABOVE_BYTES } from './shared-memory.js';
@@ -90,6 +91,8 @@ export class InferenceHost implements JobExecutor {
       : job.kind === 'runMerged'
         ? await this.runMerged(job, priority, signal)
         : job.kind === 'generate'
+        ? (await this.generate({ ...job, kind: 'generateMerged', parts: [job.encoderStates] }, priority, signal))[0]
+        : job.kind === 'generateMerged'
         ? await this.generate(job, priority, signal)
         : job.kind === 'lmGenerate'
           ? await this.lmGenerate(job, priority, signal)
@@ -115,12 +118,18 @@ export class InferenceHost implements JobExecutor {
     });
   }
 
-  private async generate(job: GenerateJob, priority: Priority, signal?: AbortSignal): Promise<number[]> {
-    const out = await this.run(job.crossKvGraph, { [IO.encoderHiddenStates]: job.encoderStates }, [IO.crossKv], priority, signal);
+  /**
+   * One generation per part: the cross-attention keys and values of all parts in one run, then
+   * their searches in lockstep, one decoder run per step (src/ml/generation/run-searches.ts).
+   */
+  private async generate(job: MergedGenerateJob, priority: Priority, signal?: AbortSignal): Promise<number[][]> {
+    const states = job.parts.length === 1 ? (job.parts[0] as FloatTensor) : concat(job.parts, 0);
+    const out = await this.run(job.crossKvGraph, { [IO.encoderHiddenStates]: states }, [IO.crossKv], priority, signal);
     const run = (graph: string, feeds: TensorMap, outputs?: string[]) => this.run(graph, feeds, outputs, priority, signal);
     const decoder = new KvCacheDecoder(run, job.decoderGraph, out[IO.crossKv] as FloatTensor, job.config.maxLength, this.pool);
+    const search = () => (job.config.numBeams > 1 ? new BeamSearch(job.prefix, job.config) : new GreedySearch(job.prefix, job.config));
     try {
-      return job.config.numBeams > 1 ? await beamSearch(decoder, job.prefix, job.config) : await greedySearch(decoder, job.prefix, job.config);
+      return await runSearches(decoder, job.parts.map(search));
     } finally {
       decoder.release();
     }

@@ -40,6 +40,19 @@ export interface GenerateJob {
 }
 
 /**
+ * Several callers' {@link GenerateJob}s with the same graphs, prefix, settings and encoder state
+ * shape, merged by the scheduler: one cross-attention run over all inputs, then one decoder run
+ * per step for every input's beams (src/ml/generation/run-searches.ts), so each step reads the
+ * decoder's weights once for all of them. Only for decoders that take keys and values per input
+ * (docs/model-format.md).
+ */
+export interface MergedGenerateJob extends Omit<GenerateJob, 'kind' | 'encoderStates'> {
+  kind: 'generateMerged';
+  /** Each caller's encoder states [1,S,D], in order. */
+  parts: FloatTensor[];
+}
+
+/**
  * A whole generation of a decoder-only language model (BLIP-2's OPT) for one input: the decoder
  * graph step by step, `prefixEmbeds` [1,P,D] (the projected queries) before the `prefix` tokens.
  */
@@ -76,11 +89,12 @@ export interface ItmJob {
 }
 
 /** Work for an inference executor. */
-export type InferenceJob = RunJob | MergedRunJob | GenerateJob | LmGenerateJob | ItmJob;
+export type InferenceJob = RunJob | MergedRunJob | GenerateJob | MergedGenerateJob | LmGenerateJob | ItmJob;
 
 /**
  * `run` -> the graph's outputs; `runMerged` -> each part's outputs; `generate`, `lmGenerate` -> the
- * token ids (prefix included); `itm` -> logits [n, 2], flattened.
+ * token ids (prefix included); `generateMerged` -> each part's token ids; `itm` -> logits [n, 2],
+ * flattened.
  */
 export type JobResult<J extends InferenceJob> = J extends RunJob
   ? TensorMap
@@ -88,7 +102,9 @@ export type JobResult<J extends InferenceJob> = J extends RunJob
     ? TensorMap[]
     : J extends GenerateJob | LmGenerateJob
       ? number[]
-      : Float32Array;
+      : J extends MergedGenerateJob
+        ? number[][]
+        : Float32Array;
 
 /** Interactive work (search, ITM re-ranking, VQA) goes before background work (ingest). */
 export type Priority = 'interactive' | 'background';

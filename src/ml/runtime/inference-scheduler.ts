@@ -1,9 +1,9 @@
 import { EngineClosedError, InferenceAbortedError } from '../errors.js';
-import type { GenerateJob, InferenceJob, ItmJob, JobExecutor, JobResult, LmGenerateJob, MergedRunJob, Priority } from './inference-job.js';
+import type { GenerateJob, InferenceJob, ItmJob, JobExecutor, JobResult, LmGenerateJob, MergedGenerateJob, MergedRunJob, Priority } from './inference-job.js';
 import type { TensorMap } from './tensor.js';
 
 /** What callers queue; the scheduler itself makes the merged runs. */
-type QueuedJob = Exclude<InferenceJob, MergedRunJob>;
+type QueuedJob = Exclude<InferenceJob, MergedRunJob | MergedGenerateJob>;
 
 export type { Priority } from './inference-job.js';
 
@@ -27,6 +27,14 @@ export interface SchedulerOptions {
   reservedInteractive?: number;
   /** Graphs whose runs may be merged along axis 0 (every input and output has batch first). */
   batchableGraphs?: Iterable<string>;
+  /**
+   * Decoder graphs that take cross-attention keys and values per input (docs/model-format.md):
+   * generations on them that are queued together, with the same prefix and settings, run as one
+   * (MergedGenerateJob), sharing each step's reading of the decoder's weights.
+   */
+  batchableDecoders?: Iterable<string>;
+  /** Most generations merged into one. Default 4. */
+  maxGenerateBatch?: number;
   /**
    * Told of each finished job: the graph it ran ('generate' and 'itm' for the composite jobs) and
    * its seconds from dispatch to result (the service's inference-time metric, src/lib/metrics.ts).
@@ -60,7 +68,9 @@ export interface SchedulerStats {
   runs: Array<{ graph: string; rows: number; requests: number; priority: Priority }>;
   /** Run jobs executed since start, per graph. */
   runsByGraph: Record<string, number>;
+  /** Generations asked for, and the generation jobs that ran them (fewer when merged). */
   generations: number;
+  generationJobs: number;
   /** ITM jobs and the images they scored. */
   itmJobs: number;
   itmRows: number;
@@ -82,10 +92,12 @@ export class InferenceScheduler {
   private readonly maxWaitMs: number;
   private readonly reserved: number;
   private readonly batchable: Set<string>;
+  private readonly batchableDecoders: Set<string>;
+  private readonly maxGenerateBatch: number;
   private timer: NodeJS.Timeout | null = null;
   private readonly onJobDone: SchedulerOptions['onJobDone'];
   private closed = false;
-  readonly stats: SchedulerStats = { runs: [], runsByGraph: {}, generations: 0, itmJobs: 0, itmRows: 0 };
+  readonly stats: SchedulerStats = { runs: [], runsByGraph: {}, generations: 0, generationJobs: 0, itmJobs: 0, itmRows: 0 };
 
   constructor(executors: JobExecutor[], options: SchedulerOptions = {}) {
     if (executors.length === 0) throw new RangeError('the scheduler needs at least one executor');
@@ -95,6 +107,8 @@ export class InferenceScheduler {
     this.maxWaitMs = options.maxWaitMs ?? 2;
     this.reserved = Math.min(options.reservedInteractive ?? 0, executors.length - 1);
     this.batchable = new Set(options.batchableGraphs ?? []);
+    this.batchableDecoders = new Set(options.batchableDecoders ?? []);
+    this.maxGenerateBatch = options.maxGenerateBatch ?? 4;
     this.onJobDone = options.onJobDone;
   }
 
@@ -111,7 +125,11 @@ export class InferenceScheduler {
     return this.enqueue({ kind: 'run', graph, feeds, ...(outputs ? { outputs } : {}) }, priority, signal) as Promise<TensorMap>;
   }
 
-  /** Runs a whole generation on one executor; `signal` drops it from the queue or stops it between steps. */
+  /**
+   * Runs a whole generation on one executor; `signal` drops it from the queue or stops it between
+   * steps. Generations queued together on a batchable decoder may run as one: a caller that gives
+   * up is rejected at once, and the merged generation stops when every caller has given up.
+   */
   generate(job: GenerateJob | LmGenerateJob, priority: Priority, signal?: AbortSignal): Promise<number[]> {
     return this.enqueue(job, priority, signal) as Promise<number[]>;
   }
@@ -152,6 +170,8 @@ export class InferenceScheduler {
         key = `${job.graph}|${(job.outputs ?? []).join(',')}|${entries.map(([n, t]) => `${n}:${t.dtype}[${t.dims.slice(1).join(',')}]`).join('|')}`;
         rows = entries[0]?.[1].dims[0] ?? 1;
         bytes = entries.reduce((s, [, t]) => s + t.data.byteLength, 0);
+      } else if (job.kind === 'generate' && this.batchableDecoders.has(job.decoderGraph) && job.encoderStates.dims[0] === 1) {
+        key = `generate|${job.crossKvGraph}|${job.decoderGraph}|${job.prefix.join(',')}|${JSON.stringify(job.config)}|${job.encoderStates.dims.join(',')}`;
       }
       const item: Item = { job, priority, signal, key, rows, bytes, enqueuedAt: performance.now(), resolve, reject };
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -205,6 +225,11 @@ export class InferenceScheduler {
   /** The requests to run with `item`, or 'wait' while companions may still come. */
   private group(item: Item, lane: Item[]): Item[] | 'wait' {
     if (item.key === null) return [item];
+    if (item.job.kind === 'generate') {
+      // A generation takes the ones queued with it and waits for none: it runs for seconds, and
+      // while it runs the next ones queue up (ingest under load merges two to four).
+      return [item, ...lane.filter((o) => o !== item && o.key === item.key)].slice(0, this.maxGenerateBatch);
+    }
     const group = [item];
     let rows = item.rows;
     let bytes = item.bytes;
@@ -230,9 +255,40 @@ export class InferenceScheduler {
       this.onJobDone?.(label, (performance.now() - startedAt) / 1000);
       this.pump();
     };
+    if (first.job.kind === 'generate' && group.length > 1) {
+      this.stats.generations += group.length;
+      this.stats.generationJobs++;
+      const { encoderStates: _, ...common } = first.job;
+      const parts = group.map((g) => (g.job as GenerateJob).encoderStates);
+      // A caller that gives up is answered at once; the generation stops when all of them have.
+      const stop = new AbortController();
+      const open = new Set(group);
+      const leave = group.map((g) => {
+        const onAbort = (): void => {
+          if (!open.delete(g)) return;
+          g.reject(new InferenceAbortedError());
+          if (open.size === 0) stop.abort();
+        };
+        g.signal?.addEventListener('abort', onAbort, { once: true });
+        return () => g.signal?.removeEventListener('abort', onAbort);
+      });
+      slot.executor
+        .execute({ ...common, kind: 'generateMerged', parts }, priority, stop.signal)
+        .then(
+          (ids) => group.forEach((g, i) => open.has(g) && g.resolve(ids[i] as number[])),
+          (err: unknown) => group.forEach((g) => open.has(g) && g.reject(err)),
+        )
+        .finally(() => {
+          leave.forEach((f) => f());
+          done();
+        });
+      return;
+    }
     if (first.job.kind !== 'run') {
-      if (first.job.kind === 'generate' || first.job.kind === 'lmGenerate') this.stats.generations++;
-      else {
+      if (first.job.kind === 'generate' || first.job.kind === 'lmGenerate') {
+        this.stats.generations++;
+        this.stats.generationJobs++;
+      } else {
         this.stats.itmJobs++;
         this.stats.itmRows += first.job.states.length;
       }

@@ -25,8 +25,9 @@ function toWire(err: unknown): WireError {
  */
 function prepare(result: ReplyResult): { result: ReplyResult; transfer: ArrayBuffer[] } {
   if (result instanceof Float32Array) return { result, transfer: isShared(result) ? [] : [result.buffer as ArrayBuffer] };
-  // Token ids (numbers), or a merged run's parts (tensor maps, already split on this thread).
-  const maps = Array.isArray(result) ? result.filter((r): r is TensorMap => typeof r === 'object') : [result];
+  // Token ids (numbers, or one array per merged generation), or a merged run's parts (tensor
+  // maps, already split on this thread).
+  const maps = Array.isArray(result) ? result.filter((r): r is TensorMap => typeof r === 'object' && !Array.isArray(r)) : [result];
   const transfer: ArrayBuffer[] = [];
   for (const t of maps.flatMap((m) => Object.values(m))) {
     if (t.data.byteLength > SHARE_ABOVE_BYTES) t.data = toShared(t.data as Float32Array) as typeof t.data;

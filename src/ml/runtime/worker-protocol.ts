@@ -30,7 +30,7 @@ export interface WireError {
 }
 
 /** What a job returns across the thread boundary (inference-job.ts, JobResult). */
-export type ReplyResult = TensorMap | TensorMap[] | number[] | Float32Array;
+export type ReplyResult = TensorMap | TensorMap[] | number[] | number[][] | Float32Array;
 
 /** Worker -> main. `id` 0 announces readiness (or a failed start). */
 export type ReplyMessage =
