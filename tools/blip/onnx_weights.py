@@ -25,8 +25,12 @@ from .export import export_folder
 from .model import BlipConfig
 
 
-def _initializers(path: Path) -> dict[str, np.ndarray]:
-    return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+def _initializers(path: Path) -> tuple[dict[str, np.ndarray], dict[tuple[str, int], str]]:
+    """A graph's initializers by name, and which one each (node name, input index) reads."""
+    graph = onnx.load(str(path)).graph
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    read_by = {(n.name, i): x for n in graph.node for i, x in enumerate(n.input) if x in values}
+    return values, read_by
 
 
 def _shares_vision(manifest: dict) -> bool:
@@ -72,17 +76,26 @@ def read_parameters(probe: torch.nn.Module, probe_dir: Path, trained_dir: Path, 
     index = _locate(probe)
     found: dict[str, torch.Tensor] = {}
     for gname, g in graphs.items():
-        trained = _initializers(trained_dir / g["file"])
-        for init_name, value in _initializers(probe_dir / g["file"]).items():
+        trained, trained_read_by = _initializers(trained_dir / g["file"])
+        values, read_by = _initializers(probe_dir / g["file"])
+        uses: dict[str, list[tuple[str, int]]] = {}
+        for use, init_name in read_by.items():
+            uses.setdefault(init_name, []).append(use)
+        for init_name, value in values.items():
             if value.dtype != np.float32 or value.size < 2:
                 continue  # shapes, axes and scalar constants, not weights
             hit = index.get(np.ascontiguousarray(value).tobytes())
             if hit is None:
                 raise ValueError(f"{gname}: initializer {init_name} {value.shape} matches no parameter")
-            if init_name not in trained or trained[init_name].shape != value.shape:
+            # The trained initializer read by the same node (node names follow module paths), else
+            # the one of the same name: anonymous names (onnx::MatMul_1307) are numbered through
+            # the whole graph, so a graph exported before a change elsewhere in it (as the
+            # decoders' fold of rows into inputs, model.py attend) numbers them differently.
+            match = next((trained_read_by[u] for u in uses.get(init_name, []) if u in trained_read_by), init_name)
+            if match not in trained or trained[match].shape != value.shape:
                 raise ValueError(f"{gname}: the trained graph lacks initializer {init_name} {value.shape}")
             pname, transposed, shape = hit
-            w = torch.from_numpy(np.array(trained[init_name].T if transposed else trained[init_name])).reshape(shape)
+            w = torch.from_numpy(np.array(trained[match].T if transposed else trained[match])).reshape(shape)
             if pname in found and not torch.equal(found[pname], w):
                 raise ValueError(f"graphs disagree on {pname}")
             found[pname] = w
