@@ -37,11 +37,6 @@ export class KvCache {
     return this.filled;
   }
 
-  /** Rows the cache holds now. */
-  get rows(): number {
-    return this.rowCount;
-  }
-
   /**
    * Takes the memory for `rows` on first use; a later step must keep the rows it has (after
    * {@link reorder}, which may drop some).
