@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import hnswlib from 'hnswlib-node';
+import { dot, l2Normalize } from '../domain/embedding.js';
 import type { VectorIndex, VectorMatch } from './vector-index.js';
 import { isSnapshotFile, readIndexManifest, snapshotFileFor, snapshotFileOf, writeIndexManifest } from './index-manifest.js';
 
@@ -27,8 +28,18 @@ export type HnswOpenResult =
  */
 export class HnswVectorIndex implements VectorIndex {
   private hnsw: hnswlib.HierarchicalNSW;
+  /** Labels removed (marked deleted in the graph, or about to be: `deferred`). */
   private readonly deleted = new Set<number>();
   private readonly present = new Set<number>();
+  /**
+   * While a save writes the graph on a libuv thread: the graph changes made meanwhile, in order
+   * (a null vector removes), applied when the write ends; null when no save runs.
+   */
+  private deferred: Array<{ label: number; vector: Float32Array | null }> | null = null;
+  /** The unit vectors of labels added while a save runs, which the graph does not hold yet. */
+  private readonly pending = new Map<number, Float32Array>();
+  /** Live labels the graph held when the running save began. */
+  private frozenLive = 0;
 
   private constructor(
     readonly dim: number,
@@ -84,19 +95,34 @@ export class HnswVectorIndex implements VectorIndex {
 
   add(label: number, vector: Float32Array): void {
     if (vector.length !== this.dim) throw new RangeError(`vector has ${vector.length} dimensions, index has ${this.dim}`);
-    if (!this.present.has(label) && this.hnsw.getCurrentCount() >= this.hnsw.getMaxElements()) {
-      // A saved empty index reloads with capacity 0, hence the floor.
-      this.hnsw.resizeIndex(Math.max(this.options.initialCapacity, this.hnsw.getMaxElements() * 2));
+    if (this.deferred) {
+      this.deferred.push({ label, vector: Float32Array.from(vector) });
+      this.pending.set(label, l2Normalize(vector));
+    } else {
+      this.addToGraph(label, vector);
     }
-    // hnswlib updates an existing label in place and un-marks it if it was deleted.
-    this.hnsw.addPoint(Array.from(vector), label);
     this.present.add(label);
     this.deleted.delete(label);
   }
 
+  private addToGraph(label: number, vector: Float32Array): void {
+    if (this.hnsw.getCurrentCount() >= this.hnsw.getMaxElements()) {
+      // A saved empty index reloads with capacity 0, hence the floor. (Re-adding a label that is
+      // in the graph needs no room; resizing then is harmless.)
+      this.hnsw.resizeIndex(Math.max(this.options.initialCapacity, this.hnsw.getMaxElements() * 2));
+    }
+    // hnswlib updates an existing label in place and un-marks it if it was deleted.
+    this.hnsw.addPoint(Array.from(vector), label);
+  }
+
   remove(label: number): void {
     if (!this.present.has(label) || this.deleted.has(label)) return;
-    this.hnsw.markDelete(label);
+    if (this.deferred) {
+      this.deferred.push({ label, vector: null });
+      this.pending.delete(label);
+    } else {
+      this.hnsw.markDelete(label);
+    }
     this.deleted.add(label);
   }
 
@@ -107,7 +133,8 @@ export class HnswVectorIndex implements VectorIndex {
   /** The stored vector of a live label (normalised: the cosine space stores unit vectors). */
   vector(label: number): Float32Array {
     if (!this.has(label)) throw new RangeError(`label ${label} is not in the index`);
-    return Float32Array.from(this.hnsw.getPoint(label));
+    const pending = this.pending.get(label);
+    return pending ? Float32Array.from(pending) : Float32Array.from(this.hnsw.getPoint(label));
   }
 
   labels(): number[] {
@@ -122,15 +149,36 @@ export class HnswVectorIndex implements VectorIndex {
   search(query: Float32Array, k: number, allow?: (label: number) => boolean): VectorMatch[] {
     const n = Math.min(k, this.size);
     if (n <= 0) return [];
+    if (this.deferred) return this.searchDuringSave(query, n, allow);
     // ef below k silently returns fewer than k results.
     this.hnsw.setEf(Math.max(this.options.efSearch, n));
     const { neighbors, distances } = allow ? this.hnsw.searchKnn(Array.from(query), n, allow) : this.hnsw.searchKnn(Array.from(query), n);
     return neighbors.map((label, i) => ({ label, score: 1 - (distances[i] as number) }));
   }
 
-  /** Rebuilds the graph from live points when deletions pass `ratio` of all entries. */
+  /**
+   * {@link search} while a save holds the graph still: the graph's entries that are still live
+   * and not re-added since, and an exact scan of those added since (a save's worth of ingests).
+   */
+  private searchDuringSave(query: Float32Array, n: number, allow?: (label: number) => boolean): VectorMatch[] {
+    const fromGraph = (label: number): boolean => !this.deleted.has(label) && !this.pending.has(label) && (allow?.(label) ?? true);
+    const q = l2Normalize(query);
+    const out: VectorMatch[] = [];
+    const m = Math.min(n, this.frozenLive);
+    if (m > 0) {
+      this.hnsw.setEf(Math.max(this.options.efSearch, m));
+      const { neighbors, distances } = this.hnsw.searchKnn(Array.from(query), m, fromGraph);
+      neighbors.forEach((label, i) => out.push({ label, score: 1 - (distances[i] as number) }));
+    }
+    for (const [label, v] of this.pending) {
+      if (allow?.(label) ?? true) out.push({ label, score: dot(q, v) });
+    }
+    return out.sort((a, b) => b.score - a.score).slice(0, n);
+  }
+
+  /** Rebuilds the graph from live points when deletions pass `ratio` of all entries (not during a save). */
   compactIfNeeded(ratio: number): boolean {
-    if (this.deleted.size === 0 || this.deleted.size < ratio * this.present.size) return false;
+    if (this.deferred || this.deleted.size === 0 || this.deleted.size < ratio * this.present.size) return false;
     const live = this.labels();
     const fresh = HnswVectorIndex.createRaw(this.dim, Math.max(this.options.initialCapacity, live.length * 2), this.options);
     for (const label of live) fresh.addPoint(this.hnsw.getPoint(label), label);
@@ -147,16 +195,32 @@ export class HnswVectorIndex implements VectorIndex {
    * files no manifest names. A crash before the manifest's rename leaves the old manifest and its
    * old file untouched: the restart loads the previous snapshot and catches up from the feed or the
    * repair scan, never a full rebuild for a torn write.
+   *
+   * The snapshot holds the index as it is when save() is called. The graph is written on a libuv
+   * thread (50k vectors of 256 took 46-133 ms, which on the event loop stalled every request),
+   * and must not change while it is read: adds and removes made meanwhile are seen at once by
+   * has, labels, vector and search, and reach the graph when the write ends. One save at a time.
    */
   async save(dir: string, feedPosition?: () => number): Promise<void> {
-    await fs.mkdir(dir, { recursive: true });
-    const tmp = path.join(dir, ownTemporary());
-    // Synchronous on purpose: the async writeIndex reads the graph on a libuv thread while
-    // addPoint/markDelete may mutate it from the event loop; a torn snapshot would be saved.
-    this.hnsw.writeIndexSync(tmp);
-    // Read in the same tick as the write: the snapshot holds exactly the feed up to here.
+    if (this.deferred) throw new Error('a save of this index is already running');
+    // Taken together, before any await: the snapshot holds exactly the feed up to here.
+    this.deferred = [];
+    this.frozenLive = this.size;
     const position = feedPosition?.();
     const deleted = [...this.deleted];
+    const tmp = path.join(dir, ownTemporary());
+    try {
+      await fs.mkdir(dir, { recursive: true });
+      await this.hnsw.writeIndex(tmp);
+    } finally {
+      const changes = this.deferred;
+      this.deferred = null;
+      this.pending.clear();
+      for (const { label, vector } of changes) {
+        if (vector) this.addToGraph(label, vector);
+        else this.hnsw.markDelete(label);
+      }
+    }
     const handle = await fs.open(tmp, 'r+');
     try {
       await handle.sync();

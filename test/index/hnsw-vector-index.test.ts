@@ -76,6 +76,53 @@ describe('HnswVectorIndex', () => {
     expect((await HnswVectorIndex.open(dir, 'm1', DIM, OPTIONS)).status).toBe('empty');
   });
 
+  it('a save holds the index as it was when called; changes made while it writes are seen at once and reach the graph after', async () => {
+    const liveDir = path.join(dir, 'live');
+    const a = HnswVectorIndex.create(DIM, 'm1', OPTIONS);
+    vectors.slice(0, 300).forEach((v, i) => a.add(i + 1, v));
+    const saving = a.save(liveDir);
+    // While the graph is written on a libuv thread: an add past the capacity (64 * 2^n: 512 is
+    // the next), a removal, a replaced vector, and a label added then removed.
+    const extra = vectors.slice(300, 520);
+    extra.forEach((v, i) => a.add(i + 301, v));
+    a.remove(2);
+    a.add(3, vectors[1000]!);
+    a.add(900, vectors[1001]!);
+    a.remove(900);
+    const seen = () => {
+      expect(a.size).toBe(519);
+      expect(a.has(2)).toBe(false);
+      expect(a.has(900)).toBe(false);
+      expect(a.search(vectors[400]!, 1)[0]).toMatchObject({ label: 401 });
+      expect(a.search(vectors[400]!, 1)[0]!.score).toBeCloseTo(1, 4);
+      expect(a.search(vectors[1000]!, 1)[0]).toMatchObject({ label: 3 });
+      expect(a.search(vectors[1]!, 5).map((m) => m.label)).not.toContain(2);
+      expect(a.search(vectors[1001]!, 5).map((m) => m.label)).not.toContain(900);
+      expect(a.search(vectors[10]!, 3, (label) => label !== 11).map((m) => m.label)).not.toContain(11);
+      expect(a.search(vectors[10]!, 600)).toHaveLength(519);
+      const v = a.vector(3);
+      expect(v.reduce((s, x, i) => s + x * vectors[1000]![i]!, 0)).toBeCloseTo(1, 5);
+    };
+    seen();
+    await saving;
+    seen();
+    // The snapshot is the index as it was when save() was called.
+    const opened = await HnswVectorIndex.open(liveDir, 'm1', DIM, OPTIONS);
+    expect(opened.status).toBe('loaded');
+    expect(opened.index.size).toBe(300);
+    expect(opened.index.has(2)).toBe(true);
+    expect(opened.index.has(301)).toBe(false);
+    expect(opened.index.search(vectors[2]!, 1)[0]).toMatchObject({ label: 3 });
+    // The next save holds the changes.
+    await a.save(liveDir);
+    const reopened = await HnswVectorIndex.open(liveDir, 'm1', DIM, OPTIONS);
+    expect(reopened.index.size).toBe(519);
+    expect(reopened.index.search(vectors[1000]!, 1)[0]).toMatchObject({ label: 3 });
+    const first = a.save(liveDir);
+    await expect(a.save(liveDir)).rejects.toThrow(/already running/);
+    await first;
+  });
+
   it('a save that dies before its manifest commits leaves the previous snapshot loadable; the next save removes its leftovers', async () => {
     const crashDir = path.join(dir, 'crash');
     const a = HnswVectorIndex.create(DIM, 'm1', OPTIONS);
