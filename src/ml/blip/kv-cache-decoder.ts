@@ -21,6 +21,10 @@ export class KvCacheDecoder implements StepModel {
   private readonly heads: number;
   private readonly headDim: number;
   private readonly encLen: number;
+  /** Floats of one input's keys (or values) of one layer in `crossKv`. */
+  private readonly perInput: number;
+  /** Inputs `crossKv` has room for per layer (its N). */
+  private readonly slots: number;
   private readonly cache: KvCache;
   /** All ones: every image token is visible. The same at every step, so built once. */
   private readonly encoderMask: ReturnType<typeof intTensor>;
@@ -55,6 +59,8 @@ export class KvCacheDecoder implements StepModel {
     this.heads = heads as number;
     this.encLen = encLen as number;
     this.headDim = headDim as number;
+    this.perInput = this.heads * this.encLen * this.headDim;
+    this.slots = inputs as number;
     this.live = Array.from({ length: inputs as number }, (_, i) => i);
     this.cache = new KvCache({ layers: this.layers, heads: this.heads, headDim: this.headDim }, capacity, pool);
     this.encoderMask = intTensor(new Array<number>(this.encLen).fill(1), [1, this.encLen]);
@@ -76,15 +82,13 @@ export class KvCacheDecoder implements StepModel {
       [IO.encoderAttentionMask]: this.encoderMask,
     };
     // One input per layer and key/value, each a view into the caches: nothing is copied.
-    const slots = this.crossKv.dims[2] as number;
-    const perInput = this.heads * this.encLen * this.headDim;
     const n = this.live.length;
     for (let l = 0; l < this.layers; l++) {
       ([0, 1] as const).forEach((k) => {
         const kind = k === 0 ? 'key' : 'value';
-        const start = (2 * l + k) * slots * perInput;
+        const start = (2 * l + k) * this.slots * this.perInput;
         feeds[LAYER_IO.past(l, kind)] = this.cache.view(l, k);
-        feeds[LAYER_IO.cross(l, kind)] = { dtype: 'float32', dims: [n, this.heads, this.encLen, this.headDim], data: this.crossKv.data.subarray(start, start + n * perInput) };
+        feeds[LAYER_IO.cross(l, kind)] = { dtype: 'float32', dims: [n, this.heads, this.encLen, this.headDim], data: this.crossKv.data.subarray(start, start + n * this.perInput) };
       });
     }
     const out = await this.run(this.decoderGraph, feeds, [IO.logits, IO.newKv]);
@@ -114,7 +118,7 @@ export class KvCacheDecoder implements StepModel {
     const kept = [...new Set(rowInput)];
     const group = rows / kept.length;
     const grouped = Number.isInteger(group) && rowInput.every((input, r) => input === kept[Math.floor(r / group)]);
-    if (!grouped || kept.some((input, i) => i > 0 && input <= (kept[i - 1] as number)) || kept.some((input) => !this.live.includes(input))) {
+    if (!grouped || kept.some((input, i) => i > 0 && input <= (kept[i - 1] as number))) {
       throw new RangeError(`rows must be equal groups of the inputs in order, got inputs [${rowInput.join(',')}]`);
     }
     if (kept.length < this.live.length) this.dropInputs(kept);
@@ -123,14 +127,13 @@ export class KvCacheDecoder implements StepModel {
 
   /** Moves the kept inputs' keys and values to the front of each layer's slots (in place). */
   private dropInputs(kept: number[]): void {
-    const slots = this.crossKv.dims[2] as number;
-    const perInput = this.heads * this.encLen * this.headDim;
-    const data = this.crossKv.data;
+    const { data } = this.crossKv;
+    const per = this.perInput;
     for (let lk = 0; lk < this.layers * 2; lk++) {
-      const base = lk * slots * perInput;
+      const base = lk * this.slots * per;
       kept.forEach((input, to) => {
         const from = this.live.indexOf(input);
-        if (from !== to) data.copyWithin(base + to * perInput, base + from * perInput, base + (from + 1) * perInput);
+        if (from !== to) data.copyWithin(base + to * per, base + from * per, base + (from + 1) * per);
       });
     }
     this.live = kept;

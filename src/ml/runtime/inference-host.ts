@@ -1,9 +1,8 @@
 import { KvCacheDecoder } from '../blip/kv-cache-decoder.js';
 import { IO } from '../blip/blip-io-names.js';
 import { InferenceAbortedError, ModelFormatError } from '../errors.js';
-import { BeamSearch, beamSearch } from '../generation/beam-search.js';
-import { GreedySearch, greedySearch } from '../generation/greedy-search.js';
 import { runSearches } from '../generation/run-searches.js';
+import { searchFor } from '../generation/search-for.js';
 import type { GraphManifest } from '../manifest/model-manifest.js';
 import { OptKvDecoder } from '../blip2/opt-kv-decoder.js';
 import { BufferPool } from './buffer-pool.js';
@@ -123,13 +122,11 @@ export class InferenceHost implements JobExecutor {
    * their searches in lockstep, one decoder run per step (src/ml/generation/run-searches.ts).
    */
   private async generate(job: MergedGenerateJob, priority: Priority, signal?: AbortSignal): Promise<number[][]> {
-    const states = job.parts.length === 1 ? (job.parts[0] as FloatTensor) : concat(job.parts, 0);
-    const out = await this.run(job.crossKvGraph, { [IO.encoderHiddenStates]: states }, [IO.crossKv], priority, signal);
+    const out = await this.run(job.crossKvGraph, { [IO.encoderHiddenStates]: concat(job.parts, 0) }, [IO.crossKv], priority, signal);
     const run = (graph: string, feeds: TensorMap, outputs?: string[]) => this.run(graph, feeds, outputs, priority, signal);
     const decoder = new KvCacheDecoder(run, job.decoderGraph, out[IO.crossKv] as FloatTensor, job.config.maxLength, this.pool);
-    const search = () => (job.config.numBeams > 1 ? new BeamSearch(job.prefix, job.config) : new GreedySearch(job.prefix, job.config));
     try {
-      return await runSearches(decoder, job.parts.map(search));
+      return await runSearches(decoder, job.parts.map(() => searchFor(job.prefix, job.config)));
     } finally {
       decoder.release();
     }
@@ -140,7 +137,7 @@ export class InferenceHost implements JobExecutor {
     const run = (graph: string, feeds: TensorMap, outputs?: string[]) => this.run(graph, feeds, outputs, priority, signal);
     const decoder = new OptKvDecoder(run, job.decoderGraph, job.prefixEmbeds, job.layout, job.config.maxLength, this.pool);
     try {
-      return job.config.numBeams > 1 ? await beamSearch(decoder, job.prefix, job.config) : await greedySearch(decoder, job.prefix, job.config);
+      return (await runSearches(decoder, [searchFor(job.prefix, job.config)]))[0] as number[];
     } finally {
       decoder.release();
     }
